@@ -1,0 +1,97 @@
+"""Hooks and guards for one explaining pass: everything they change is put back when the block ends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["LayerCapture", "explaining"]
+
+
+class LayerCapture:
+    """Forward hooks that record the outputs of target layers during one forward pass.
+
+    With ``track_gradients``, the forward is expected to start with autograd off: the first target layer
+    to run (the earliest one) turns it on, so only the part of the network after it is recorded for
+    backward. Its output is captured as a fresh leaf; every captured activation is handed on as a clone,
+    so an in-place op after the layer (``ReLU(inplace=True)``) cannot overwrite what was captured.
+
+    Use as a context manager; the hooks are removed when the block ends, also on error.
+    """
+
+    def __init__(self, layers: dict[str, nn.Module], *, track_gradients: bool) -> None:
+        self.layers = layers
+        self.track_gradients = track_gradients
+        self.activations: dict[str, Tensor] = {}
+        self._handles: list[Any] = []
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, args: Any, output: Any) -> Tensor:
+            if not isinstance(output, Tensor):
+                raise TypeError(
+                    f"layer {name!r} returned {type(output).__name__}, not a tensor; choose a layer whose "
+                    "output is a feature map"
+                )
+            if name in self.activations:
+                raise ValueError(
+                    f"layer {name!r} ran more than once in one forward (a shared module); choose a layer "
+                    "that runs once"
+                )
+            if not self.track_gradients:
+                self.activations[name] = output.detach().clone()
+                return output
+            if torch.is_grad_enabled():
+                captured = output
+            else:
+                captured = output.detach().requires_grad_(True)
+                torch.set_grad_enabled(True)  # undone by the caller's no_grad block
+            self.activations[name] = captured
+            return captured.clone()
+
+        return hook
+
+    def __enter__(self) -> LayerCapture:
+        try:
+            for name, module in self.layers.items():
+                self._handles.append(module.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Remove every hook this capture registered."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _cuda_devices(model: nn.Module) -> list[int]:
+    return sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+
+
+@contextmanager
+def explaining(model: nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode for an explanation and restore everything afterwards.
+
+    Restores each module's own train/eval flag and the global RNG state (CPU and the model's CUDA devices);
+    leaves inference mode so a graph can be recorded, and starts with autograd off.
+    """
+    flags = [(module, module.training) for module in model.modules()]
+    with ExitStack() as stack:
+        stack.enter_context(torch.random.fork_rng(devices=_cuda_devices(model)))
+        stack.enter_context(torch.inference_mode(False))
+        stack.enter_context(torch.no_grad())
+        model.eval()
+        try:
+            yield
+        finally:
+            for module, training in flags:
+                module.training = training
