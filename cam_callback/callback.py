@@ -1,0 +1,335 @@
+"""The callback's logic, written once for both Lightning namespaces.
+
+``CAMCallbackCore`` is a mixin that holds everything; :mod:`cam_callback.pl` and :mod:`cam_callback.lightning`
+combine it with the ``Callback`` class of ``pytorch_lightning`` and of ``lightning.pytorch``. It only uses the
+public Trainer API: ``sanity_checking``, ``current_epoch``, ``global_step``, ``loggers``, ``is_global_zero``,
+``precision_plugin``, ``val_dataloaders``, ``train_dataloader``, ``enable_validation``, ``log_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .engine import CAMEngine, CAMResult
+from .history import MapHistory
+from .layers import find_last_feature_layer, resolve_layer
+from .methods import get_method
+from .render import colormap_lut, heatmap_grid, history_grid, overlay_grid
+from .samples import FixedBatch, KeySpec, first_dataloader, take_fixed_batch
+from .sinks import PngSink, Sink, TensorBoardSink
+
+__all__ = ["CAMCallbackCore", "CAMConfigurationError"]
+
+_SHARDED_STRATEGIES = ("FSDP", "DeepSpeed", "ModelParallel")
+
+
+class CAMConfigurationError(ValueError):
+    """A setting of the callback that cannot work with this model or data; raised even when not strict."""
+
+
+def _as_list(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+class CAMCallbackCore:
+    """Logs class-activation maps of a fixed validation batch at every selected validation.
+
+    After each validation that ``every_n_epochs`` selects (mid-epoch ones too; never during the sanity check;
+    also under ``trainer.validate``), it computes the maps of the first ``num_samples`` validation samples
+    with one forward and one backward through the LightningModule in eval mode, blends them over the images
+    and logs the grids to every TensorBoard logger at ``trainer.global_step`` (PNG files under the run's log
+    directory when there is none), with drift scalars. Training is untouched: weights, buffers, optimizer
+    state, RNG streams, ``.grad`` and train/eval modes are the same bit for bit as without the callback.
+
+    Args:
+        layer: layer path(s) as in ``model.named_modules()`` (``"layer4"``, ``"features.-1"``). ``None``
+            picks the last module whose output is a spatial feature map.
+        method: CAM method name(s) (``"gradcam"``, ``"gradcam++"``, ``"xgradcam"``, ``"hirescam"``,
+            ``"layercam"``, ``"eigencam"``, ...).
+        num_samples: how many validation samples to explain (the dataset's first ones).
+        target: ``"label"`` (each sample's true class: the same question every epoch), ``"predicted"``, or a
+            class index. ``None``: ``"label"`` when the batches carry labels, else ``"predicted"``.
+        every_n_epochs: run in epochs divisible by this (0 disables).
+        alpha: heatmap opacity over the image, in [0, 1].
+        colormap: any OpenCV colormap by name (``"jet"``, ``"turbo"``, ``"viridis"``, ...).
+        input_key, label_key, mask_key: where to read inputs, labels and object masks (or boxes
+            ``[B, 4]``) from a batch: a position in a tuple or a dict key. ``None`` fits ``(x, y[, mask])``
+            and dicts with common keys (``image``, ``label``, ``mask``, ...).
+        mean, std: per-channel normalisation to undo for display; ``None`` shows each image min-max scaled.
+        log_heatmaps: also log a grid of the plain heatmaps.
+        history_size: largest side of the maps kept for drift and the end-of-fit summary.
+        tag_prefix: first part of every tag (``<prefix>/<layer>/<method>``).
+        strict: re-raise errors instead of warning and skipping that validation's maps.
+        reshape: turn a layer's token output into a feature map (see :class:`CAMEngine`), e.g. ``"tokens"``.
+    """
+
+    def __init__(
+        self,
+        layer: str | list[str] | None = None,
+        method: str | list[str] = "gradcam",
+        num_samples: int = 16,
+        target: str | int | None = None,
+        every_n_epochs: int = 1,
+        alpha: float = 0.5,
+        colormap: str = "jet",
+        input_key: int | str | None = None,
+        label_key: int | str | None = None,
+        mask_key: int | str | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        log_heatmaps: bool = True,
+        history_size: int = 32,
+        tag_prefix: str = "cam",
+        strict: bool = False,
+        reshape: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.layers = _as_list(layer)
+        self.methods = [get_method(m).name for m in _as_list(method)]
+        if not self.methods:
+            raise ValueError("`method` must name at least one method")
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"`num_samples` must be a positive int, got {num_samples!r}")
+        if isinstance(target, str) and target not in ("label", "predicted"):
+            raise ValueError(f"`target`: unknown {target!r}; use 'label', 'predicted', a class index or None")
+        if isinstance(target, bool) or (isinstance(target, int) and target < 0):
+            raise ValueError(f"`target` class index must be a non-negative int, got {target!r}")
+        if not isinstance(every_n_epochs, int) or every_n_epochs < 0:
+            raise ValueError(f"`every_n_epochs` must be an int >= 0, got {every_n_epochs!r}")
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"`alpha` must be in [0, 1], got {alpha!r}")
+        colormap_lut(colormap, "cpu")  # raises with the valid names
+        if (mean is None) != (std is None):
+            raise ValueError("`mean` and `std` go together: give both or neither")
+        if std is not None and any(s <= 0 for s in std):
+            raise ValueError(f"`std` must be positive, got {std!r}")
+        if history_size < 1:
+            raise ValueError(f"`history_size` must be >= 1, got {history_size!r}")
+        self.num_samples = num_samples
+        self.target = target
+        self.every_n_epochs = every_n_epochs
+        self.alpha = float(alpha)
+        self.colormap = colormap
+        self.keys: tuple[KeySpec, KeySpec, KeySpec] = (input_key, label_key, mask_key)
+        self.mean = list(mean) if mean is not None else None
+        self.std = list(std) if std is not None else None
+        self.log_heatmaps = log_heatmaps
+        self.tag_prefix = tag_prefix.strip("/")
+        self.strict = strict
+        self.reshape = reshape
+        self.history = MapHistory(max_side=history_size)
+        self._batch: FixedBatch | None = None
+        self._engine: CAMEngine | None = None
+        self._sinks: list[Sink] | None = None
+        self._warned: set[str] = set()
+        self._validated_this_fit = False
+
+    # ------------------------------------------------------------------ identity and state
+
+    @property
+    def state_key(self) -> str:
+        """Distinct for each configuration, so two such callbacks can run side by side."""
+        return self._generate_state_key(  # type: ignore[attr-defined]
+            layer=self.layers, method=self.methods, num_samples=self.num_samples, tag_prefix=self.tag_prefix
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The fixed batch and the maps' history, as CPU tensors (loads under ``weights_only=True``)."""
+        return {
+            "batch": self._batch.state_dict() if self._batch is not None else None,
+            "layers": list(self.layers),
+            "history": self.history.state_dict(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue a resumed run with the same images and history."""
+        batch = state_dict.get("batch")
+        self._batch = FixedBatch.from_state_dict(batch) if batch is not None else None
+        if not self.layers and state_dict.get("layers"):
+            self.layers = list(state_dict["layers"])
+        self.history.load_state_dict(state_dict.get("history", {}))
+
+    # ------------------------------------------------------------------ Lightning hooks
+
+    def setup(self, trainer: Any, pl_module: nn.Module, stage: str) -> None:
+        """Check layer names against the model before the first training step (errors are never skipped)."""
+        for layer in self.layers:
+            resolve_layer(pl_module, layer)
+        self._engine = None
+        self._sinks = None
+        self._validated_this_fit = False
+
+    def on_validation_end(self, trainer: Any, pl_module: nn.Module) -> None:
+        """Explain the fixed batch after a validation (not the sanity check)."""
+        if trainer.sanity_checking:
+            return
+        self._validated_this_fit = True
+        self._maybe_observe(trainer, pl_module, source="val")
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: nn.Module) -> None:
+        """Fall back to the first training samples when the fit has no validation at all."""
+        if self._validated_this_fit or trainer.enable_validation:
+            return
+        self._warn_once("no-val", "no validation data: explaining the first training samples instead")
+        self._maybe_observe(trainer, pl_module, source="train")
+
+    def on_fit_end(self, trainer: Any, pl_module: nn.Module) -> None:
+        """Log the summary image: samples as rows, validations as columns."""
+        if not trainer.is_global_zero or len(self.history) == 0:
+            return
+        try:
+            self._log_summary(trainer)
+        except Exception as error:  # noqa: BLE001 - a summary must never kill a finished run
+            self._fail(error, "the summary image")
+
+    # ------------------------------------------------------------------ the work
+
+    def _maybe_observe(self, trainer: Any, pl_module: nn.Module, source: str) -> None:
+        if self.every_n_epochs == 0 or trainer.current_epoch % self.every_n_epochs:
+            return
+        if not self._computes_here(trainer):
+            return
+        try:
+            batch = self._fixed_batch(trainer, pl_module, source)
+            self._observe(trainer, pl_module, batch)
+        except CAMConfigurationError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a long run must survive a failing visualisation
+            self._fail(error, f"the maps at step {trainer.global_step}")
+
+    def _computes_here(self, trainer: Any) -> bool:
+        """Rank 0 computes alone, except under sharded strategies, where every forward gathers parameters."""
+        if trainer.is_global_zero:
+            return True
+        return any(name in type(trainer.strategy).__name__ for name in _SHARDED_STRATEGIES)
+
+    def _fail(self, error: Exception, what: str) -> None:
+        if self.strict:
+            raise error
+        warnings.warn(
+            f"{type(self).__name__} skipped {what}: {type(error).__name__}: {error}", RuntimeWarning, stacklevel=2
+        )
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(f"{type(self).__name__}: {message}", UserWarning, stacklevel=3)
+
+    def _fixed_batch(self, trainer: Any, pl_module: nn.Module, source: str) -> FixedBatch:
+        device = pl_module.device  # type: ignore[attr-defined]
+        if self._batch is None:
+            loaders = trainer.val_dataloaders if source == "val" else trainer.train_dataloader
+            loader = first_dataloader(loaders)
+            if loader is None:
+                raise RuntimeError(f"no {source} DataLoader to take the samples from")
+            self._batch = take_fixed_batch(loader, self.num_samples, *self.keys)
+        if self._batch.inputs.device != device:
+            self._batch = self._batch.to(device)
+        if self.target == "label" and self._batch.labels is None:
+            raise CAMConfigurationError(
+                "`target='label'` but the batches carry no labels; set `label_key` or use target='predicted'"
+            )
+        return self._batch
+
+    def _engine_for(self, pl_module: nn.Module, batch: FixedBatch) -> CAMEngine:
+        if self._engine is None or self._engine.model is not pl_module:
+            if not self.layers:
+                self.layers = [find_last_feature_layer(pl_module, batch.inputs[:1])]
+                self._warn_once("auto-layer", f"no `layer` given; explaining {self.layers[0]!r}")
+            self._engine = CAMEngine(pl_module, self.layers, self.methods, reshape=self.reshape)
+        return self._engine
+
+    def _target(self, batch: FixedBatch) -> Any:
+        if self.target is None:
+            return batch.labels if batch.labels is not None else "predicted"
+        if self.target == "label":
+            return batch.labels
+        return self.target
+
+    def _observe(self, trainer: Any, pl_module: nn.Module, batch: FixedBatch) -> None:
+        engine = self._engine_for(pl_module, batch)
+        precision = trainer.precision_plugin
+        inputs = precision.convert_input(batch.inputs)
+        with precision.forward_context():
+            result = engine(inputs, self._target(batch))
+        if not trainer.is_global_zero:
+            return
+        step = int(trainer.global_step)
+        sinks = self._sinks_for(trainer)
+        captions = _captions(result, batch.labels)
+        for layer, method in result.raw:
+            maps = result.normalized(layer, method)
+            tag = f"{self.tag_prefix}/{layer}/{method}"
+            grid = overlay_grid(
+                batch.inputs, maps, alpha=self.alpha, colormap=self.colormap, mean=self.mean, std=self.std,
+                captions=captions,
+            )
+            for sink in sinks:
+                sink.add_image(tag, grid, step)
+            if self.log_heatmaps:
+                heat = heatmap_grid(maps, colormap=self.colormap)
+                for sink in sinks:
+                    sink.add_image(f"{self.tag_prefix}_heatmap/{layer}/{method}", heat, step)
+            scalars = self.history.record(layer, method, maps, step, batch.masks)
+            for name, value in scalars.items():
+                for sink in sinks:
+                    sink.add_scalar(f"{self.tag_prefix}_drift/{layer}/{method}/{name}", value, step)
+        for sink in sinks:
+            sink.flush()
+
+    def _sinks_for(self, trainer: Any) -> list[Sink]:
+        if self._sinks is None:
+            writers = [lg.experiment for lg in trainer.loggers if self._is_tensorboard(lg)]
+            self._sinks = [TensorBoardSink(w) for w in writers]
+            if not self._sinks:
+                directory = os.path.join(trainer.log_dir or trainer.default_root_dir, self.tag_prefix)
+                self._warn_once("png", f"no TensorBoard logger: writing PNG files under {directory}")
+                self._sinks = [PngSink(directory)]
+        return self._sinks
+
+    def _is_tensorboard(self, logger: Any) -> bool:
+        return type(logger).__name__ == "TensorBoardLogger"
+
+    def _log_summary(self, trainer: Any) -> None:
+        sinks = self._sinks_for(trainer)
+        directory = trainer.log_dir or trainer.default_root_dir
+        for (layer, method), frames in self.history.frames().items():
+            images = self._batch.inputs if self._batch is not None else None
+            grid = history_grid(frames, colormap=self.colormap, images=images, mean=self.mean, std=self.std)
+            for sink in sinks:
+                sink.add_image(f"{self.tag_prefix}_summary/{layer}/{method}", grid, int(trainer.global_step))
+                sink.flush()
+            path = os.path.join(directory, f"{self.tag_prefix}_summary_{layer}_{method}.png".replace("/", "_"))
+            _write_png(path, grid)
+
+
+def _captions(result: CAMResult, labels: Tensor | None) -> list[str] | None:
+    outputs = result.outputs
+    if not isinstance(outputs, Tensor) or outputs.dim() != 2:
+        return None
+    probs = outputs.float().softmax(dim=1)
+    predicted = probs.argmax(dim=1)
+    classes = result.classes if result.classes is not None else predicted
+    target_prob = probs.gather(1, classes.unsqueeze(1)).squeeze(1)
+    predicted_list = predicted.cpu().tolist()
+    probs_list = target_prob.cpu().tolist()
+    label_list = labels.cpu().tolist() if labels is not None else [None] * len(probs_list)
+    return [
+        (f"y={y} " if y is not None else "") + f"p={p} {q:.2f}"
+        for y, p, q in zip(label_list, predicted_list, probs_list, strict=True)
+    ]
+
+
+def _write_png(path: str, image: Tensor) -> None:
+    import cv2
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    cv2.imwrite(path, image.permute(1, 2, 0).flip(-1).contiguous().numpy())

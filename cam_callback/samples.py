@@ -1,0 +1,168 @@
+"""The fixed batch the callback explains every epoch: taken once from a DataLoader without moving any RNG."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset, default_collate
+
+__all__ = ["FixedBatch", "KeySpec", "preserved_rng", "take_fixed_batch", "first_dataloader"]
+
+KeySpec = int | str | None
+
+INPUT_KEYS = ("image", "images", "img", "input", "inputs", "x", "pixel_values")
+LABEL_KEYS = ("label", "labels", "target", "targets", "y", "class")
+MASK_KEYS = ("mask", "masks", "segmentation", "box", "boxes", "bbox")
+
+
+@contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Restore Python's, NumPy's and torch's global RNG states (CPU and initialised CUDA devices) on exit."""
+    python_state = random.getstate()
+    try:
+        import numpy as np
+
+        numpy_state: Any = np.random.get_state()
+    except ImportError:  # pragma: no cover - numpy ships with torch's usual installs
+        np = None
+        numpy_state = None
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            if np is not None:
+                np.random.set_state(numpy_state)
+
+
+@dataclass
+class FixedBatch:
+    """Inputs ``[B, C, H, W]``, and when the data has them, labels ``[B]`` and masks ``[B, H, W]`` or boxes."""
+
+    inputs: Tensor
+    labels: Tensor | None = None
+    masks: Tensor | None = None
+
+    def to(self, device: torch.device | str) -> FixedBatch:
+        """A copy on ``device``."""
+        move = lambda t: t.to(device) if t is not None else None  # noqa: E731
+        return FixedBatch(move(self.inputs), move(self.labels), move(self.masks))
+
+    def state_dict(self) -> dict[str, Tensor | None]:
+        """Plain CPU tensors (safe for ``weights_only`` checkpoint loading)."""
+        return {k: (v.detach().cpu() if v is not None else None) for k, v in vars(self).items()}
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Tensor | None]) -> FixedBatch:
+        """Rebuild from :meth:`state_dict`."""
+        return cls(state["inputs"], state.get("labels"), state.get("masks"))  # type: ignore[arg-type]
+
+
+def first_dataloader(loaders: Any) -> DataLoader | None:
+    """The first DataLoader in what Lightning holds (one loader, a list/tuple or a dict of them)."""
+    if isinstance(loaders, DataLoader):
+        return loaders
+    if isinstance(loaders, Mapping):
+        loaders = list(loaders.values())
+    if isinstance(loaders, Sequence):
+        for item in loaders:
+            found = first_dataloader(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _pick(batch: Any, key: KeySpec, defaults: Sequence[str], position: int | None, what: str) -> Any:
+    if isinstance(batch, Mapping):
+        if key is None:
+            key = next((k for k in defaults if k in batch), None)
+            return batch[key] if key is not None else None
+        if key not in batch:
+            raise KeyError(f"`{what}_key`: {key!r} is not in the batch; keys: {', '.join(map(repr, batch))}")
+        return batch[key]
+    if isinstance(batch, Sequence) and not isinstance(batch, (str, bytes)):
+        index = position if key is None else key
+        if index is None:
+            return None
+        if not isinstance(index, int):
+            raise KeyError(f"`{what}_key`: {index!r} is not a position, and the batch is a {type(batch).__name__}")
+        if key is None and index >= len(batch):
+            return None
+        if not -len(batch) <= index < len(batch):
+            raise KeyError(f"`{what}_key`: position {index} is out of range for a batch of {len(batch)} items")
+        return batch[index]
+    if isinstance(batch, Tensor):
+        return batch if what == "input" else None
+    raise TypeError(f"cannot read the {what} from a batch of type {type(batch).__name__}")
+
+
+def split_batch(batch: Any, input_key: KeySpec = None, label_key: KeySpec = None, mask_key: KeySpec = None) -> FixedBatch:
+    """Read inputs, labels and masks from a collated batch.
+
+    Defaults fit ``(x, y)`` / ``(x, y, mask)`` tuples and dicts with common keys (``image``/``input``/``x``,
+    ``label``/``target``/``y``, ``mask``/``box``).
+    """
+    inputs = _pick(batch, input_key, INPUT_KEYS, 0, "input")
+    if not isinstance(inputs, Tensor) or inputs.dim() != 4:
+        got = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
+        raise ValueError(f"`input_key`: expected an image batch [B, C, H, W], found {got}")
+    labels = _pick(batch, label_key, LABEL_KEYS, 1, "label")
+    masks = _pick(batch, mask_key, MASK_KEYS, 2, "mask")
+    labels = labels if isinstance(labels, Tensor) and labels.dim() == 1 else None
+    masks = masks if isinstance(masks, Tensor) else None
+    return FixedBatch(inputs.detach(), labels, masks)
+
+
+def take_fixed_batch(
+    loader: DataLoader,
+    num_samples: int,
+    input_key: KeySpec = None,
+    label_key: KeySpec = None,
+    mask_key: KeySpec = None,
+) -> FixedBatch:
+    """The first ``num_samples`` samples of ``loader``'s dataset, collated as the loader collates them.
+
+    Map-style datasets are indexed directly (0, 1, 2, ...), so the result does not depend on the sampler
+    (shuffling, or a distributed sampler's shard). No global RNG moves: Python's, NumPy's and torch's states
+    are restored, even though random transforms may draw while the samples are read.
+    """
+    with preserved_rng():
+        dataset = loader.dataset
+        collate = loader.collate_fn if loader.batch_size is not None else default_collate
+        if not isinstance(dataset, IterableDataset) and hasattr(dataset, "__len__"):
+            count = min(num_samples, len(dataset))  # type: ignore[arg-type]
+            batch = collate([dataset[i] for i in range(count)])
+        else:
+            batch = _take_from_iterable(loader, num_samples)
+    return split_batch(batch, input_key, label_key, mask_key)
+
+
+def _take_from_iterable(loader: DataLoader, num_samples: int) -> Any:
+    parts: list[Any] = []
+    taken = 0
+    for batch in loader:
+        parts.append(batch)
+        taken += len(split_batch(batch).inputs)
+        if taken >= num_samples:
+            break
+    if not parts:
+        raise ValueError("the dataloader yielded no batch")
+    return _concat(parts, num_samples)
+
+
+def _concat(parts: list[Any], limit: int) -> Any:
+    first = parts[0]
+    if isinstance(first, Tensor):
+        return torch.cat(parts)[:limit]
+    if isinstance(first, Mapping):
+        return {k: _concat([p[k] for p in parts], limit) for k in first}
+    if isinstance(first, Sequence) and not isinstance(first, (str, bytes)):
+        return type(first)(_concat([p[i] for p in parts], limit) for i in range(len(first)))
+    return first
