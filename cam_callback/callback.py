@@ -3,7 +3,8 @@
 ``CAMCallbackCore`` is a mixin that holds everything; :mod:`cam_callback.pl` and :mod:`cam_callback.lightning`
 combine it with the ``Callback`` class of ``pytorch_lightning`` and of ``lightning.pytorch``. It only uses the
 public Trainer API: ``sanity_checking``, ``current_epoch``, ``global_step``, ``loggers``, ``is_global_zero``,
-``precision_plugin``, ``val_dataloaders``, ``train_dataloader``, ``enable_validation``, ``log_dir``.
+``precision_plugin``, ``val_dataloaders``, ``train_dataloader``, ``enable_validation``, ``default_root_dir``.
+Nothing here may issue a collective on rank 0 alone (``trainer.log_dir`` broadcasts, so it is not used).
 """
 
 from __future__ import annotations
@@ -290,8 +291,9 @@ class CAMCallbackCore:
             writers = [lg.experiment for lg in trainer.loggers if self._is_tensorboard(lg)]
             self._sinks = [TensorBoardSink(w) for w in writers]
             if not self._sinks:
-                directory = os.path.join(trainer.log_dir or trainer.default_root_dir, self.tag_prefix)
-                self._warn_once("png", f"no TensorBoard logger: writing PNG files under {directory}")
+                directory = _run_directory(trainer)
+                where = os.path.join(directory, self.tag_prefix)
+                self._warn_once("png", f"no TensorBoard logger: writing PNG files under {where}")
                 self._sinks = [PngSink(directory)]
         return self._sinks
 
@@ -300,7 +302,7 @@ class CAMCallbackCore:
 
     def _log_summary(self, trainer: Any) -> None:
         sinks = self._sinks_for(trainer)
-        directory = trainer.log_dir or trainer.default_root_dir
+        directory = _run_directory(trainer)
         for (layer, method), frames in self.history.frames().items():
             images = self._batch.inputs if self._batch is not None else None
             grid = history_grid(frames, colormap=self.colormap, images=images, mean=self.mean, std=self.std)
@@ -309,6 +311,16 @@ class CAMCallbackCore:
                 sink.flush()
             path = os.path.join(directory, f"{self.tag_prefix}_summary_{layer}_{method}.png".replace("/", "_"))
             _write_png(path, grid)
+
+
+def _run_directory(trainer: Any) -> str:
+    """The run's log directory, read from the first logger: ``trainer.log_dir`` broadcasts, so rank 0 alone
+    must not call it."""
+    for logger in trainer.loggers:
+        directory = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
+        if directory:
+            return str(directory)
+    return str(trainer.default_root_dir)
 
 
 def _captions(result: CAMResult, labels: Tensor | None) -> list[str] | None:

@@ -52,8 +52,9 @@ class FixedBatch:
 
     def to(self, device: torch.device | str) -> FixedBatch:
         """A copy on ``device``."""
-        move = lambda t: t.to(device) if t is not None else None  # noqa: E731
-        return FixedBatch(move(self.inputs), move(self.labels), move(self.masks))
+        with torch.inference_mode(False):
+            moved = [t.to(device) if t is not None else None for t in (self.inputs, self.labels, self.masks)]
+        return FixedBatch(*moved)
 
     def state_dict(self) -> dict[str, Tensor | None]:
         """Plain CPU tensors (safe for ``weights_only`` checkpoint loading)."""
@@ -133,7 +134,7 @@ def take_fixed_batch(
     (shuffling, or a distributed sampler's shard). No global RNG moves: Python's, NumPy's and torch's states
     are restored, even though random transforms may draw while the samples are read.
     """
-    with preserved_rng():
+    with preserved_rng(), torch.inference_mode(False):  # normal tensors, even when read during validate()
         dataset = loader.dataset
         collate = loader.collate_fn if loader.batch_size is not None else default_collate
         if not isinstance(dataset, IterableDataset) and hasattr(dataset, "__len__"):

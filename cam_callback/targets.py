@@ -30,6 +30,8 @@ def _classes(target: Target, outputs: Tensor) -> Tensor:
         if classes.is_floating_point() or classes.is_complex() or classes.dtype == torch.bool:
             raise TypeError(f"`target` classes must be integers, got dtype {classes.dtype}")
         classes = classes.long().reshape(-1)
+        if classes.is_inference():
+            classes = classes.clone()  # an index saved for backward must be a normal tensor
         if classes.numel() != batch:
             raise ValueError(f"`target`: {classes.numel()} classes given for a batch of {batch}")
     else:

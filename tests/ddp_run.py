@@ -1,0 +1,43 @@
+"""A 2-process CPU DDP fit (gloo), run as a script by test_ddp.py: ``python ddp_run.py OUT_DIR with|without``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytorch_lightning as pl
+import torch
+from lit_models import loaders, make_module_class
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from cam_callback import GradCAMCallback
+
+
+def main(out_dir: str, mode: str) -> None:
+    pl.seed_everything(3, verbose=False)
+    model = make_module_class(pl)()
+    callbacks = [GradCAMCallback(layer="features.3", num_samples=4, strict=True)] if mode == "with" else []
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        max_epochs=2,
+        callbacks=callbacks,
+        logger=TensorBoardLogger(out_dir, name="logs"),
+        deterministic=True,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    train, val = loaders(n_train=16, dict_batches=True)
+    trainer.fit(model, train, val)
+    rank = trainer.global_rank
+    torch.save({k: v.clone() for k, v in model.state_dict().items()}, os.path.join(out_dir, f"weights{rank}.pt"))
+    if callbacks:
+        with open(os.path.join(out_dir, f"history{rank}.txt"), "w") as f:
+            f.write(str(len(callbacks[0].history)))
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main(sys.argv[1], sys.argv[2])

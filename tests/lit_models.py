@@ -1,0 +1,78 @@
+"""Tiny Lightning modules and data for the callback tests (both Lightning namespaces)."""
+
+from __future__ import annotations
+
+import types
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+
+def tiny_data(n: int, seed: int, size: int = 16, classes: int = 3) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.randn(n, 3, size, size, generator=g), torch.randint(0, classes, (n,), generator=g))
+
+
+class DictData(Dataset):
+    """Dict samples with a mask, and a random transform drawing from the global RNG (as augmentations do)."""
+
+    def __init__(self, n: int, seed: int, size: int = 16) -> None:
+        self.base = tiny_data(n, seed, size)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        x, y = self.base[i]
+        x = x + 0.01 * torch.randn_like(x)  # draws from the global generator
+        mask = torch.zeros(self.size, self.size)
+        mask[4:12, 4:12] = 1
+        return {"image": x, "label": y, "mask": mask}
+
+
+def make_module_class(namespace: types.ModuleType) -> type:
+    """A LightningModule class (BatchNorm, dropout, in-place ReLU) for ``pytorch_lightning`` or ``lightning.pytorch``."""
+
+    class TinyNet(namespace.LightningModule):
+        def __init__(self, fail_on_val: bool = False) -> None:
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(3, 8, 3, padding=1),
+                nn.BatchNorm2d(8),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(8, 8, 3, padding=1),
+                nn.ReLU(inplace=True),
+            )
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(8, 3))
+            self.train_steps = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.features(x))
+
+        @staticmethod
+        def _xy(batch):
+            return (batch["image"], batch["label"]) if isinstance(batch, dict) else batch
+
+        def training_step(self, batch, index):
+            self.train_steps += 1
+            x, y = self._xy(batch)
+            return nn.functional.cross_entropy(self(x), y)
+
+        def validation_step(self, batch, index):
+            x, y = self._xy(batch)
+            self.log("val_loss", nn.functional.cross_entropy(self(x), y))
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=0.05)
+
+    return TinyNet
+
+
+def loaders(n_train: int = 12, n_val: int = 8, batch_size: int = 2, dict_batches: bool = False):
+    if dict_batches:
+        train, val = DictData(n_train, 1), DictData(n_val, 2)
+    else:
+        train, val = tiny_data(n_train, 1), tiny_data(n_val, 2)
+    return DataLoader(train, batch_size=batch_size, shuffle=True), DataLoader(val, batch_size=batch_size)
