@@ -51,7 +51,8 @@ class MapHistory:
             objects = as_masks(masks, size)
             scalars["energy_in_mask"] = float(energy_in_mask(maps, objects).mean())
             scalars["pointing_game"] = float(pointing_game(maps, objects).mean())
-        self._maps.setdefault(key, []).append(small.detach().cpu())
+        # A copy, never the caller's tensor (small maps are not shrunk).
+        self._maps.setdefault(key, []).append(small.detach().to("cpu", copy=True))
         self._steps.setdefault(key, []).append(int(step))
         return scalars
 
@@ -75,3 +76,5 @@ class MapHistory:
         """Restore what :meth:`state_dict` returned."""
         self._maps = {tuple(k.split(_SEPARATOR, 1)): list(v.unbind(0)) for k, v in state.get("maps", {}).items()}
         self._steps = {tuple(k.split(_SEPARATOR, 1)): v.tolist() for k, v in state.get("steps", {}).items()}
+        if self._maps:  # keep the saved maps' size, so that new maps compare with them
+            self.max_side = int(state.get("max_side", self.max_side))

@@ -72,7 +72,7 @@ def first_dataloader(loaders: Any) -> DataLoader | None:
         return loaders
     if isinstance(loaders, Mapping):
         loaders = list(loaders.values())
-    if isinstance(loaders, Sequence):
+    if isinstance(loaders, Sequence) and not isinstance(loaders, (str, bytes)):
         for item in loaders:
             found = first_dataloader(item)
             if found is not None:
@@ -141,16 +141,16 @@ def take_fixed_batch(
             count = min(num_samples, len(dataset))  # type: ignore[arg-type]
             batch = collate([dataset[i] for i in range(count)])
         else:
-            batch = _take_from_iterable(loader, num_samples)
+            batch = _take_from_iterable(loader, num_samples, input_key)
     return split_batch(batch, input_key, label_key, mask_key)
 
 
-def _take_from_iterable(loader: DataLoader, num_samples: int) -> Any:
+def _take_from_iterable(loader: DataLoader, num_samples: int, input_key: KeySpec = None) -> Any:
     parts: list[Any] = []
     taken = 0
     for batch in loader:
         parts.append(batch)
-        taken += len(split_batch(batch).inputs)
+        taken += len(split_batch(batch, input_key).inputs)
         if taken >= num_samples:
             break
     if not parts:
@@ -165,5 +165,6 @@ def _concat(parts: list[Any], limit: int) -> Any:
     if isinstance(first, Mapping):
         return {k: _concat([p[k] for p in parts], limit) for k in first}
     if isinstance(first, Sequence) and not isinstance(first, (str, bytes)):
-        return type(first)(_concat([p[i] for p in parts], limit) for i in range(len(first)))
+        items = [_concat([p[i] for p in parts], limit) for i in range(len(first))]
+        return type(first)(*items) if hasattr(first, "_fields") else type(first)(items)
     return first
