@@ -44,9 +44,10 @@ class LayerCapture:
             if not self.track_gradients:
                 self.activations[name] = output.detach().clone()
                 return output
-            if torch.is_grad_enabled():
+            if torch.is_grad_enabled() and output.requires_grad:
                 captured = output
             else:
+                # The earliest layer, or a later one fed only by tensors computed before it: a fresh leaf.
                 captured = output.detach().requires_grad_(True)
                 torch.set_grad_enabled(True)  # undone by the caller's no_grad block
             self.activations[name] = captured

@@ -1,0 +1,106 @@
+"""Small shared fixtures: tiny deterministic models and inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+# The test tensors are tiny: splitting them over threads costs more than it saves.
+torch.set_num_threads(1)
+
+
+def fill_deterministic(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Overwrite every parameter and BatchNorm buffer from a private generator (global RNG untouched)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+        for sub in module.modules():
+            if isinstance(sub, nn.BatchNorm2d):
+                sub.running_mean.copy_(torch.randn(sub.num_features, generator=generator) * 0.1)
+                sub.running_var.copy_(torch.rand(sub.num_features, generator=generator) + 0.5)
+                sub.num_batches_tracked.fill_(7)
+    return module
+
+
+class TinyNet(nn.Module):
+    """conv-BN-ReLU, then the target conv ``features.3`` followed by an in-place ReLU, dropout, pool, linear.
+
+    ``forward_calls`` counts how often ``forward`` ran.
+    """
+
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Conv2d(4, 6, 3, padding=1, stride=2),
+            nn.ReLU(inplace=True),
+        )
+        self.dropout = nn.Dropout(0.5)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(6, num_classes)
+        self.forward_calls = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.forward_calls += 1
+        x = self.features(x)
+        x = self.pool(x).flatten(1)
+        return self.fc(self.dropout(x))
+
+
+@pytest.fixture
+def tiny_net() -> TinyNet:
+    """A fresh TinyNet in train mode with fixed weights and non-trivial BatchNorm statistics."""
+    return fill_deterministic(TinyNet())
+
+
+@pytest.fixture
+def images() -> Tensor:
+    """Two deterministic 3x12x12 images."""
+    generator = torch.Generator().manual_seed(1)
+    return torch.randn(2, 3, 12, 12, generator=generator)
+
+
+def reference_map(method: str, activations: Tensor, gradients: Tensor | None) -> Tensor:
+    """The raw ``[B, h, w]`` map of ``method``, computed channel by channel in float64 from the formulas."""
+    a_all = activations.detach().double()
+    g_all = gradients.detach().double() if gradients is not None else None
+    batch, channels, height, width = a_all.shape
+    maps = torch.zeros(batch, height, width, dtype=torch.float64)
+    for b in range(batch):
+        if method == "eigencam":
+            matrix = a_all[b].reshape(channels, height * width).T  # rows: positions, columns: channels
+            _, vectors = torch.linalg.eigh(matrix.T @ matrix)
+            projection = matrix @ vectors[:, -1]
+            if projection[projection.abs().argmax()] < 0:
+                projection = -projection
+            maps[b] = projection.clamp(min=0).reshape(height, width)
+            continue
+        assert g_all is not None
+        total = torch.zeros(height, width, dtype=torch.float64)
+        for k in range(channels):
+            a, g = a_all[b, k], g_all[b, k]
+            if method == "gradcam":
+                total += g.sum() / (height * width) * a
+            elif method == "gradcam++":
+                weight = 0.0
+                for i in range(height):
+                    for j in range(width):
+                        denominator = 2 * g[i, j] ** 2 + a.sum() * g[i, j] ** 3
+                        if denominator != 0 and g[i, j] > 0:
+                            weight += g[i, j] ** 2 / denominator * g[i, j]
+                total += weight * a
+            elif method == "xgradcam":
+                if a.sum() != 0:
+                    total += (a / a.sum() * g).sum() * a
+            elif method == "hirescam":
+                total += g * a
+            elif method == "layercam":
+                total += g.clamp(min=0) * a
+            else:
+                raise KeyError(method)
+        maps[b] = total.clamp(min=0)
+    return maps
