@@ -8,9 +8,11 @@ The functional core (``compute_cam``, ``CAMEngine``) needs only torch; ``GradCAM
 from typing import Any
 
 from .engine import CAMEngine, CAMResult, compute_cam
+from .guided import saliency_to_image
 from .layers import resolve_layer
 from .maps import normalize_maps, upsample_maps
 from .methods import method_names
+from .tokens import tokens_to_grid
 
 __all__ = [
     "CAMEngine",
@@ -20,6 +22,8 @@ __all__ = [
     "method_names",
     "normalize_maps",
     "resolve_layer",
+    "saliency_to_image",
+    "tokens_to_grid",
     "upsample_maps",
 ]
 

@@ -1,4 +1,9 @@
-"""The CAM engine: every (layer, method) map of a batch from one forward and one backward pass."""
+"""The CAM engine: every (layer, method) map of a batch from one forward and one backward pass.
+
+The gradient family and Eigen-CAM share that pass. Methods that need more add their own passes, run by
+their modules: Score-CAM and Ablation-CAM (:mod:`cam_callback.perturbation`), Guided Backpropagation and
+Guided Grad-CAM (:mod:`cam_callback.guided`), augmentation smoothing (:mod:`cam_callback.smoothing`).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,19 @@ import torch
 from torch import Tensor, nn
 
 from .capture import LayerCapture, explaining
+from .guided import guided_backprop, guided_gradcam, saliency_magnitude
 from .layers import resolve_layer
 from .maps import normalize_maps, upsample_maps
-from .methods import CamMethod, get_method
+from .methods import CamMethod, combine, get_method
+from .perturbation import LayerProbe
+from .smoothing import DEFAULT_SCALES, average_over_augmentations, check_scales
 from .targets import Target, select_scores
+from .tokens import resolve_reshape
 
 __all__ = ["CAMEngine", "CAMResult", "compute_cam"]
 
 ActivationReshape = Callable[[Tensor], Tensor]
+RawMaps = dict[tuple[str, str], Tensor]
 
 
 @dataclass
@@ -25,11 +35,16 @@ class CAMResult:
     """What one engine call produced, all detached and on the inputs' device.
 
     Attributes:
-        raw: ``{(layer, method): [B, h, w]}`` float32 maps at each layer's resolution, after the ReLU.
+        raw: ``{(layer, method): [B, h, w]}`` float32 maps at each layer's resolution, after the ReLU. For
+            the guided methods it is ``[B, H, W]`` at the input's resolution: the largest absolute value of
+            ``saliency`` over channels.
         outputs: the model's output for the batch (detached, as the model returned it).
         classes: the target class of each sample ``[B]``, or None when ``target`` was a callable.
         scores: the target score of each sample ``[B]`` (float32, pre-softmax).
         input_size: ``(H, W)`` of the inputs.
+        saliency: ``{(layer, method): [B, C, H, W]}`` signed float32 images of the guided methods
+            (``"guided-backprop"``, which does not depend on the layer, is listed under every layer); show
+            them with :func:`cam_callback.guided.saliency_to_image`. Empty for the other methods.
     """
 
     raw: dict[tuple[str, str], Tensor]
@@ -37,6 +52,7 @@ class CAMResult:
     classes: Tensor | None
     scores: Tensor
     input_size: tuple[int, int]
+    saliency: dict[tuple[str, str], Tensor] = field(default_factory=dict)
     _normalized: dict[tuple[str, str], Tensor] = field(default_factory=dict, repr=False)
 
     def normalized(self, layer: str, method: str) -> Tensor:
@@ -72,11 +88,27 @@ class CAMEngine:
     (train/eval flags, buffers, gradients, RNG state, hooks), also when its forward raises. Works inside
     ``torch.no_grad()`` and ``torch.inference_mode()``, and under autocast; maps are float32.
 
+    Cost per call: one forward and (for gradient methods) one backward, shared by the gradient methods and
+    Eigen-CAM; plus ``ceil(B * K / chunk_size)`` forwards per layer for each of Score-CAM and Ablation-CAM
+    (``K`` the layer's channels); plus one forward and one backward to the input, with the whole graph
+    recorded, for the guided methods together; all of it times the number of augmentations with
+    ``aug_smooth`` (the guided pass excepted).
+
     Args:
         model: the network to explain.
         layers: one layer or several, each a dotted path (``"layer4"``, ``"features.-1"``) or the module.
         methods: one method name or several (see :func:`cam_callback.methods.method_names`).
-        reshape: optional function turning a layer's output into ``[B, C, h, w]`` (for token outputs).
+        reshape: turns a layer's output into ``[B, C, h, w]``: a callable, or for token outputs
+            ``[B, 1+N, C]`` the strings ``"tokens"`` (square grid) or ``"tokens:HxW"`` (see
+            :func:`cam_callback.tokens.resolve_reshape`).
+        eigen_smooth: replace each map's weighted sum over channels by the first principal component of the
+            weighted activations (see :func:`cam_callback.methods.combine`); no effect on Eigen-CAM and
+            Guided Backpropagation.
+        aug_smooth: average each map over left-right flips and the resizes ``aug_scales`` of the inputs
+            (see :mod:`cam_callback.smoothing`); the guided saliency itself is not averaged, Guided Grad-CAM
+            uses the averaged Grad-CAM map.
+        aug_scales: resize factors for ``aug_smooth``; 1.0 is always included.
+        chunk_size: perturbed copies per forward for Score-CAM and Ablation-CAM; bounds their memory.
     """
 
     def __init__(
@@ -85,7 +117,11 @@ class CAMEngine:
         layers: str | nn.Module | Sequence[str | nn.Module],
         methods: str | Sequence[str] = "gradcam",
         *,
-        reshape: ActivationReshape | None = None,
+        reshape: ActivationReshape | str | None = None,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
+        aug_scales: Sequence[float] = DEFAULT_SCALES,
+        chunk_size: int = 64,
     ) -> None:
         if isinstance(layers, (str, nn.Module)):
             layers = [layers]
@@ -98,7 +134,18 @@ class CAMEngine:
         self.model = model
         self.layers: dict[str, nn.Module] = dict(resolve_layer(model, layer) for layer in layers)
         self.methods: list[CamMethod] = list({m.name: m for m in map(get_method, methods)}.values())
-        self.reshape = reshape
+        for flag, value in (("eigen_smooth", eigen_smooth), ("aug_smooth", aug_smooth)):
+            if not isinstance(value, bool):
+                raise TypeError(f"`{flag}` must be a bool, got {type(value).__name__}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+            raise TypeError(f"`chunk_size` must be an int, got {type(chunk_size).__name__}")
+        if chunk_size < 1:
+            raise ValueError(f"`chunk_size` must be at least 1 (copies per forward), got {chunk_size}")
+        self.reshape = resolve_reshape(reshape)
+        self.eigen_smooth = eigen_smooth
+        self.aug_smooth = aug_smooth
+        self.aug_scales = check_scales(aug_scales)
+        self.chunk_size = chunk_size
         self.needs_gradients = any(m.needs_gradients for m in self.methods)
 
     @property
@@ -126,6 +173,24 @@ class CAMEngine:
             dtype = _model_dtype(self.model)
             if dtype is not None and inputs.is_floating_point() and inputs.dtype != dtype:
                 inputs = inputs.to(dtype)
+            outputs, scores, classes, raw = self._maps(inputs, target)
+            fixed: Target = classes if classes is not None else target  # augmented passes keep the classes
+            if self.aug_smooth:
+                raw = average_over_augmentations(
+                    lambda x: self._maps(x, fixed)[3], inputs, raw, self.aug_scales
+                )
+            saliency = self._guided(inputs, fixed, raw)
+            raw = {(name, m.name): raw[(name, m.name)] for name in self.layers for m in self.methods}
+            detached = outputs.detach() if isinstance(outputs, Tensor) else outputs
+            return CAMResult(raw, detached, classes, scores.detach().float(), input_size, saliency)
+
+    def _maps(self, inputs: Tensor, target: Target) -> tuple[Any, Tensor, Tensor | None, RawMaps]:
+        """One pass: the forward (and backward) the layer methods share, then the perturbation methods.
+
+        Returns ``(outputs, scores, classes, raw)``; ``raw`` lacks the guided methods without a layer part.
+        Autograd is off when the pass starts (the earliest target layer turns it on) and when it ends.
+        """
+        with torch.no_grad():
             with LayerCapture(self.layers, track_gradients=self.needs_gradients) as capture:
                 outputs = self.model(inputs)
             missing = [name for name in self.layers if name not in capture.activations]
@@ -138,16 +203,43 @@ class CAMEngine:
                 if not scores.requires_grad:
                     raise RuntimeError("the target scores do not depend on the chosen layer(s)")
                 gradients = torch.autograd.grad(scores.sum(), activations, allow_unused=True)
-            raw: dict[tuple[str, str], Tensor] = {}
+            fixed: Target = classes if classes is not None else target
+            raw: RawMaps = {}
             for name, activation, gradient in zip(self.layers, activations, gradients, strict=True):
                 if self.needs_gradients and gradient is None:
                     raise RuntimeError(f"the target scores do not depend on layer {name!r}")
                 a = _as_feature_map(name, activation.detach(), self.reshape)
                 g = _as_feature_map(name, gradient, self.reshape) if gradient is not None else None
                 for method in self.methods:
-                    raw[(name, method.name)] = method.fn(a, g)
-            detached = outputs.detach() if isinstance(outputs, Tensor) else outputs
-            return CAMResult(raw, detached, classes, scores.detach().float(), input_size)
+                    if method.kind == "perturbation":
+                        probe = LayerProbe(
+                            self.model, inputs, self.layers[name], a, fixed, scores.detach().float(),
+                            self.reshape, self.chunk_size,
+                        )
+                        weights = method.fn(probe)
+                        raw[(name, method.name)] = combine(weights, a, eigen_smooth=self.eigen_smooth)
+                    elif self.eigen_smooth and method.weights is not None:
+                        raw[(name, method.name)] = combine(method.weights(a, g), a, eigen_smooth=True)
+                    elif method.fn is not None:
+                        raw[(name, method.name)] = method.fn(a, g)
+        return outputs, scores, classes, raw
+
+    def _guided(self, inputs: Tensor, target: Target, raw: RawMaps) -> RawMaps:
+        """Guided Backpropagation once for the batch, then the saliency of every guided (layer, method).
+
+        Puts each saliency's magnitude ``[B, H, W]`` into ``raw``; returns the saliencies ``[B, C, H, W]``.
+        """
+        guided = [method for method in self.methods if method.kind == "guided"]
+        if not guided:
+            return {}
+        image = guided_backprop(self.model, inputs, target)
+        saliency: RawMaps = {}
+        for name in self.layers:
+            for method in guided:
+                key = (name, method.name)
+                saliency[key] = image if method.fn is None else guided_gradcam(image, raw[key])
+                raw[key] = saliency_magnitude(saliency[key])
+        return saliency
 
 
 def compute_cam(
@@ -158,14 +250,30 @@ def compute_cam(
     method: str = "gradcam",
     target: Target = "predicted",
     raw: bool = False,
+    reshape: ActivationReshape | str | None = None,
+    eigen_smooth: bool = False,
+    aug_smooth: bool = False,
+    aug_scales: Sequence[float] = DEFAULT_SCALES,
+    chunk_size: int = 64,
 ) -> Tensor:
     """Class-activation maps of ``inputs`` at ``layer`` (one-shot form of :class:`CAMEngine`).
 
     Returns a float32 tensor on the inputs' device: ``[B, H, W]`` normalised to [0, 1] per image and
     bilinearly upsampled to the inputs' size, or with ``raw=True`` ``[B, h, w]`` at the layer's resolution,
-    after the ReLU and not normalised.
+    after the ReLU and not normalised. For the guided methods the map is the saliency's largest absolute
+    value over channels, at the inputs' size; their signed ``[B, C, H, W]`` images are in
+    :attr:`CAMResult.saliency` of a :class:`CAMEngine` call. The other keywords are :class:`CAMEngine`'s.
     """
-    engine = CAMEngine(model, layer, method)
+    engine = CAMEngine(
+        model,
+        layer,
+        method,
+        reshape=reshape,
+        eigen_smooth=eigen_smooth,
+        aug_smooth=aug_smooth,
+        aug_scales=aug_scales,
+        chunk_size=chunk_size,
+    )
     result = engine(inputs, target)
     name = engine.layer_names[0]
     if raw:

@@ -1,0 +1,231 @@
+"""Score-CAM and Ablation-CAM: hand-worked weights, chunking, cost in forwards, the model left as found."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import TinyNet, fill_deterministic
+from torch import Tensor, nn
+
+from cam_callback import CAMEngine, compute_cam
+from cam_callback.perturbation import LayerProbe, ablationcam_weights, scorecam_weights
+
+PERTURBATION = ["scorecam", "ablationcam"]
+GUARDS = {"plain": torch.enable_grad, "no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
+
+
+def sigmoid(value: float) -> float:
+    return 1 / (1 + math.exp(-value))
+
+
+class TwoChannels(nn.Module):
+    """x [B, 2, 1, 2] -> identity 1x1 conv (the layer, so A = x) -> average pool -> linear without bias.
+
+    ``forward_calls`` counts forwards, ``batch_sizes`` records the batch of each.
+    """
+
+    def __init__(self, head: list[list[float]]) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 1, bias=False)
+        self.fc = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+            self.fc.weight.copy_(torch.tensor(head))
+        self.batch_sizes: list[int] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.batch_sizes.append(int(x.shape[0]))
+        return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+
+# A^0 = [1, 3], A^1 = [2, 0]; pooled (2, 1).
+X = torch.tensor([[1.0, 3.0], [2.0, 0.0]]).view(1, 2, 1, 2)
+A0 = torch.tensor([1.0, 3.0])
+A1 = torch.tensor([2.0, 0.0])
+
+
+def test_scorecam_hand_case() -> None:
+    # Head rows (1, 1) and (0.5, -1): logits (3, 0), so class 0 is predicted.
+    # Channel 0: mask minmax([1, 3]) = [0, 1]; the masked input pools to (1.5, 0); logits (1.5, 0.75);
+    # p0 = sigmoid(0.75). Channel 1: mask minmax([2, 0]) = [1, 0]; pools to (0.5, 1); logits (1.5, -0.75);
+    # p0 = sigmoid(2.25).
+    model = TwoChannels([[1.0, 1.0], [0.5, -1.0]])
+    result = CAMEngine(model, "conv", "scorecam")(X)
+    assert result.classes.tolist() == [0]
+    expected = (sigmoid(0.75) * A0 + sigmoid(2.25) * A1).clamp(min=0).view(1, 1, 2)
+    torch.testing.assert_close(result.raw[("conv", "scorecam")], expected)
+    assert model.batch_sizes == [1, 2]  # the main pass, then both masked copies in one chunk
+
+
+def test_scorecam_with_a_callable_target_uses_its_score_without_softmax() -> None:
+    # Score = logit 0 itself: channel 0 -> 1.5, channel 1 -> 1.5.
+    model = TwoChannels([[1.0, 1.0], [0.5, -1.0]])
+    out = compute_cam(model, X, "conv", method="scorecam", target=lambda logits: logits[:, 0], raw=True)
+    torch.testing.assert_close(out, (1.5 * A0 + 1.5 * A1).view(1, 1, 2))
+
+
+def test_ablationcam_hand_case() -> None:
+    # y0 = 3. Zeroing channel 0 pools to (0, 1): y = 1, w0 = (3 - 1) / 3 = 2/3. Zeroing channel 1 pools to
+    # (2, 0): y = 2, w1 = 1/3. Map = ReLU(2/3 [1, 3] + 1/3 [2, 0]) = [4/3, 2].
+    model = TwoChannels([[1.0, 1.0], [0.5, -1.0]])
+    result = CAMEngine(model, "conv", "ablationcam")(X)
+    torch.testing.assert_close(result.raw[("conv", "ablationcam")], torch.tensor([[[4 / 3, 2.0]]]))
+    assert model.batch_sizes == [1, 2]
+
+
+def test_ablationcam_divides_by_the_absolute_score() -> None:
+    # Class 1 with head row (0.5, -3): y = 1 - 3 = -2. Zeroing channel 0: y = -3, w0 = (-2 + 3) / 2 = 0.5.
+    # Zeroing channel 1: y = 1, w1 = (-2 - 1) / 2 = -1.5. Map = ReLU(0.5 [1, 3] - 1.5 [2, 0]) = [0, 1.5]
+    # (dividing by y itself would flip both weights and give [2.5, 0]).
+    model = TwoChannels([[1.0, 1.0], [0.5, -3.0]])
+    out = compute_cam(model, X, "conv", method="ablationcam", target=1, raw=True)
+    torch.testing.assert_close(out, torch.tensor([[[0.0, 1.5]]]))
+
+
+def test_weights_functions_on_a_probe_directly() -> None:
+    model = TwoChannels([[1.0, 1.0], [0.5, -1.0]]).eval()
+    probe = LayerProbe(model, X, model.conv, X.clone(), torch.tensor([0]), torch.tensor([3.0]), None, 1)
+    torch.testing.assert_close(scorecam_weights(probe), torch.tensor([[sigmoid(0.75), sigmoid(2.25)]]))
+    torch.testing.assert_close(ablationcam_weights(probe), torch.tensor([[2 / 3, 1 / 3]]))
+    assert model.batch_sizes == [1, 1, 1, 1]  # chunk_size 1: one copy per forward
+    assert not model.conv._forward_hooks
+
+
+@pytest.mark.parametrize("method", PERTURBATION)
+def test_chunking_changes_the_number_of_forwards_not_the_maps(
+    tiny_net: TinyNet, images: Tensor, method: str
+) -> None:
+    # features.3 has K = 6 channels, so a batch of 2 needs 12 copies.
+    calls, maps = [], []
+    for chunk_size in (1, 5, 64):
+        tiny_net.forward_calls = 0
+        result = CAMEngine(tiny_net, "features.3", method, chunk_size=chunk_size)(images, target=[1, 4])
+        calls.append(tiny_net.forward_calls)
+        maps.append(result.raw[("features.3", method)])
+    assert calls == [1 + 12, 1 + 3, 1 + 1]
+    assert maps[0].shape == (2, 6, 6) and (maps[0] > 0).any()
+    for other in maps[1:]:
+        torch.testing.assert_close(other, maps[0], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", PERTURBATION)
+def test_copies_never_exceed_the_chunk_size(method: str) -> None:
+    model = TwoChannels([[1.0, 1.0], [0.5, -1.0]])
+    CAMEngine(model, "conv", method, chunk_size=3)(torch.cat([X, X * 2, -X]))
+    assert model.batch_sizes == [3, 3, 3]  # 3 samples x 2 channels = 6 copies, 3 per forward
+
+
+def test_ablationcam_matches_zeroing_by_hand(tiny_net: TinyNet, images: Tensor) -> None:
+    result = CAMEngine(tiny_net, "features.3", "ablationcam", chunk_size=7)(images, target=[1, 4])
+    tiny_net.eval()
+    layer = tiny_net.features[3]
+    with torch.no_grad():
+        activations = layer(tiny_net.features[:3](images))
+        base = tiny_net(images)[[0, 1], [1, 4]]
+        weights = torch.zeros(2, 6)
+        for k in range(6):
+            channel = torch.tensor([k])
+            handle = layer.register_forward_hook(lambda m, a, out, c=channel: out.index_fill(1, c, 0.0))
+            try:
+                ablated = tiny_net(images)[[0, 1], [1, 4]]
+            finally:
+                handle.remove()
+            weights[:, k] = (base - ablated) / base.abs()
+    expected = (weights[:, :, None, None] * activations).sum(dim=1).clamp(min=0)
+    torch.testing.assert_close(result.raw[("features.3", "ablationcam")], expected)
+
+
+def test_a_callable_target_must_score_rows_independently(tiny_net: TinyNet, images: Tensor) -> None:
+    fixed = torch.tensor([1.0, -1.0])
+    with pytest.raises(ValueError, match="score each row"):
+        CAMEngine(tiny_net, "features.3", "scorecam")(images, target=lambda out: out[:2, 0] * fixed)
+
+
+@pytest.mark.parametrize("bad", [0, -3])
+def test_chunk_size_must_be_positive(tiny_net: TinyNet, bad: int) -> None:
+    with pytest.raises(ValueError, match="`chunk_size` must be at least 1"):
+        CAMEngine(tiny_net, "features.3", "scorecam", chunk_size=bad)
+
+
+@pytest.mark.parametrize("bad", [2.0, True, "8"])
+def test_chunk_size_must_be_an_int(tiny_net: TinyNet, bad: object) -> None:
+    with pytest.raises(TypeError, match="`chunk_size` must be an int"):
+        CAMEngine(tiny_net, "features.3", "scorecam", chunk_size=bad)  # type: ignore[arg-type]
+
+
+def test_no_backward_when_only_perturbation_methods_run(tiny_net: TinyNet, images: Tensor) -> None:
+    engine = CAMEngine(tiny_net, "features.3", PERTURBATION)
+    assert not engine.needs_gradients
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: pytest.fail("a graph was recorded"), lambda t: t):
+        engine(images)
+
+
+# The model left as found ---------------------------------------------------------------------------------
+
+
+def model_state(model: nn.Module) -> dict[str, object]:
+    return {
+        "training": [m.training for m in model.modules()],
+        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "tensors": [t.clone() for t in model.state_dict().values()],
+        "hooks": [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()],
+        "rng": torch.get_rng_state(),
+        "grad_enabled": torch.is_grad_enabled(),
+    }
+
+
+def assert_same_state(before: dict[str, object], after: dict[str, object]) -> None:
+    assert before["training"] == after["training"]
+    for old, new in zip(before["grads"], after["grads"], strict=True):  # type: ignore[call-overload]
+        assert (old is None and new is None) or torch.equal(old, new)
+    for old, new in zip(before["tensors"], after["tensors"], strict=True):  # type: ignore[call-overload]
+        assert torch.equal(old, new)
+    assert torch.equal(before["rng"], after["rng"])  # type: ignore[arg-type]
+    assert (before["hooks"], before["grad_enabled"]) == (after["hooks"], after["grad_enabled"])
+
+
+@pytest.mark.parametrize("context", ["plain", "no_grad", "inference_mode"])
+@pytest.mark.parametrize("method", PERTURBATION)
+def test_model_left_as_found(tiny_net: TinyNet, images: Tensor, method: str, context: str) -> None:
+    for parameter in tiny_net.parameters():
+        generator = torch.Generator().manual_seed(parameter.numel())
+        parameter.grad = torch.randn(parameter.shape, generator=generator)
+    reference = CAMEngine(tiny_net, "features.3", method)(images, target=[1, 2]).raw[("features.3", method)]
+    guard = GUARDS[context]
+    with guard():
+        batch = images.clone()
+        before = model_state(tiny_net)
+        result = CAMEngine(tiny_net, "features.3", method)(batch, target=[1, 2])
+        after = model_state(tiny_net)
+    assert_same_state(before, after)
+    assert all(m.training for m in tiny_net.modules())
+    torch.testing.assert_close(result.raw[("features.3", method)], reference)
+
+
+class FailsOnCall(nn.Module):
+    """Wraps TinyNet; the forward with number ``fail_at`` (1-based) raises after the network ran."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.net = fill_deterministic(TinyNet())
+        self.fail_at = fail_at
+        self.calls = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
+        out = self.net(x)
+        if self.calls == self.fail_at:
+            raise RuntimeError("boom")
+        return out
+
+
+@pytest.mark.parametrize("method", PERTURBATION)
+def test_an_error_in_a_perturbed_forward_leaves_nothing_behind(images: Tensor, method: str) -> None:
+    model = FailsOnCall(fail_at=3)  # the main pass and the first chunk succeed, the second chunk raises
+    before = model_state(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        CAMEngine(model, "net.features.3", method, chunk_size=4)(images)
+    assert model.calls == 3
+    assert_same_state(before, model_state(model))
