@@ -18,12 +18,14 @@ import torch
 from torch import Tensor, nn
 
 from .engine import CAMEngine, CAMResult
+from .guided import saliency_to_image
 from .history import MapHistory
 from .layers import find_last_feature_layer, resolve_layer
 from .methods import get_method
-from .render import colormap_lut, heatmap_grid, history_grid, overlay_grid
+from .render import colormap_lut, heatmap_grid, history_grid, image_grid, overlay_grid
 from .samples import FixedBatch, KeySpec, first_dataloader, take_fixed_batch
 from .sinks import PngSink, Sink, TensorBoardSink
+from .smoothing import DEFAULT_SCALES, check_scales
 
 __all__ = ["CAMCallbackCore", "CAMConfigurationError"]
 
@@ -69,7 +71,17 @@ class CAMCallbackCore:
         history_size: largest side of the maps kept for drift and the end-of-fit summary.
         tag_prefix: first part of every tag (``<prefix>/<layer>/<method>``).
         strict: re-raise errors instead of warning and skipping that validation's maps.
-        reshape: turn a layer's token output into a feature map (see :class:`CAMEngine`), e.g. ``"tokens"``.
+        reshape: turn a layer's token output into a feature map (see :class:`CAMEngine`): ``"tokens"``
+            (class token dropped, square grid), ``"tokens:HxW"`` or ``"tokens-all"``.
+        eigen_smooth: replace each map's weighted channel sum by its first principal component.
+        aug_smooth: average each map over left-right flips and the resizes ``aug_scales`` (one engine pass
+            per combination: six with the default scales).
+        aug_scales: resize factors for ``aug_smooth``; ``None`` is ``[1.0, 1.1, 0.9]``. Vision transformers
+            with a fixed input size need ``[1.0]``.
+        chunk_size: perturbed copies per forward for ``"scorecam"`` and ``"ablationcam"`` (bounds memory).
+
+    The guided methods (``"guided-backprop"``, ``"guided-gradcam"``) also log their signed saliency images
+    under ``<prefix>_saliency/<layer>/<method>``.
     """
 
     def __init__(
@@ -91,6 +103,10 @@ class CAMCallbackCore:
         tag_prefix: str = "cam",
         strict: bool = False,
         reshape: str | None = None,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
+        aug_scales: list[float] | None = None,
+        chunk_size: int = 64,
     ) -> None:
         super().__init__()
         self.layers = _as_list(layer)
@@ -112,6 +128,12 @@ class CAMCallbackCore:
             raise ValueError("`mean` and `std` go together: give both or neither")
         if std is not None and any(s <= 0 for s in std):
             raise ValueError(f"`std` must be positive, got {std!r}")
+        for flag, value in (("eigen_smooth", eigen_smooth), ("aug_smooth", aug_smooth)):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{flag}` must be true or false, got {value!r}")
+        scales = check_scales(DEFAULT_SCALES if aug_scales is None else aug_scales)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"`chunk_size` must be a positive int (copies per forward), got {chunk_size!r}")
         if history_size < 1:
             raise ValueError(f"`history_size` must be >= 1, got {history_size!r}")
         self.num_samples = num_samples
@@ -126,6 +148,13 @@ class CAMCallbackCore:
         self.tag_prefix = tag_prefix.strip("/")
         self.strict = strict
         self.reshape = reshape
+        self.engine_options: dict[str, Any] = {
+            "reshape": reshape,
+            "eigen_smooth": eigen_smooth,
+            "aug_smooth": aug_smooth,
+            "aug_scales": scales,
+            "chunk_size": chunk_size,
+        }
         self.history = MapHistory(max_side=history_size)
         self._batch: FixedBatch | None = None
         self._engine: CAMEngine | None = None
@@ -245,7 +274,7 @@ class CAMCallbackCore:
             if not self.layers:
                 self.layers = [find_last_feature_layer(pl_module, batch.inputs[:1])]
                 self._warn_once("auto-layer", f"no `layer` given; explaining {self.layers[0]!r}")
-            self._engine = CAMEngine(pl_module, self.layers, self.methods, reshape=self.reshape)
+            self._engine = CAMEngine(pl_module, self.layers, self.methods, **self.engine_options)
         return self._engine
 
     def _target(self, batch: FixedBatch) -> Any:
@@ -279,6 +308,10 @@ class CAMCallbackCore:
                 heat = heatmap_grid(maps, colormap=self.colormap)
                 for sink in sinks:
                     sink.add_image(f"{self.tag_prefix}_heatmap/{layer}/{method}", heat, step)
+            if (layer, method) in result.saliency:
+                shown = image_grid(saliency_to_image(result.saliency[(layer, method)]), captions=captions)
+                for sink in sinks:
+                    sink.add_image(f"{self.tag_prefix}_saliency/{layer}/{method}", shown, step)
             scalars = self.history.record(layer, method, maps, step, batch.masks)
             for name, value in scalars.items():
                 for sink in sinks:
@@ -305,7 +338,12 @@ class CAMCallbackCore:
         directory = _run_directory(trainer)
         for (layer, method), frames in self.history.frames().items():
             images = self._batch.inputs if self._batch is not None else None
-            grid = history_grid(frames, colormap=self.colormap, images=images, mean=self.mean, std=self.std)
+            steps = self.history.steps(layer, method)
+            captions = ([""] if images is not None else []) + [f"step {s}" for s in steps]
+            grid = history_grid(
+                frames, colormap=self.colormap, images=images, mean=self.mean, std=self.std,
+                column_captions=captions,
+            )
             for sink in sinks:
                 sink.add_image(f"{self.tag_prefix}_summary/{layer}/{method}", grid, int(trainer.global_step))
                 sink.flush()

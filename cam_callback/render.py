@@ -35,6 +35,7 @@ __all__ = [
     "colormap_names",
     "heatmap_grid",
     "history_grid",
+    "image_grid",
     "overlay_grid",
     "to_display",
 ]
@@ -408,6 +409,36 @@ def overlay_grid(
     maps = upsample_maps(maps.float(), (height, width))
     tiles = _to_uint8(blend(to_display(images, mean, std), colorize(maps, colormap), alpha))
     grid = _grid(tiles, nrow, pad)
+    if texts is None:
+        return grid
+    return _caption(grid, _tile_origins(count, nrow, height, width, pad), (height, width), texts)
+
+
+def image_grid(
+    images: Tensor,
+    *,
+    nrow: int | None = None,
+    captions: Sequence[str] | None = None,
+    pad: int = 2,
+) -> Tensor:
+    """Tile display images that are already in [0, 1] (a saliency image, say).
+
+    Args:
+        images: ``[B, C, H, W]`` floats in [0, 1] (values outside are clipped), ``C`` 1 or 3, any device.
+        nrow: tiles per grid row; default ``ceil(sqrt(B))``.
+        captions: ``B`` short strings drawn at the top of the tiles, as in :func:`overlay_grid`.
+        pad: padding in pixels between and around tiles.
+
+    Returns:
+        uint8 ``[3, H', W']`` RGB on the CPU.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"`images` must be [B, C, H, W], got shape {tuple(images.shape)}")
+    count, _, height, width = images.shape
+    nrow = _default_nrow(count, nrow)
+    pad = _check_pad(pad)
+    texts = _check_captions(captions, count, "captions")
+    grid = _grid(_to_uint8(_three_channels(images.float().clamp(0, 1))), nrow, pad)
     if texts is None:
         return grid
     return _caption(grid, _tile_origins(count, nrow, height, width, pad), (height, width), texts)

@@ -194,6 +194,22 @@ def test_bad_layer_fails_before_the_first_training_step(tmp_path, kwargs, match)
     assert model.train_steps == 0
 
 
+def test_engine_options_reach_the_engine_and_guided_methods_log_saliency(tmp_path):
+    callback = GradCAMCallback(
+        layer="features.3", method=["gradcam", "guided-gradcam"], num_samples=4,
+        eigen_smooth=True, aug_smooth=True, aug_scales=[1.0], chunk_size=3,
+    )
+    model, trainer = _fit(tmp_path, [callback], max_epochs=1)
+    engine = callback._engine
+    assert (engine.eigen_smooth, engine.aug_smooth, engine.aug_scales, engine.chunk_size) == (True, True, (1.0,), 3)
+    events = _events(trainer.logger.log_dir)
+    images = set(events.Tags()["images"])
+    assert "cam_saliency/features.3/guided-gradcam" in images
+    assert "cam_saliency/features.3/gradcam" not in images  # only guided methods have a saliency image
+    tile = events.Images("cam_saliency/features.3/guided-gradcam")[0]
+    assert (tile.width, tile.height) == (38, 38)  # 2x2 grid of 16x16 tiles, 2 px padding
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
@@ -201,6 +217,9 @@ def test_bad_layer_fails_before_the_first_training_step(tmp_path, kwargs, match)
         (dict(colormap="jett"), ValueError, "jet"),
         (dict(alpha=1.5), ValueError, "alpha"),
         (dict(num_samples=0), ValueError, "num_samples"),
+        (dict(chunk_size=0), ValueError, "chunk_size"),
+        (dict(aug_scales=[1.0, -0.5]), ValueError, "aug_scales"),
+        (dict(eigen_smooth="yes"), ValueError, "eigen_smooth"),
         (dict(target="labels"), ValueError, "'label', 'predicted'"),
         (dict(mean=[0.5, 0.5, 0.5]), ValueError, "`mean` and `std`"),
     ],

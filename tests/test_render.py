@@ -13,6 +13,7 @@ from cam_callback.render import (
     colormap_names,
     heatmap_grid,
     history_grid,
+    image_grid,
     overlay_grid,
     to_display,
 )
@@ -378,3 +379,18 @@ def test_history_grid_validation():
         history_grid(torch.rand(3, 2, 4, 4), alpha=0.5)
     with pytest.raises(ValueError, match="`column_captions` has 2 entries"):
         history_grid(torch.rand(3, 2, 4, 4), column_captions=["a", "b"])
+
+
+def test_image_grid_quantises_clips_and_repeats_grey_channels():
+    # Two 1x2 grey images; values outside [0, 1] clip; one channel is repeated to RGB.
+    images = torch.tensor([[[[0.0, 1.0]]], [[[0.5, 2.0]]]])  # [2, 1, 1, 2]
+    grid = image_grid(images, nrow=2, pad=0)
+    assert grid.dtype == torch.uint8 and grid.shape == (3, 1, 4)
+    expected = torch.tensor([0, 255, 128, 255], dtype=torch.uint8)  # round(255 * 0.5) = 128
+    for channel in range(3):
+        assert torch.equal(grid[channel, 0], expected)
+
+
+def test_image_grid_rejects_a_batch_without_channels():
+    with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
+        image_grid(torch.zeros(2, 4, 4))
