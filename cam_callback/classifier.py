@@ -174,6 +174,18 @@ class ImageClassifier(pl.LightningModule):
         logits = getattr(out, "logits", None)
         return logits if isinstance(logits, Tensor) else out[0]
 
+    def setup(self, stage: str) -> None:
+        """Check ``num_classes`` against the data module's, when it tells (a mismatch fails late otherwise)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        expected = getattr(datamodule, "num_classes", None)
+        if isinstance(expected, int) and expected != self.num_classes:
+            classes = getattr(datamodule, "classes", None)
+            named = f" ({', '.join(map(str, classes[:10]))}{', ...' if len(classes) > 10 else ''})" if classes else ""
+            raise ValueError(
+                f"`num_classes` is {self.num_classes} but the data has {expected} classes{named}; "
+                f"set num_classes={expected} (on the command line: --model.init_args.num_classes={expected})"
+            )
+
     def _shared_step(self, batch: Any, stage: str) -> Tensor:
         x, y = split_batch(batch)
         logits = self(x)
