@@ -101,14 +101,21 @@ def eigencam(activations: Tensor, gradients: Tensor | None = None) -> Tensor:
     A is read as an ``[h*w, K]`` matrix per image; the map is ``A v_1`` with ``v_1`` the first right singular
     vector, its sign chosen so the entry of largest magnitude is positive (the salient region), then ReLU.
     Needs no gradients.
+
+    ``A v_1`` equals ``s_1 u_1``, so it is found from the eigen-decomposition of the smaller Gram matrix,
+    ``A A^T`` (``[hw, hw]``) or ``A^T A`` (``[K, K]``), in float64: several times faster than an SVD of ``A``.
     """
     b, k, h, w = activations.shape
-    matrix = activations.reshape(b, k, h * w).transpose(1, 2)  # [B, hw, K]
-    _, _, vh = torch.linalg.svd(matrix, full_matrices=False)
-    projection = torch.einsum("bnk,bk->bn", matrix, vh[:, 0, :])
+    matrix = activations.reshape(b, k, h * w).transpose(1, 2).double()  # [B, hw, K]
+    if h * w <= k:
+        values, vectors = torch.linalg.eigh(matrix @ matrix.transpose(1, 2))  # ascending eigenvalues
+        projection = vectors[..., -1] * values[:, -1:].clamp(min=0).sqrt()  # s_1 u_1, up to sign
+    else:
+        _, vectors = torch.linalg.eigh(matrix.transpose(1, 2) @ matrix)
+        projection = torch.einsum("bnk,bk->bn", matrix, vectors[..., -1])  # A v_1, up to sign
     peak = projection.gather(1, projection.abs().argmax(dim=1, keepdim=True))
-    sign = torch.where(peak < 0, -1.0, 1.0)
-    return torch.relu(projection * sign).reshape(b, h, w)
+    sign = torch.where(peak < 0, -1.0, 1.0).to(projection.dtype)
+    return torch.relu(projection * sign).reshape(b, h, w).to(activations.dtype)
 
 
 def combine(weights: Tensor, activations: Tensor, *, eigen_smooth: bool = False) -> Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 from conftest import reference_map
@@ -83,6 +84,21 @@ def test_eigencam_rank_one_gives_u_times_norm_v(flip: float) -> None:
     activations = flip * torch.einsum("k,n->kn", v, u).reshape(1, 3, 2, 2)
     out = eigencam(activations, None)
     torch.testing.assert_close(out, (5 * u).reshape(1, 2, 2))
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 2, 3), (2, 3, 4, 5)], ids=["fewer-positions", "fewer-channels"])
+def test_eigencam_matches_numpy_svd(shape) -> None:
+    # Both branches (Gram matrix over positions or over channels) against numpy's SVD of A = [hw, K].
+    activations = torch.randn(*shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    b, k, h, w = shape
+    out = eigencam(activations)
+    for i in range(b):
+        matrix = activations[i].reshape(k, h * w).T.numpy()
+        u, s, _ = np.linalg.svd(matrix, full_matrices=False)
+        projection = u[:, 0] * s[0]
+        projection *= np.sign(projection[np.argmax(np.abs(projection))])
+        expected = np.maximum(projection, 0).reshape(h, w)
+        np.testing.assert_allclose(out[i].numpy(), expected, rtol=1e-9, atol=1e-9)
 
 
 def test_eigencam_ignores_gradients() -> None:
