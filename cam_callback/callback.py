@@ -26,6 +26,7 @@ from .render import colormap_lut, heatmap_grid, history_grid, image_grid, overla
 from .samples import FixedBatch, KeySpec, first_dataloader, take_fixed_batch
 from .sinks import PngSink, Sink, TensorBoardSink
 from .smoothing import DEFAULT_SCALES, check_scales
+from .tokens import resolve_reshape
 
 __all__ = ["CAMCallbackCore", "CAMConfigurationError"]
 
@@ -110,6 +111,7 @@ class CAMCallbackCore:
     ) -> None:
         super().__init__()
         self.layers = _as_list(layer)
+        self._configured_layers = list(self.layers)  # the state key; `layers` may be filled in automatically
         self.methods = [get_method(m).name for m in _as_list(method)]
         if not self.methods:
             raise ValueError("`method` must name at least one method")
@@ -134,6 +136,7 @@ class CAMCallbackCore:
         scales = check_scales(DEFAULT_SCALES if aug_scales is None else aug_scales)
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"`chunk_size` must be a positive int (copies per forward), got {chunk_size!r}")
+        resolve_reshape(reshape)  # raises with the valid forms
         if history_size < 1:
             raise ValueError(f"`history_size` must be >= 1, got {history_size!r}")
         self.num_samples = num_samples
@@ -168,7 +171,8 @@ class CAMCallbackCore:
     def state_key(self) -> str:
         """Distinct for each configuration, so two such callbacks can run side by side."""
         return self._generate_state_key(  # type: ignore[attr-defined]
-            layer=self.layers, method=self.methods, num_samples=self.num_samples, tag_prefix=self.tag_prefix
+            layer=self._configured_layers, method=self.methods, num_samples=self.num_samples,
+            tag_prefix=self.tag_prefix,
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -223,7 +227,8 @@ class CAMCallbackCore:
     # ------------------------------------------------------------------ the work
 
     def _maybe_observe(self, trainer: Any, pl_module: nn.Module, source: str) -> None:
-        if self.every_n_epochs == 0 or trainer.current_epoch % self.every_n_epochs:
+        # Lightning's own rule (check_val_every_n_epoch): epochs n-1, 2n-1, ... counting from 0.
+        if self.every_n_epochs == 0 or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
         if not self._computes_here(trainer):
             return
@@ -264,9 +269,10 @@ class CAMCallbackCore:
         if self._batch.inputs.device != device:
             self._batch = self._batch.to(device)
         if self.target == "label" and self._batch.labels is None:
-            raise CAMConfigurationError(
-                "`target='label'` but the batches carry no labels; set `label_key` or use target='predicted'"
-            )
+            message = "`target='label'` but the batches carry no labels; set `label_key` or use target='predicted'"
+            if self.strict:
+                raise CAMConfigurationError(message)
+            self._warn_once("no-labels", f"{message}. Explaining the predicted class instead")
         return self._batch
 
     def _engine_for(self, pl_module: nn.Module, batch: FixedBatch) -> CAMEngine:
@@ -281,7 +287,7 @@ class CAMCallbackCore:
         if self.target is None:
             return batch.labels if batch.labels is not None else "predicted"
         if self.target == "label":
-            return batch.labels
+            return batch.labels if batch.labels is not None else "predicted"
         return self.target
 
     def _observe(self, trainer: Any, pl_module: nn.Module, batch: FixedBatch) -> None:
@@ -294,28 +300,28 @@ class CAMCallbackCore:
             return
         step = int(trainer.global_step)
         sinks = self._sinks_for(trainer)
+        # Every pair's numbers first, so a failure while rendering cannot leave the histories out of step.
+        maps = {key: result.normalized(*key) for key in result.raw}
+        scalars = {key: self.history.record(*key, value, step, batch.masks) for key, value in maps.items()}
         captions = _captions(result, batch.labels)
-        for layer, method in result.raw:
-            maps = result.normalized(layer, method)
-            tag = f"{self.tag_prefix}/{layer}/{method}"
-            grid = overlay_grid(
-                batch.inputs, maps, alpha=self.alpha, colormap=self.colormap, mean=self.mean, std=self.std,
-                captions=captions,
-            )
-            for sink in sinks:
-                sink.add_image(tag, grid, step)
+        for (layer, method), normalized in maps.items():
+            name = f"{layer}/{method}"
+            images = {
+                f"{self.tag_prefix}/{name}": overlay_grid(
+                    batch.inputs, normalized, alpha=self.alpha, colormap=self.colormap, mean=self.mean,
+                    std=self.std, captions=captions,
+                )
+            }
             if self.log_heatmaps:
-                heat = heatmap_grid(maps, colormap=self.colormap)
-                for sink in sinks:
-                    sink.add_image(f"{self.tag_prefix}_heatmap/{layer}/{method}", heat, step)
+                images[f"{self.tag_prefix}_heatmap/{name}"] = heatmap_grid(normalized, colormap=self.colormap)
             if (layer, method) in result.saliency:
-                shown = image_grid(saliency_to_image(result.saliency[(layer, method)]), captions=captions)
-                for sink in sinks:
-                    sink.add_image(f"{self.tag_prefix}_saliency/{layer}/{method}", shown, step)
-            scalars = self.history.record(layer, method, maps, step, batch.masks)
-            for name, value in scalars.items():
-                for sink in sinks:
-                    sink.add_scalar(f"{self.tag_prefix}_drift/{layer}/{method}/{name}", value, step)
+                shown = saliency_to_image(result.saliency[(layer, method)])
+                images[f"{self.tag_prefix}_saliency/{name}"] = image_grid(shown, captions=captions)
+            for sink in sinks:
+                for tag, image in images.items():
+                    sink.add_image(tag, image, step)
+                for metric, value in scalars[(layer, method)].items():
+                    sink.add_scalar(f"{self.tag_prefix}_drift/{name}/{metric}", value, step)
         for sink in sinks:
             sink.flush()
 
@@ -337,7 +343,7 @@ class CAMCallbackCore:
         sinks = self._sinks_for(trainer)
         directory = _run_directory(trainer)
         for (layer, method), frames in self.history.frames().items():
-            images = self._batch.inputs if self._batch is not None else None
+            images = self._batch.inputs.cpu() if self._batch is not None else None  # the history is on the CPU
             steps = self.history.steps(layer, method)
             captions = ([""] if images is not None else []) + [f"step {s}" for s in steps]
             grid = history_grid(

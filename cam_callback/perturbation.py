@@ -104,7 +104,9 @@ def scorecam_weights(probe: LayerProbe) -> Tensor:
             masks = masks.unsqueeze(1).to(device=probe.inputs.device, dtype=probe.inputs.dtype)
             outputs = probe.model(probe.inputs[samples.to(probe.inputs.device)] * masks)
             weights.append(_copy_scores(outputs, probe, samples, probabilities=True).to(activations.device))
-    return torch.cat(weights).view(batch, channels)
+    # A constant channel has no spatial information (its normalised mask is all zero): weight 0, as in the paper.
+    constant = activations.amax(dim=(2, 3)) == activations.amin(dim=(2, 3))
+    return torch.cat(weights).view(batch, channels).masked_fill(constant, 0.0)
 
 
 def _channel_positions(sample: Tensor, reshape: Callable[[Tensor], Tensor], channels: int) -> Tensor:

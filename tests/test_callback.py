@@ -161,9 +161,17 @@ def test_image_grid_has_one_tile_per_sample(tmp_path):
 
 def test_not_run_in_sanity_check_and_every_n_epochs(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=2, every_n_epochs=2)
-    _, trainer = _fit(tmp_path, [callback], max_epochs=3, num_sanity_val_steps=2)
+    _, trainer = _fit(tmp_path, [callback], max_epochs=4, num_sanity_val_steps=2)
     steps = [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")]
-    assert steps == [6, 18]  # epochs 0 and 2 only; nothing at step 0 from the sanity check
+    assert steps == [12, 24]  # after epochs 1 and 3 (6 steps each); nothing at step 0 from the sanity check
+
+
+def test_every_n_epochs_follows_lightnings_check_val_every_n_epoch(tmp_path):
+    # Lightning validates after epochs 1 and 3 here; the callback with the same n must run at both.
+    callback = GradCAMCallback(layer="features.3", num_samples=2, every_n_epochs=2)
+    _, trainer = _fit(tmp_path, [callback], max_epochs=4, check_val_every_n_epoch=2)
+    steps = [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")]
+    assert steps == [12, 24]
 
 
 def test_trainer_validate_runs_under_inference_mode(tmp_path):
@@ -220,6 +228,7 @@ def test_engine_options_reach_the_engine_and_guided_methods_log_saliency(tmp_pat
         (dict(chunk_size=0), ValueError, "chunk_size"),
         (dict(aug_scales=[1.0, -0.5]), ValueError, "aug_scales"),
         (dict(eigen_smooth="yes"), ValueError, "eigen_smooth"),
+        (dict(reshape="tokenz"), ValueError, "tokens"),
         (dict(target="labels"), ValueError, "'label', 'predicted'"),
         (dict(mean=[0.5, 0.5, 0.5]), ValueError, "`mean` and `std`"),
     ],
@@ -261,8 +270,34 @@ def test_label_is_the_default_target_and_predicted_otherwise(tmp_path):
     labels = callback._batch.labels
     assert callback._target(callback._batch) is labels
     assert torch.equal(labels, torch.stack([loaders()[1].dataset[i][1] for i in range(4)]))
-    predicted = GradCAMCallback(layer="features.3", target="predicted")
-    assert predicted._target(callback._batch) == "predicted"
+
+
+class ImagesOnlyValidation(TinyNet):
+    def validation_step(self, batch, index):  # validation batches hold images only
+        self.log("val_mean", self(batch[0]).mean())
+
+
+def _fit_without_val_labels(tmp_path, callback, max_epochs):
+    pl.seed_everything(7, verbose=False)
+    train, labelled = loaders()
+    images = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(labelled.dataset.tensors[0]), batch_size=2
+    )
+    trainer = pl.Trainer(
+        max_epochs=max_epochs, callbacks=[callback], logger=TensorBoardLogger(str(tmp_path), name="run"), **QUIET
+    )
+    trainer.fit(ImagesOnlyValidation(), train, images)
+    return trainer
+
+
+def test_label_target_without_labels_warns_and_explains_the_prediction(tmp_path):
+    callback = GradCAMCallback(layer="features.3", num_samples=2, target="label")
+    with pytest.warns(UserWarning, match="carry no labels.*predicted class instead"):
+        trainer = _fit_without_val_labels(tmp_path, callback, max_epochs=2)
+    assert trainer.current_epoch == 2 and len(callback.history) == 2
+    strict = GradCAMCallback(layer="features.3", num_samples=2, target="label", strict=True)
+    with pytest.raises(ValueError, match="carry no labels"):
+        _fit_without_val_labels(tmp_path / "strict", strict, max_epochs=1)
 
 
 def test_no_validation_data_uses_training_samples_once_warned(tmp_path):
@@ -296,6 +331,21 @@ def test_state_survives_a_checkpoint_and_resume(tmp_path):
     assert steps == [12]
 
 
+def test_automatic_layer_survives_a_resume(tmp_path):
+    callback = GradCAMCallback(num_samples=2)
+    with pytest.warns(UserWarning, match="no `layer` given"):
+        _, trainer = _fit(tmp_path / "first", [callback], max_epochs=1, enable_checkpointing=True)
+    resumed = GradCAMCallback(num_samples=2)
+    assert resumed.state_key == callback.state_key  # the key does not change when the layer is chosen
+    train, val = loaders()
+    trainer2 = pl.Trainer(
+        max_epochs=2, callbacks=[resumed], logger=TensorBoardLogger(str(tmp_path), name="second"), **QUIET
+    )
+    trainer2.fit(TinyNet(), train, val, ckpt_path=trainer.checkpoint_callback.best_model_path)
+    assert resumed.layers == ["features"]
+    assert len(resumed.history) == 2
+
+
 def test_two_callbacks_keep_separate_state(tmp_path):
     a = GradCAMCallback(layer="features.3", num_samples=2)
     b = GradCAMCallback(layer="features.0", num_samples=2, tag_prefix="early")
@@ -305,15 +355,37 @@ def test_two_callbacks_keep_separate_state(tmp_path):
     assert "cam/features.3/gradcam" in tags and "early/features.0/gradcam" in tags
 
 
+def _tensors_in(value, seen):
+    """Every tensor reachable from ``value`` through attributes, dicts, lists and tuples (modules excluded)."""
+    if id(value) in seen or isinstance(value, torch.nn.Module):
+        return []
+    seen.add(id(value))
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        children = list(value.values())
+    elif isinstance(value, (list, tuple, set)):
+        children = list(value)
+    elif hasattr(value, "__dict__"):
+        children = list(vars(value).values())
+    else:
+        return []
+    return [t for child in children for t in _tensors_in(child, seen)]
+
+
 def test_between_validations_only_the_batch_and_history_are_held(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=4)
-    _fit(tmp_path, [callback], max_epochs=2)
-    held = [v for v in vars(callback._engine).values() if isinstance(v, torch.Tensor)]
-    assert held == []
+    model, _ = _fit(tmp_path, [callback], max_epochs=2)
+    held = _tensors_in(callback, set())
     frames = callback.history.frames()[("features.3", "gradcam")]
-    assert frames.shape == (2, 4, 16, 16)
-    assert not frames.requires_grad and frames.grad_fn is None
-    assert callback._batch.inputs.grad_fn is None
+    assert frames.shape == (2, 4, 16, 16)  # two validations of 4 maps at the input's 16x16
+    batch = callback._batch
+    expected = {id(t) for t in (batch.inputs, batch.labels, batch.masks) if t is not None}
+    expected |= {id(t) for t in _tensors_in(callback.history, set())}
+    assert {id(t) for t in held} == expected  # nothing else: no activations, gradients or outputs
+    assert all(t.grad_fn is None and not t.requires_grad for t in held)
+    history_bytes = sum(t.numel() * t.element_size() for t in _tensors_in(callback.history, set()))
+    assert history_bytes == 2 * 4 * 16 * 16 * 4  # float32 frames, nothing more
 
 
 def test_automatic_layer_choice(tmp_path):

@@ -59,6 +59,18 @@ def test_scorecam_hand_case() -> None:
     assert model.batch_sizes == [1, 2]  # the main pass, then both masked copies in one chunk
 
 
+def test_scorecam_gives_a_constant_channel_no_weight() -> None:
+    # A^0 = [2, 2] is constant: its normalised mask is all zero, so it carries no location and weighs 0
+    # (a weight would add a uniform offset 2 * w before the ReLU). Channel 1 as in the hand case above:
+    # mask [1, 0]; the masked input pools to (1, 1); head rows (1, 1), (0.5, -1) give logits (2, -0.5);
+    # p0 = sigmoid(2.5). Map: ReLU(sigmoid(2.5) * [2, 0]).
+    x = torch.tensor([[2.0, 2.0], [2.0, 0.0]]).view(1, 2, 1, 2)
+    model = TwoChannels([[1.0, 1.0], [0.5, -1.0]])
+    result = CAMEngine(model, "conv", "scorecam")(x, 0)
+    expected = torch.tensor([sigmoid(2.5) * 2.0, 0.0]).view(1, 1, 2)
+    torch.testing.assert_close(result.raw[("conv", "scorecam")], expected)
+
+
 def test_scorecam_with_a_callable_target_uses_its_score_without_softmax() -> None:
     # Score = logit 0 itself: channel 0 -> 1.5, channel 1 -> 1.5.
     model = TwoChannels([[1.0, 1.0], [0.5, -1.0]])
