@@ -104,3 +104,72 @@ def reference_map(method: str, activations: Tensor, gradients: Tensor | None) ->
                 raise KeyError(method)
         maps[b] = total.clamp(min=0)
     return maps
+
+
+# The model left as found: shared by the engine, guided, perturbation and smoothing tests -------------------
+
+GUARDS = {"plain": torch.enable_grad, "no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
+
+
+def model_state(model: nn.Module) -> dict[str, object]:
+    return {
+        "training": [m.training for m in model.modules()],
+        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "tensors": [t.clone() for t in model.state_dict().values()],
+        "hooks": [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()],
+        "rng": torch.get_rng_state(),
+        "grad_enabled": torch.is_grad_enabled(),
+        "modes": torch._C._len_torch_function_stack(),
+    }
+
+
+def assert_same_state(before: dict[str, object], after: dict[str, object]) -> None:
+    assert before["training"] == after["training"]
+    for old, new in zip(before["grads"], after["grads"], strict=True):  # type: ignore[call-overload]
+        assert (old is None and new is None) or torch.equal(old, new)
+    for old, new in zip(before["tensors"], after["tensors"], strict=True):  # type: ignore[call-overload]
+        assert torch.equal(old, new)
+    assert torch.equal(before["rng"], after["rng"])  # type: ignore[arg-type]
+    assert (before["hooks"], before["grad_enabled"], before["modes"]) == (
+        after["hooks"],
+        after["grad_enabled"],
+        after["modes"],
+    )
+
+
+class FailsOnCall(nn.Module):
+    """Wraps TinyNet; the forward with number ``fail_at`` (1-based) raises after the network ran."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.net = fill_deterministic(TinyNet())
+        self.fail_at = fail_at
+        self.calls = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
+        out = self.net(x)
+        if self.calls == self.fail_at:
+            raise RuntimeError("boom")
+        return out
+
+
+def hand_activation_and_gradient(
+    model: nn.Module, inputs: Tensor, layer: nn.Module, classes: list[int], *, clone: bool = True
+) -> tuple[Tensor, Tensor]:
+    """The layer's output and d(score)/d(output), with a forward hook and torch.autograd.grad."""
+    store: dict[str, Tensor] = {}
+
+    def hook(module: nn.Module, args: object, output: Tensor) -> Tensor | None:
+        store["a"] = output
+        return output.clone() if clone else None
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        with torch.enable_grad():
+            logits = model(inputs)
+    finally:
+        handle.remove()
+    score = logits[torch.arange(len(classes)), torch.tensor(classes)].sum()
+    (gradient,) = torch.autograd.grad(score, store["a"])
+    return store["a"].detach(), gradient

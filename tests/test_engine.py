@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from conftest import TinyNet, fill_deterministic, reference_map
+from conftest import TinyNet, fill_deterministic, hand_activation_and_gradient, reference_map
 from torch import Tensor, nn
 
 from cam_callback import CAMEngine, CAMResult, compute_cam
@@ -18,27 +18,6 @@ ALL = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam"]
 
 
 # Independent computations ----------------------------------------------------------------------------------
-
-
-def hand_activation_and_gradient(
-    model: nn.Module, inputs: Tensor, layer: nn.Module, classes: list[int], *, clone: bool = True
-) -> tuple[Tensor, Tensor]:
-    """The layer's output and d(score)/d(output), with a forward hook and torch.autograd.grad."""
-    store: dict[str, Tensor] = {}
-
-    def hook(module: nn.Module, args: object, output: Tensor) -> Tensor | None:
-        store["a"] = output
-        return output.clone() if clone else None
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        with torch.enable_grad():
-            logits = model(inputs)
-    finally:
-        handle.remove()
-    score = logits[torch.arange(len(classes)), torch.tensor(classes)].sum()
-    (gradient,) = torch.autograd.grad(score, store["a"])
-    return store["a"].detach(), gradient
 
 
 def hand_gradcam(activations: Tensor, gradients: Tensor) -> Tensor:

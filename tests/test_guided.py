@@ -9,14 +9,13 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TinyNet, fill_deterministic
+from conftest import GUARDS, FailsOnCall, TinyNet, assert_same_state, fill_deterministic, model_state
 from torch import Tensor, nn
 
 from cam_callback import CAMEngine, compute_cam
 from cam_callback.guided import GuidedReLUMode, guided_backprop, guided_gradcam, saliency_to_image
 
 GUIDED = ["guided-backprop", "guided-gradcam"]
-GUARDS = {"plain": torch.enable_grad, "no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
 
 # Every way of writing a ReLU that guided backprop catches.
 RELU_FORMS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -58,32 +57,6 @@ X = torch.tensor([1.0, -2.0, 3.0]).view(1, 1, 1, 3)
 GUIDED_X = torch.tensor([1.0, -1.0, 0.0]).view(1, 1, 1, 3)
 # Plain gradient for contrast: v * (output > 0) = ch0 [1, 0, -2], ch1 [0, 1, 0] -> [1, -1, -2].
 PLAIN_X = torch.tensor([1.0, -1.0, -2.0]).view(1, 1, 1, 3)
-
-
-def model_state(model: nn.Module) -> dict[str, object]:
-    return {
-        "training": [m.training for m in model.modules()],
-        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-        "tensors": [t.clone() for t in model.state_dict().values()],
-        "hooks": [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()],
-        "rng": torch.get_rng_state(),
-        "grad_enabled": torch.is_grad_enabled(),
-        "modes": torch._C._len_torch_function_stack(),
-    }
-
-
-def assert_same_state(before: dict[str, object], after: dict[str, object]) -> None:
-    assert before["training"] == after["training"]
-    for old, new in zip(before["grads"], after["grads"], strict=True):  # type: ignore[call-overload]
-        assert (old is None and new is None) or torch.equal(old, new)
-    for old, new in zip(before["tensors"], after["tensors"], strict=True):  # type: ignore[call-overload]
-        assert torch.equal(old, new)
-    assert torch.equal(before["rng"], after["rng"])  # type: ignore[arg-type]
-    assert (before["hooks"], before["grad_enabled"], before["modes"]) == (
-        after["hooks"],
-        after["grad_enabled"],
-        after["modes"],
-    )
 
 
 def assert_relu_backward_is_plain() -> None:
@@ -243,23 +216,6 @@ def test_model_left_as_found(tiny_net: TinyNet, images: Tensor, method: str, con
     torch.testing.assert_close(result.saliency[key], reference.saliency[key])
     assert not result.saliency[("features.3", method)].requires_grad
     assert_relu_backward_is_plain()
-
-
-class FailsOnCall(nn.Module):
-    """Wraps TinyNet; the forward with number ``fail_at`` (1-based) raises after the ReLUs have run."""
-
-    def __init__(self, fail_at: int) -> None:
-        super().__init__()
-        self.net = fill_deterministic(TinyNet())
-        self.fail_at = fail_at
-        self.calls = 0
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.calls += 1
-        out = self.net(x)
-        if self.calls == self.fail_at:
-            raise RuntimeError("boom")
-        return out
 
 
 @pytest.mark.parametrize("method", GUIDED)

@@ -6,14 +6,13 @@ import math
 
 import pytest
 import torch
-from conftest import TinyNet, fill_deterministic
+from conftest import GUARDS, FailsOnCall, TinyNet, assert_same_state, fill_deterministic, model_state
 from torch import Tensor, nn
 
 from cam_callback import CAMEngine, compute_cam
 from cam_callback.perturbation import LayerProbe, ablationcam_weights, scorecam_weights
 
 PERTURBATION = ["scorecam", "ablationcam"]
-GUARDS = {"plain": torch.enable_grad, "no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
 
 
 def sigmoid(value: float) -> float:
@@ -177,27 +176,6 @@ def test_no_backward_when_only_perturbation_methods_run(tiny_net: TinyNet, image
 # The model left as found ---------------------------------------------------------------------------------
 
 
-def model_state(model: nn.Module) -> dict[str, object]:
-    return {
-        "training": [m.training for m in model.modules()],
-        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-        "tensors": [t.clone() for t in model.state_dict().values()],
-        "hooks": [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()],
-        "rng": torch.get_rng_state(),
-        "grad_enabled": torch.is_grad_enabled(),
-    }
-
-
-def assert_same_state(before: dict[str, object], after: dict[str, object]) -> None:
-    assert before["training"] == after["training"]
-    for old, new in zip(before["grads"], after["grads"], strict=True):  # type: ignore[call-overload]
-        assert (old is None and new is None) or torch.equal(old, new)
-    for old, new in zip(before["tensors"], after["tensors"], strict=True):  # type: ignore[call-overload]
-        assert torch.equal(old, new)
-    assert torch.equal(before["rng"], after["rng"])  # type: ignore[arg-type]
-    assert (before["hooks"], before["grad_enabled"]) == (after["hooks"], after["grad_enabled"])
-
-
 @pytest.mark.parametrize("context", ["plain", "no_grad", "inference_mode"])
 @pytest.mark.parametrize("method", PERTURBATION)
 def test_model_left_as_found(tiny_net: TinyNet, images: Tensor, method: str, context: str) -> None:
@@ -214,23 +192,6 @@ def test_model_left_as_found(tiny_net: TinyNet, images: Tensor, method: str, con
     assert_same_state(before, after)
     assert all(m.training for m in tiny_net.modules())
     torch.testing.assert_close(result.raw[("features.3", method)], reference)
-
-
-class FailsOnCall(nn.Module):
-    """Wraps TinyNet; the forward with number ``fail_at`` (1-based) raises after the network ran."""
-
-    def __init__(self, fail_at: int) -> None:
-        super().__init__()
-        self.net = fill_deterministic(TinyNet())
-        self.fail_at = fail_at
-        self.calls = 0
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.calls += 1
-        out = self.net(x)
-        if self.calls == self.fail_at:
-            raise RuntimeError("boom")
-        return out
 
 
 @pytest.mark.parametrize("method", PERTURBATION)

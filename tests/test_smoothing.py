@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TinyNet, fill_deterministic
+from conftest import (
+    GUARDS,
+    FailsOnCall,
+    TinyNet,
+    assert_same_state,
+    fill_deterministic,
+    hand_activation_and_gradient,
+    model_state,
+)
 from torch import Tensor, nn
 
 from cam_callback import CAMEngine, compute_cam
@@ -14,7 +22,6 @@ from cam_callback.methods import METHODS, combine, eigencam
 from cam_callback.smoothing import augment, augmentations, check_scales, restore
 
 WEIGHTED = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam"]
-GUARDS = {"plain": torch.enable_grad, "no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
 
 
 # Eigen smoothing -----------------------------------------------------------------------------------------
@@ -60,23 +67,6 @@ def test_eigencam_and_guided_backprop_have_no_weights() -> None:
     assert METHODS["eigencam"].weights is None and METHODS["guided-backprop"].weights is None
 
 
-def layer_activation_and_gradient(
-    model: nn.Module, inputs: Tensor, layer: nn.Module, classes: list[int]
-) -> tuple[Tensor, Tensor]:
-    store: dict[str, Tensor] = {}
-
-    def hook(module: nn.Module, args: object, output: Tensor) -> Tensor:
-        store["a"] = output
-        return output.clone()  # protect it from the in-place ReLU that follows
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        with torch.enable_grad():
-            logits = model(inputs)
-    finally:
-        handle.remove()
-    (gradient,) = torch.autograd.grad(logits[torch.arange(len(classes)), classes].sum(), store["a"])
-    return store["a"].detach(), gradient
 
 
 def hand_scorecam_weights(
@@ -100,7 +90,7 @@ def test_engine_eigen_smooth_projects_the_weighted_activations(
     result = CAMEngine(tiny_net, "features.3", name, eigen_smooth=True)(images, target=[1, 4])
     plain = CAMEngine(tiny_net, "features.3", name)(images, target=[1, 4])
     tiny_net.eval()
-    activations, gradients = layer_activation_and_gradient(tiny_net, images, tiny_net.features[3], [1, 4])
+    activations, gradients = hand_activation_and_gradient(tiny_net, images, tiny_net.features[3], [1, 4])
     if name == "gradcam":
         weighted = gradients.mean(dim=(2, 3), keepdim=True) * activations
     elif name == "hirescam":
@@ -223,27 +213,6 @@ def test_smoothing_flags_must_be_bools(tiny_net: TinyNet, flag: str) -> None:
 # The model left as found ---------------------------------------------------------------------------------
 
 
-def model_state(model: nn.Module) -> dict[str, object]:
-    return {
-        "training": [m.training for m in model.modules()],
-        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-        "tensors": [t.clone() for t in model.state_dict().values()],
-        "hooks": [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()],
-        "rng": torch.get_rng_state(),
-        "grad_enabled": torch.is_grad_enabled(),
-    }
-
-
-def assert_same_state(before: dict[str, object], after: dict[str, object]) -> None:
-    assert before["training"] == after["training"]
-    for old, new in zip(before["grads"], after["grads"], strict=True):  # type: ignore[call-overload]
-        assert (old is None and new is None) or torch.equal(old, new)
-    for old, new in zip(before["tensors"], after["tensors"], strict=True):  # type: ignore[call-overload]
-        assert torch.equal(old, new)
-    assert torch.equal(before["rng"], after["rng"])  # type: ignore[arg-type]
-    assert (before["hooks"], before["grad_enabled"]) == (after["hooks"], after["grad_enabled"])
-
-
 OPTIONS = {"eigen": {"eigen_smooth": True}, "aug": {"aug_smooth": True}}
 
 
@@ -262,21 +231,6 @@ def test_model_left_as_found(tiny_net: TinyNet, images: Tensor, option: str, con
     assert_same_state(before, after)
     key = ("features.3", "gradcam")
     torch.testing.assert_close(result.raw[key], reference.raw[key])
-
-
-class FailsOnCall(nn.Module):
-    def __init__(self, fail_at: int) -> None:
-        super().__init__()
-        self.net = fill_deterministic(TinyNet())
-        self.fail_at = fail_at
-        self.calls = 0
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.calls += 1
-        out = self.net(x)
-        if self.calls == self.fail_at:
-            raise RuntimeError("boom")
-        return out
 
 
 def test_an_error_in_an_augmented_pass_leaves_nothing_behind(images: Tensor) -> None:
