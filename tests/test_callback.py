@@ -159,6 +159,22 @@ def test_image_grid_has_one_tile_per_sample(tmp_path):
     assert "cam_heatmap/features.3/gradcam" not in events.Tags()["images"]
 
 
+JPEG_START, PNG_START = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("image_format", ["jpeg", "png"])
+def test_overlays_are_encoded_as_asked_and_heatmaps_stay_lossless(tmp_path, image_format):
+    options = {} if image_format == "jpeg" else {"image_format": "png"}  # JPEG is the default
+    callback = GradCAMCallback(layer="features.3", num_samples=4, **options)
+    _, trainer = _fit(tmp_path, [callback], max_epochs=1)
+    events = _events(trainer.logger.log_dir)
+    overlay = events.Images("cam/features.3/gradcam")[0]
+    assert overlay.encoded_image_string.startswith(JPEG_START if image_format == "jpeg" else PNG_START)
+    assert (overlay.width, overlay.height) == (38, 38)
+    assert events.Images("cam_heatmap/features.3/gradcam")[0].encoded_image_string.startswith(PNG_START)
+    assert events.Images("cam_summary/features.3/gradcam")[0].encoded_image_string.startswith(PNG_START)
+
+
 def test_not_run_in_sanity_check_and_every_n_epochs(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=2, every_n_epochs=2)
     _, trainer = _fit(tmp_path, [callback], max_epochs=4, num_sanity_val_steps=2)
@@ -231,6 +247,7 @@ def test_engine_options_reach_the_engine_and_guided_methods_log_saliency(tmp_pat
         (dict(reshape="tokenz"), ValueError, "tokens"),
         (dict(target="labels"), ValueError, "'label', 'predicted'"),
         (dict(mean=[0.5, 0.5, 0.5]), ValueError, "`mean` and `std`"),
+        (dict(image_format="jpg"), ValueError, r"\('png', 'jpeg'\)"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, error, match):

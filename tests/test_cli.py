@@ -99,6 +99,7 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
         "mean": "[0.4,0.4,0.4]",
         "std": "[0.2,0.2,0.2]",
         "log_heatmaps": "false",
+        "image_format": "png",
         "history_size": "16",
         "tag_prefix": "attention",
         "strict": "true",
@@ -119,7 +120,7 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
     assert (callback.alpha, callback.colormap, callback.keys) == (0.25, "turbo", ("image", "label", "mask"))
     assert (callback.mean, callback.std) == ([0.4] * 3, [0.2] * 3)
     assert (callback.log_heatmaps, callback.history.max_side, callback.tag_prefix) == (False, 16, "attention")
-    assert callback.strict is True
+    assert (callback.strict, callback.image_format) == (True, "png")
     assert callback.engine_options == {
         "reshape": "tokens", "eigen_smooth": True, "aug_smooth": True, "aug_scales": (1.0, 0.8), "chunk_size": 8
     }

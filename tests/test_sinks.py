@@ -54,6 +54,48 @@ def test_tensorboard_sink_round_trip(tmp_path):
     assert [(e.step, e.value) for e in events.Scalars("cam/mean")] == [(3, 0.25), (7, 0.75)]
 
 
+def test_tensorboard_sink_writes_jpeg_that_decodes_close_to_the_image(tmp_path):
+    writer = SummaryWriter(log_dir=str(tmp_path))
+    sink = TensorBoardSink(writer)
+    # A smooth picture (JPEG's home ground): horizontal and vertical ramps, 40 x 64.
+    rows = torch.linspace(0, 255, 40)[:, None].expand(40, 64)
+    cols = torch.linspace(0, 255, 64)[None, :].expand(40, 64)
+    smooth = torch.stack([rows, cols, 255 - rows]).round().to(torch.uint8)
+    sink.add_image("cam/overlay", smooth, step=5, image_format="jpeg")
+    sink.add_image("cam/overlay", picture(0), step=6, image_format="png")
+    sink.flush()
+    writer.close()
+
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    jpeg, png = events.Images("cam/overlay")
+    assert (jpeg.step, jpeg.height, jpeg.width) == (5, 40, 64)
+    assert jpeg.encoded_image_string.startswith(b"\xff\xd8\xff")  # the JPEG start-of-image marker
+    decoded = decode_rgb(jpeg.encoded_image_string).astype(int)
+    error = np.abs(decoded - smooth.permute(1, 2, 0).numpy().astype(int))
+    assert error.mean() < 2 and error.max() < 16  # quality 90 on ramps: within a few levels
+    assert (decode_rgb(png.encoded_image_string) == picture(0).permute(1, 2, 0).numpy()).all()
+
+
+def test_image_format_must_be_png_or_jpeg(tmp_path):
+    writer = SummaryWriter(log_dir=str(tmp_path / "tb"))
+    try:
+        with pytest.raises(ValueError, match=r"\('png', 'jpeg'\).*'gif'"):
+            TensorBoardSink(writer).add_image("x", picture(0), step=0, image_format="gif")
+    finally:
+        writer.close()
+    with pytest.raises(ValueError, match="'gif'"):
+        PngSink(tmp_path / "png").add_image("x", picture(0), step=0, image_format="gif")
+
+
+def test_png_sink_writes_png_files_whatever_the_format(tmp_path):
+    sink = PngSink(tmp_path)
+    sink.add_image("cam/overlay", picture(4), step=2, image_format="jpeg")
+    written = sink.image_path("cam/overlay", 2).read_bytes()
+    assert written.startswith(b"\x89PNG")
+    assert (decode_rgb(written) == picture(4).permute(1, 2, 0).numpy()).all()
+
+
 def test_tensorboard_sink_rejects_non_writers_and_bad_images(tmp_path):
     with pytest.raises(TypeError, match="`writer`"):
         TensorBoardSink(object())
