@@ -4,10 +4,11 @@ Model: torchvision resnet18 (weights=None, eval mode), random 224x224 images, ba
 target = the predicted class. Each row is the median wall time of one engine call over a few repetitions
 (after one warm-up call), divided by the median of the floor timed alternately with it.
 
-The floor (``floor_gradcam`` below) is the least work a Grad-CAM needs: one forward with a hook on layer4
-that hands on its output as a fresh leaf and switches autograd on there, so only avgpool + fc are
-recorded; ``torch.autograd.grad`` of the summed predicted-class scores to layer4; the channel weighting
-``ReLU(sum_k mean(dy/dA^k) A^k)``. No upsampling, no normalisation.
+The floor is ``floor_gradcam`` of bench_engine.py (imported, with its model and inputs): the least work a
+Grad-CAM needs, one forward with a hook on layer4 that hands on its output as a fresh leaf and switches
+autograd on there, so only avgpool + fc are recorded; ``torch.autograd.grad`` of the summed
+predicted-class scores to layer4; ``ReLU(sum_k mean(dy/dA^k) A^k)``; upsampling and min-max
+normalisation. Engine calls return raw maps (upsampling is lazy), so rows are timed without it.
 
     .venv/bin/python benchmarks/bench_methods.py            # full run (Score-CAM, Ablation-CAM: minutes)
     .venv/bin/python benchmarks/bench_methods.py --quick    # smoke run: batch 2, 64x64 images, 2 repetitions
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import statistics
 import time
 import warnings
@@ -25,8 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torchvision
-from torch import Tensor, nn
+from bench_engine import build_inputs, build_model, floor_gradcam, machine_line
+from torch import Tensor
 
 from cam_callback import CAMEngine
 
@@ -46,28 +46,6 @@ ROWS: list[tuple[str, str, dict[str, Any], str]] = [
     ("ablationcam", "ablationcam", {}, "1 fwd + ceil(B*K/chunk) fwd of chunk images"),
 ]
 SLOW = {"scorecam", "ablationcam"}
-
-
-def floor_gradcam(model: nn.Module, x: Tensor) -> Tensor:
-    """Grad-CAM at layer4 with nothing extra (see the module docstring)."""
-    store: dict[str, Tensor] = {}
-
-    def hook(module: nn.Module, args: object, output: Tensor) -> Tensor:
-        leaf = output.detach().requires_grad_(True)
-        store["a"] = leaf
-        torch.set_grad_enabled(True)  # the no_grad block below switches it off again
-        return leaf
-
-    handle = model.layer4.register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            logits = model(x)
-            scores = logits.gather(1, logits.argmax(dim=1, keepdim=True))
-            (grad,) = torch.autograd.grad(scores.sum(), store["a"])
-    finally:
-        handle.remove()
-    activations = store["a"].detach()
-    return torch.relu((grad.mean(dim=(2, 3))[:, :, None, None] * activations).sum(dim=1))
 
 
 def seconds(fn: Callable[[], object]) -> float:
@@ -106,9 +84,8 @@ def main() -> None:
     reps = args.reps or (2 if args.quick else 5)
     slow_reps = min(args.slow_reps, reps)
 
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None).eval()
-    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
+    model = build_model()
+    x = build_inputs(batch, size)
     channels = model.layer4[-1].conv2.out_channels
 
     def floor() -> Tensor:
@@ -116,9 +93,9 @@ def main() -> None:
 
     floor()  # warm-up
     threads = torch.get_num_threads()
-    print(f"resnet18, layer4 (K = {channels}), batch {batch}, {size}x{size}, CPU, {threads} threads, "
-          f"torch {torch.__version__}, {platform.processor() or platform.machine()}")
-    print(f"floor: hook + autograd.grad to layer4 + weighting, timed alternately with each row ({reps} reps)")
+    print(f"Machine: {machine_line(threads)}  ")
+    print(f"resnet18, layer4 (K = {channels}), batch {batch}, {size}x{size}  ")
+    print(f"floor: bench_engine's floor_gradcam, timed alternately with each row ({reps} reps)")
     copies = batch * channels
     print(f"Score-CAM / Ablation-CAM: {copies} perturbed images, "
           f"{math.ceil(copies / args.chunk_size)} forwards of up to {args.chunk_size}\n")

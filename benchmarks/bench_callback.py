@@ -1,0 +1,500 @@
+"""What one validation costs with `GradCAMCallback`, against the Grad-CAM floor of bench_engine.py (CPU).
+
+Model: torchvision resnet18 (weights=None, eval mode) inside a small LightningModule, 16 random 224x224
+images with random labels, layer ``net.layer4`` (resnet18's ``layer4``), method ``gradcam``, target = the
+predicted class (the floor's target). Prints a Markdown table of medians and ratios.
+
+    .venv/bin/python benchmarks/bench_callback.py            # full run (about 3 minutes on 2 cores)
+    .venv/bin/python benchmarks/bench_callback.py --quick    # smoke run: 2 images of 64x64, 2 repetitions
+
+Each callback is set up by a real ``pytorch_lightning.Trainer`` with a ``TensorBoardLogger`` in a temporary
+folder: one ``trainer.validate`` takes the fixed batch, builds the engine and opens the logger. The timed call
+is then the callback's hook ``on_validation_end(trainer, module)`` itself, under ``torch.inference_mode()``
+as in Lightning's validation loop: the maps, the overlay grid with captions, the heatmap grid, the drift
+scalars, the event file writes and the flush. The floor is ``floor_gradcam`` of bench_engine.py (imported),
+which includes the upsampling and min-max normalisation the callback's maps also get.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from bench_engine import (
+    CLOCKS,
+    build_inputs,
+    build_model,
+    floor_gradcam,
+    floor_two_layers,
+    machine_line,
+    paired_ratio,
+    plain_forward,
+    verdict,
+)
+from pytorch_lightning.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import image as image_summary
+
+from cam_callback import CAMEngine, GradCAMCallback
+from cam_callback.drift import shrink_maps
+from cam_callback.render import heatmap_grid, overlay_grid
+from cam_callback.sinks import TensorBoardSink, encode_jpeg
+
+LAYER = "net.layer4"
+METHOD = "gradcam"
+MULTI_LAYERS = ["net.layer3", "net.layer4"]
+MULTI_METHODS = ["gradcam", "gradcam++", "layercam"]
+CALLBACK_TARGET = 1.5  # per-validation cost of the callback, x floor
+NUM_CLASSES = 1000  # torchvision's default head, as in bench_engine.build_model
+
+
+# ------------------------------------------------------------------------------------------ model, data
+
+
+class Classifier(pl.LightningModule):
+    """resnet18 as ``self.net``; the validation step computes and logs a cross-entropy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = build_model()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x, y = batch
+        loss = F.cross_entropy(self(x), y)
+        self.log("val/loss", loss, batch_size=len(y))
+        return loss
+
+
+def natural_inputs(images: int, size: int) -> Tensor:
+    """Random images with a 1/f amplitude spectrum, like photographs: unlike white noise, PNG compresses
+    them, which costs the encoder more time."""
+    generator = torch.Generator().manual_seed(3)
+    spectrum = torch.fft.rfft2(torch.randn(images, 3, size, size, generator=generator))
+    fy = torch.fft.fftfreq(size)[:, None]
+    fx = torch.fft.rfftfreq(size)[None, :]
+    x = torch.fft.irfft2(spectrum / (fy**2 + fx**2).sqrt().clamp_min(1.0 / size), s=(size, size))
+    return (x - x.mean(dim=(1, 2, 3), keepdim=True)) / x.std(dim=(1, 2, 3), keepdim=True)
+
+
+def build_loader(images: int, size: int, natural: bool = False) -> tuple[Tensor, DataLoader]:
+    x = natural_inputs(images, size) if natural else build_inputs(images, size)
+    labels = torch.randint(0, NUM_CLASSES, (images,), generator=torch.Generator().manual_seed(2))
+    return x, DataLoader(TensorDataset(x, labels), batch_size=images, shuffle=False, num_workers=0)
+
+
+def make_trainer(callbacks: list[pl.Callback], root: Path, name: str) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=TensorBoardLogger(save_dir=str(root), name=name, version=0),
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        max_epochs=1,
+    )
+
+
+def make_callback(**options: Any) -> GradCAMCallback:
+    settings: dict[str, Any] = {"layer": LAYER, "method": METHOD, "target": "predicted", "strict": True}
+    settings.update(options)
+    return GradCAMCallback(**settings)
+
+
+# ----------------------------------------------------------------------------------------------- checks
+
+
+def event_files(directory: str) -> list[Path]:
+    return sorted(Path(directory).glob("events.out.tfevents.*"))
+
+
+def event_bytes(directory: str) -> int:
+    return sum(path.stat().st_size for path in event_files(directory))
+
+
+def count_events(directory: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Image and scalar summaries per tag in every event file of ``directory``."""
+    images: dict[str, int] = {}
+    scalars: dict[str, int] = {}
+    for path in event_files(directory):
+        for event in LegacyEventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                kind = value.WhichOneof("value")
+                if kind == "image":
+                    images[value.tag] = images.get(value.tag, 0) + 1
+                elif kind == "simple_value":
+                    scalars[value.tag] = scalars.get(value.tag, 0) + 1
+    return images, scalars
+
+
+@dataclass
+class Setup:
+    """A callback with its trainer, after the one-off ``trainer.validate`` that sets it up."""
+
+    callback: GradCAMCallback
+    trainer: pl.Trainer
+    calls: int = 0  # on_validation_end calls that did the work, the set-up validation included
+    growth: list[int] | None = None  # event-file bytes added by each timed call
+
+    @property
+    def log_dir(self) -> str:
+        return str(self.trainer.logger.log_dir)
+
+    def hook(self, module: pl.LightningModule) -> None:
+        with torch.inference_mode():  # Lightning's validation loop calls the hook in this mode
+            self.callback.on_validation_end(self.trainer, module)
+
+    def after(self, before: int) -> None:
+        """Outside the clock: the call must have written and flushed its images."""
+        self.calls += 1
+        added = event_bytes(self.log_dir) - before
+        if added <= 0:
+            raise SystemExit(f"a timed callback call wrote nothing to {self.log_dir}; not a valid timing")
+        self.growth = (self.growth or []) + [added]
+
+
+def set_up(
+    callback: GradCAMCallback, module: pl.LightningModule, loader: DataLoader, root: Path, name: str
+) -> Setup:
+    trainer = make_trainer([callback], root, name)
+    trainer.validate(module, loader, verbose=False)
+    setup = Setup(callback, trainer, calls=1)
+    if len(callback.history) != 1:
+        raise SystemExit(f"the callback {name!r} recorded no maps during trainer.validate")
+    return setup
+
+
+def check_maps(setup: Setup, floor_maps: Tensor, history_size: int) -> float:
+    """The callback must explain the same batch as the floor, with the same maps (at the history's size)."""
+    frames = setup.callback.history.frames()[(LAYER, METHOD)]
+    diff = float((frames[-1] - shrink_maps(floor_maps, history_size)).abs().max())
+    if diff > 1e-4:
+        raise SystemExit(f"the callback's maps and the floor's differ (max abs diff {diff:.3g}); not timing")
+    return diff
+
+
+def check_written(setup: Setup, tags: list[str], scalar_tags: list[str]) -> None:
+    """Every call wrote every image; every call after the first wrote the drift scalars."""
+    images, scalars = count_events(setup.log_dir)
+    for tag in tags:
+        if images.get(tag, 0) != setup.calls:
+            found = images.get(tag, 0)
+            raise SystemExit(f"{setup.log_dir}: {found} images under {tag!r}, expected {setup.calls}")
+    for tag in scalar_tags:
+        if scalars.get(tag, 0) != setup.calls - 1:
+            raise SystemExit(
+                f"{setup.log_dir}: {scalars.get(tag, 0)} scalars under {tag!r}, expected {setup.calls - 1}"
+            )
+
+
+# ----------------------------------------------------------------------------------------------- timing
+
+
+@dataclass
+class Variant:
+    """A timed call; ``before``/``after`` run outside the clock (checks); a returned float is a side time."""
+
+    call: Callable[[], Any]
+    before: Callable[[], Any] | None = None
+    after: Callable[[Any], None] | None = None
+    side: str | None = None  # key that receives the float ``call`` returns
+
+
+def time_variants(
+    variants: dict[str, Variant], reps: int, warmup: int, clock: Callable[[], float]
+) -> dict[str, list[float]]:
+    """Seconds per call, interleaved: each round runs every variant once, in a rotated order."""
+    keys = list(variants)
+    times: dict[str, list[float]] = {key: [] for key in keys}
+    times.update({v.side: [] for v in variants.values() if v.side})
+    for rep in range(-warmup, reps):
+        shift = rep % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            variant = variants[key]
+            state = variant.before() if variant.before else None
+            gc.collect()
+            start = clock()
+            returned = variant.call()
+            elapsed = clock() - start
+            if variant.after:
+                variant.after(state)
+            if rep >= 0:
+                times[key].append(elapsed)
+                if variant.side:
+                    times[variant.side].append(returned)
+    return times
+
+
+def difference(times: dict[str, list[float]], key: str, minus: str) -> list[float]:
+    """Per-round difference: the same round's ``key`` minus ``minus``."""
+    return [a - b for a, b in zip(times[key], times[minus], strict=True)]
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+LABELS = {
+    "plain": "plain forward, `torch.inference_mode()`",
+    "floor": "floor: Grad-CAM at layer4, written out (bench_engine)",
+    "engine": "`CAMEngine` layer4 gradcam + normalised maps (the callback's maps)",
+    "render": "`overlay_grid` with captions + `heatmap_grid` (rendering alone)",
+    "sink": "`TensorBoardSink`: overlay (JPEG) + heatmaps (PNG) + 4 scalars + flush (logging alone)",
+    "crc": "of which: CRC-32C of the 2 image records (tensorboard's pure-Python fallback, writer thread)",
+    "callback": "**callback** `on_validation_end`: maps, overlay + heatmap grids, drift, TensorBoard",
+    "noheat": "callback, `log_heatmaps=False`",
+    "png": "callback, `image_format=\"png\"` (lossless overlays)",
+    "split": "callback minus `CAMEngine` (rendering + drift + logging), per round",
+    "insitu": "callback hook timed inside `trainer.validate`",
+    "validate_diff": "`trainer.validate` with the callback minus without, per round",
+    "validate_without": "`trainer.validate` without the callback ({images}-image validation, context)",
+    "floor_l3_l4": "2-layer floor: grads at layer3 + layer4, raw Grad-CAM (bench_engine)",
+    "natural": "callback on natural-like images (1/f spectrum) instead of white noise",
+    "multi": "callback, layer3 + layer4 x gradcam, gradcam++, layercam (6 overlay + 6 heatmap grids)",
+}
+ROW_ORDER = [
+    "plain", "floor", "engine", "render", "sink", "crc", "callback", "split", "noheat", "png", "natural",
+    "insitu", "validate_diff", "validate_without", "floor_l3_l4", "multi",
+]  # fmt: skip
+TARGETS = {"callback": CALLBACK_TARGET, "natural": CALLBACK_TARGET}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 images of 64x64, 2 repetitions")
+    parser.add_argument("--images", type=int, default=None, help="images explained (default 16)")
+    parser.add_argument("--size", type=int, default=None, help="image side (default 224)")
+    parser.add_argument("--reps", type=int, default=None, help="timed rounds (default 9)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 2)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (all cores)")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall: elapsed time (default); cpu: CPU time of this process, all threads (the event writer's "
+        "thread included)",
+    )
+    parser.add_argument("--no-validate", action="store_true", help="skip the `trainer.validate` rows")
+    parser.add_argument("--no-multi", action="store_true", help="skip the 2 layers x 3 methods rows")
+    args = parser.parse_args()
+
+    quick = args.quick
+    images = args.images or (2 if quick else 16)
+    size = args.size or (64 if quick else 224)
+    reps = args.reps or (2 if quick else 9)
+    warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
+    clock = CLOCKS[args.clock]
+
+    warnings.filterwarnings("ignore", module=r"(pytorch_)?lightning.*")
+    warnings.filterwarnings("ignore", message=r".*(num_workers|does not have many workers).*")
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("lightning_fabric").setLevel(logging.ERROR)
+
+    torch.set_num_threads(args.threads)
+    python = os.path.relpath(sys.executable)
+    python = "python" if python.startswith("..") else python
+    command = " ".join([python, "benchmarks/bench_callback.py", *sys.argv[1:]])
+    print(f"Machine: {machine_line(args.threads)}, pytorch_lightning {pl.__version__}  ")
+    print(f"Command: `{command}`  ")
+    load = os.getloadavg()[0]
+    print(f"1-minute load average at the start: {load:.2f} (other work on these cores skews timings)  ")
+    print(
+        f"resnet18 (weights=None, eval) in a LightningModule, {images} random {size}x{size} images, layer4, "
+        f"gradcam, target = predicted class; {args.clock}-clock medians of {reps} interleaved rounds after "
+        f"{warmup} warm-up round(s). Callback: the hook `on_validation_end` called directly on a Trainer "
+        "that ran `trainer.validate` once (fixed batch taken, engine built, logger open), TensorBoardLogger "
+        "writing to a temporary folder.\n"
+    )
+    sys.stdout.flush()
+
+    with tempfile.TemporaryDirectory(prefix="bench_callback_") as tmp:
+        root = Path(tmp)
+        module = Classifier().eval()
+        x, loader = build_loader(images, size)
+        history_size = 32
+
+        # One-off set-up, untimed: each callback takes its fixed batch and opens its logger here.
+        full = set_up(make_callback(), module, loader, root, "callback")
+        noheat_cb = make_callback(log_heatmaps=False, tag_prefix="noheat")
+        noheat = set_up(noheat_cb, module, loader, root, "noheat")
+        png_cb = make_callback(image_format="png", tag_prefix="png")
+        setups = {"callback": full, "noheat": noheat, "png": set_up(png_cb, module, loader, root, "png")}
+        if not args.no_multi:
+            multi_cb = make_callback(layer=MULTI_LAYERS, method=MULTI_METHODS, tag_prefix="multi")
+            setups["multi"] = set_up(multi_cb, module, loader, root, "multi")
+        _, natural_loader = build_loader(images, size, natural=True)
+        natural_cb = make_callback(tag_prefix="natural")
+        setups["natural"] = set_up(natural_cb, module, natural_loader, root, "natural")
+        torch.set_num_threads(args.threads)  # in case the Trainer changed it
+        if module.training or torch.get_num_threads() != args.threads:
+            raise SystemExit("the module must stay in eval mode and torch on the requested threads")
+        map_diff = check_maps(full, floor_gradcam(module.net, x), history_size)
+
+        # The callback's parts, from the public functions, on maps and captions computed once here.
+        engine = CAMEngine(module, LAYER, METHOD)
+        result = engine(x, "predicted")
+        maps = result.normalized(LAYER, METHOD)
+        probs = result.outputs.softmax(dim=1)
+        captions = [
+            f"y={int(y)} p={int(p)} {float(q):.2f}"
+            for y, p, q in zip(loader.dataset.tensors[1], probs.argmax(dim=1), probs.amax(dim=1), strict=True)
+        ]
+        overlay = overlay_grid(x, maps, alpha=0.5, colormap="jet", captions=captions)
+        heat = heatmap_grid(maps, colormap="jet")
+        # About what the event writer checksums for the two images (each record also holds step and time):
+        # the overlay as JPEG (the callback's default `image_format`), the heatmaps as PNG.
+        records = [encode_jpeg(overlay), image_summary("cam/heatmap", heat, dataformats="CHW").SerializeToString()]
+        writer = SummaryWriter(log_dir=str(root / "sink"))
+        sink = TensorBoardSink(writer)
+
+        def render() -> None:
+            overlay_grid(x, maps, alpha=0.5, colormap="jet", captions=captions)
+            heatmap_grid(maps, colormap="jet")
+
+        def log_to_sink() -> None:
+            sink.add_image("cam/overlay", overlay, 0, "jpeg")
+            sink.add_image("cam/heatmap", heat, 0, "png")
+            for name in ("change_prev", "change_first", "shift_prev", "shift_first"):
+                sink.add_scalar(f"cam_drift/{name}", 0.5, 0)
+            sink.flush()
+
+        def direct(setup: Setup) -> Variant:
+            return Variant(
+                call=lambda: setup.hook(module),
+                before=lambda: event_bytes(setup.log_dir),
+                after=setup.after,
+            )
+
+        variants: dict[str, Variant] = {
+            "plain": Variant(lambda: plain_forward(module.net, x)),
+            "floor": Variant(lambda: floor_gradcam(module.net, x)),
+            "engine": Variant(lambda: engine(x, "predicted").normalized(LAYER, METHOD)),
+            "render": Variant(render),
+            "sink": Variant(log_to_sink),
+            "crc": Variant(lambda: [masked_crc32c(record) for record in records]),
+            "callback": direct(full),
+            "noheat": direct(noheat),
+            "png": direct(setups["png"]),
+            "natural": direct(setups["natural"]),
+        }
+        if not args.no_multi:
+            variants["floor_l3_l4"] = Variant(lambda: floor_two_layers(module.net, x))
+            variants["multi"] = direct(setups["multi"])
+
+        if not args.no_validate:
+            # The same callback as "callback", run by Lightning: the hook is timed where it is called.
+            insitu_cb = make_callback(tag_prefix="insitu")
+            hook = insitu_cb.on_validation_end
+            last: dict[str, float] = {}
+
+            def timed_hook(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+                start = clock()
+                hook(trainer, pl_module)
+                last["seconds"] = clock() - start
+
+            insitu_cb.on_validation_end = timed_hook  # type: ignore[method-assign]
+            with_cb = set_up(insitu_cb, module, loader, root, "validate_with")
+            setups["insitu"] = with_cb
+            without = make_trainer([], root, "validate_without")
+            without.validate(module, loader, verbose=False)
+
+            def validate_with() -> float:
+                last.clear()
+                with_cb.trainer.validate(module, loader, verbose=False)
+                return last["seconds"]
+
+            def counted(_: Any) -> None:
+                with_cb.calls += 1
+
+            variants["validate_with"] = Variant(validate_with, after=counted, side="insitu")
+            variants["validate_without"] = Variant(lambda: without.validate(module, loader, verbose=False))
+            torch.set_num_threads(args.threads)
+
+        times = time_variants(variants, reps, warmup, clock)
+
+        # Outside the timing: what the calls wrote.
+        for setup in setups.values():
+            setup.trainer.logger.finalize("success")
+        writer.close()
+        prefix = {"callback": "cam", **{key: key for key in setups if key != "callback"}}
+        for key, setup in setups.items():
+            layers = MULTI_LAYERS if key == "multi" else [LAYER]
+            methods = MULTI_METHODS if key == "multi" else [METHOD]
+            pairs = [(layer, method) for layer in layers for method in methods]
+            tags = [f"{prefix[key]}/{layer}/{method}" for layer, method in pairs]
+            if key != "noheat":
+                tags += [f"{prefix[key]}_heatmap/{layer}/{method}" for layer, method in pairs]
+            scalar_tags = [f"{prefix[key]}_drift/{layer}/{method}/change_prev" for layer, method in pairs]
+            check_written(setup, tags, scalar_tags)
+        calls = {key: setup.calls for key, setup in setups.items()}
+        growth = statistics.median(full.growth or [0])
+        growth_noheat = statistics.median(noheat.growth or [0])
+
+    if "validate_with" in times:
+        times["validate_diff"] = difference(times, "validate_with", "validate_without")
+    times["split"] = difference(times, "callback", "engine")
+    med = {key: statistics.median(values) for key, values in times.items()}
+
+    print(f"Time per validation ({args.clock} clock), {images} images of {size}x{size}")
+    print()
+    print("| variant | median ms | x floor | x floor (paired) | x plain forward | target | met |")
+    print("|---|---:|---:|---:|---:|---|---|")
+    for key in ROW_ORDER:
+        if key not in times:
+            continue
+        ratio = med[key] / med["floor"]
+        target, ok = verdict(ratio, TARGETS.get(key))
+        print(
+            f"| {LABELS[key].format(images=images)} | {med[key] * 1e3:.0f} | {ratio:.3f} | "
+            f"{paired_ratio(times, key, 'floor'):.3f} | {med[key] / med['plain']:.3f} | {target} | {ok} |"
+        )
+    print()
+    print(
+        '`x floor (paired)`: median over rounds of the per-round ratio; rows marked "per round" are '
+        "medians of same-round differences."
+    )
+    rest = med["callback"] - med["engine"] - med["render"] - med["sink"]
+    print(
+        f"- callback split: maps {med['engine'] * 1e3:.0f} ms, rendering + drift + logging "
+        f"{med['split'] * 1e3:.0f} ms per round ({med['split'] / med['callback']:.0%} of the callback); of "
+        f"that, rendering alone {med['render'] * 1e3:.0f} ms, TensorBoard writes + flush alone "
+        f"{med['sink'] * 1e3:.0f} ms (encoding, and {med['crc'] * 1e3:.0f} ms of CRC-32C in the writer's "
+        f"thread, which the flush waits for), the rest (captions, drift, call overhead) {rest * 1e3:.0f} ms."
+    )
+    if "multi" in med:
+        print(
+            f"- 2 layers x 3 methods: callback vs the 2-layer floor {med['multi'] / med['floor_l3_l4']:.3f} "
+            f"(paired {paired_ratio(times, 'multi', 'floor_l3_l4'):.3f})."
+        )
+    print(
+        f"- checks: the callback's maps equal the floor's (max abs difference {map_diff:.1g} at "
+        f"{history_size}x{history_size}); every call wrote all its images and drift scalars, read back from "
+        f"the event files ({', '.join(f'{key} {n} calls' for key, n in calls.items())}); each timed call "
+        f"added a median {growth / 1024:.0f} KiB to the event file ({growth_noheat / 1024:.0f} KiB "
+        "without heatmaps), flushed before the hook returned."
+    )
+    print(f"\n1-minute load average at the end (this run included): {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
