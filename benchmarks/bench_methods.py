@@ -38,12 +38,12 @@ ROWS: list[tuple[str, str, dict[str, Any], str]] = [
     ("hirescam", "hirescam", {}, "1 fwd + 1 bwd (from layer4)"),
     ("layercam", "layercam", {}, "1 fwd + 1 bwd (from layer4)"),
     ("eigencam", "eigencam", {}, "1 fwd"),
-    ("gradcam + eigen_smooth", "gradcam", {"eigen_smooth": True}, "1 fwd + 1 bwd + an SVD per image"),
+    ("gradcam + eigen_smooth", "gradcam", {"eigen_smooth": True}, "1 fwd + 1 bwd + a Gram eigh per image"),
     ("gradcam + aug_smooth", "gradcam", {"aug_smooth": True}, "6 x (1 fwd + 1 bwd)"),
     ("guided-backprop", "guided-backprop", {}, "1 fwd + 1 fwd + 1 bwd (full graph, to the input)"),
     ("guided-gradcam", "guided-gradcam", {}, "1 fwd + 1 bwd + 1 fwd + 1 bwd (full graph)"),
     ("scorecam", "scorecam", {}, "1 fwd + ceil(B*K/chunk) fwd of chunk images"),
-    ("ablationcam", "ablationcam", {}, "1 fwd + ceil(B*K/chunk) fwd of chunk images"),
+    ("ablationcam", "ablationcam", {}, "1 fwd + B*ceil(K/chunk) fwd of 1 image, fanned out at layer4"),
 ]
 SLOW = {"scorecam", "ablationcam"}
 

@@ -4,8 +4,10 @@ Neither method uses gradients. Each needs one perturbed copy of a sample per cha
 ``B * K`` extra images in all; they go through the model ``chunk_size`` at a time, on the model's device and
 under ``torch.no_grad()``, so memory stays bounded by one forward of ``chunk_size`` images. Cost per layer:
 ``ceil(B * K / chunk_size)`` forward passes (``B * K`` images), no backward. For ResNet-18's ``layer4``
-(``K = 512``) and a batch of 8 that is 4096 images, a few hundred times the cost of the Grad-CAM pass
-(``benchmarks/bench_methods.py`` measures it).
+(``K = 512``) and a batch of 8 that is 4096 images, several hundred times the cost of the Grad-CAM pass
+(``benchmarks/bench_methods.py`` measures it). Ablation-CAM perturbs the layer, not the input, so it
+runs the part of the network before the layer once per sample and chunk, and only the rest on the copies
+(see :func:`ablationcam_weights`).
 
 The functions here return channel weights ``[B, K]``; :func:`cam_callback.methods.combine` turns them into
 the map ``ReLU(sum_k w_k A^k)`` (or its eigen-smoothed form).
@@ -134,36 +136,125 @@ def ablationcam_weights(probe: LayerProbe) -> Tensor:
     """Ablation-CAM channel weights ``[B, K]`` (Desai & Ramaswamy 2020, "Ablation-CAM").
 
     ``w_k = (y^c - y^c_k) / |y^c|``: ``y^c`` is the pre-softmax target score of the sample, ``y^c_k`` the
-    score when channel ``k`` of the layer's output is set to zero (a forward hook on the layer zeroes it in
-    each copy of a batch of copies; the network runs from the input). The paper divides by ``y^c``; the
+    score when channel ``k`` of the layer's output is set to zero. The paper divides by ``y^c``; the
     absolute value keeps a channel whose removal lowers the score positive also when ``y^c < 0`` (for
     ``y^c > 0`` it is the paper's formula); a score of exactly 0 divides by 1. With ``reshape`` the channel
     is zeroed at the positions of the raw output that form it (for tokens: feature ``k`` of every patch
     token, the class token untouched).
 
-    Cost: ``ceil(B * K / chunk_size)`` forwards of at most ``chunk_size`` images, no backward.
+    How the copies run: a forward hook on the layer zeroes channel ``k`` in each copy. Every copy of a
+    sample shares the part of the network before the layer, so by default that part runs once per chunk on
+    the one sample and the hook fans its output out into the chunk's copies; only the rest of the network
+    sees ``chunk_size`` rows (for ResNet-18's ``layer4``: the pooling and the classifier). This holds when
+    what follows the layer depends on the sample only through the layer's output or through tensors of
+    batch 1 that broadcast. The first chunk checks it: it carries an unablated copy, whose score must
+    match the unperturbed one; if it does not, or that forward fails, every copy is run from the input
+    instead (``ceil(B * K / chunk_size)`` full forwards).
+
+    Cost: ``B * ceil(K / chunk_size)`` forwards of one image whose rest runs on up to ``chunk_size`` rows,
+    or the full forwards above, no backward.
     """
-    activations = probe.activations
-    batch, channels = activations.shape[:2]
-    state: dict[str, Tensor] = {}
+    try:
+        return _ablationcam_fanned_out(probe)
+    except _FanOutUnsupported:
+        return _ablationcam_from_the_input(probe)
+
+
+class _FanOutUnsupported(Exception):
+    """The network after the layer does not depend on the sample through the layer's output alone."""
+
+
+def _ablation_hook(probe: LayerProbe, state: dict[str, Any]) -> Callable[[nn.Module, Any, Any], Tensor]:
+    """A forward hook that zeroes channel ``state["channels"][i]`` in row ``i`` of the layer's output (none
+    where it is negative), after taking the rows ``state["rows"]`` of the output when set (the fan-out)."""
+    channels = probe.activations.shape[1]
 
     def zero_channels(module: nn.Module, args: Any, output: Any) -> Tensor:
         if not isinstance(output, Tensor):
             raise TypeError(f"ablationcam: the layer returned {type(output).__name__}, not a tensor")
         ks = state["channels"].to(output.device)
-        rows = torch.arange(output.shape[0], device=output.device)
-        ablated = output.clone(memory_format=torch.contiguous_format)
+        rows = state.get("rows")
+        if rows is None:
+            ablated = output.clone(memory_format=torch.contiguous_format)
+        else:
+            ablated = output[rows.to(output.device)].contiguous()  # a fresh tensor, one row per copy
+        index = torch.arange(ablated.shape[0], device=output.device)
+        keep = ks >= 0
+        index, ks = index[keep], ks[keep]
         if probe.reshape is None:
-            ablated[rows, ks] = 0
+            ablated[index, ks] = 0
         else:
             if "positions" not in state:
                 state["positions"] = _channel_positions(output[:1].detach(), probe.reshape, channels)
-            flat = ablated.view(output.shape[0], -1)
-            flat[rows.unsqueeze(1), state["positions"].to(output.device)[ks]] = 0
+            flat = ablated.view(ablated.shape[0], -1)
+            flat[index.unsqueeze(1), state["positions"].to(output.device)[ks]] = 0
         return ablated
 
+    return zero_channels
+
+
+def _ablation_weights(probe: LayerProbe, ablated: Tensor) -> Tensor:
+    """``(y - y_k) / |y|`` from the ablated scores ``[B, K]``."""
+    base = probe.scores.detach().float().to(ablated.device).unsqueeze(1)
+    scale = torch.where(base != 0, base.abs(), torch.ones_like(base))
+    return (base - ablated) / scale
+
+
+def _ablationcam_fanned_out(probe: LayerProbe) -> Tensor:
+    """Ablation-CAM with the part before the layer run once per chunk (see :func:`ablationcam_weights`)."""
+    activations = probe.activations
+    batch, channels = activations.shape[:2]
+    device = activations.device
+    state: dict[str, Any] = {}
+    rows: list[Tensor] = []
+    checked = False
+    handle = probe.layer.register_forward_hook(_ablation_hook(probe, state))
+    try:
+        with torch.no_grad():
+            for sample in range(batch):
+                scores: list[Tensor] = []
+                ks = torch.arange(channels, device=device)
+                if not checked:
+                    ks = torch.cat([ks.new_full((1,), -1), ks])  # an unablated copy leads the first chunk
+                for start in range(0, ks.numel(), probe.chunk_size):
+                    chunk = ks[start : start + probe.chunk_size]
+                    state["channels"], state["rows"] = chunk, torch.zeros_like(chunk)
+                    image = probe.inputs[sample : sample + 1]
+                    samples = torch.full_like(chunk, sample)
+                    if checked:
+                        outputs = probe.model(image)
+                        scores.append(_copy_scores(outputs, probe, samples, probabilities=False))
+                        continue
+                    try:
+                        outputs = probe.model(image)
+                        chunk_scores = _copy_scores(outputs, probe, samples, probabilities=False)
+                    except Exception as error:  # the model cannot take the fan-out: run from the input
+                        raise _FanOutUnsupported from error
+                    if not _same_score(chunk_scores[0], probe.scores[sample], outputs):
+                        raise _FanOutUnsupported
+                    scores.append(chunk_scores[1:])
+                    checked = True
+                rows.append(torch.cat(scores).to(device))
+    finally:
+        handle.remove()
+    return _ablation_weights(probe, torch.stack(rows))
+
+
+def _same_score(copy: Tensor, reference: Tensor, outputs: Any) -> bool:
+    """Whether the unablated copy scored what the unperturbed sample scored, up to rounding."""
+    dtype = outputs.dtype if isinstance(outputs, Tensor) and outputs.is_floating_point() else torch.float32
+    tolerance = max(1e-4, 8 * torch.finfo(dtype).eps)
+    reference = reference.detach().float().to(copy.device)
+    return bool((copy - reference).abs() <= tolerance * max(1.0, float(reference.abs())))
+
+
+def _ablationcam_from_the_input(probe: LayerProbe) -> Tensor:
+    """Ablation-CAM with every copy run through the whole network, ``chunk_size`` copies per forward."""
+    activations = probe.activations
+    batch, channels = activations.shape[:2]
+    state: dict[str, Any] = {}
     ablated_scores: list[Tensor] = []
-    handle = probe.layer.register_forward_hook(zero_channels)
+    handle = probe.layer.register_forward_hook(_ablation_hook(probe, state))
     try:
         with torch.no_grad():
             for samples, ks in _chunks(batch, channels, probe.chunk_size, activations.device):
@@ -172,7 +263,4 @@ def ablationcam_weights(probe: LayerProbe) -> Tensor:
                 ablated_scores.append(_copy_scores(outputs, probe, samples, probabilities=False))
     finally:
         handle.remove()
-    ablated = torch.cat(ablated_scores).to(activations.device).view(batch, channels)
-    base = probe.scores.detach().float().to(activations.device).unsqueeze(1)
-    scale = torch.where(base != 0, base.abs(), torch.ones_like(base))
-    return (base - ablated) / scale
+    return _ablation_weights(probe, torch.cat(ablated_scores).to(activations.device).view(batch, channels))

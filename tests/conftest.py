@@ -137,6 +137,21 @@ def assert_same_state(before: dict[str, object], after: dict[str, object]) -> No
     )
 
 
+def explain_leaving_state(model: nn.Module, images: Tensor, context: str, method: str, **options: object):
+    """Run ``CAMEngine(model, "features.3", method, **options)`` on a copy of ``images`` (targets 1 and 2)
+    under the grad mode ``context``, assert the model and global state came out as they went in, and return
+    the engine's result."""
+    from cam_callback import CAMEngine
+
+    with GUARDS[context]():
+        batch = images.clone()
+        before = model_state(model)
+        result = CAMEngine(model, "features.3", method, **options)(batch, target=[1, 2])
+        after = model_state(model)
+    assert_same_state(before, after)
+    return result
+
+
 class FailsOnCall(nn.Module):
     """Wraps TinyNet; the forward with number ``fail_at`` (1-based) raises after the network ran."""
 

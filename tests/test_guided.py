@@ -9,7 +9,14 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import GUARDS, FailsOnCall, TinyNet, assert_same_state, fill_deterministic, model_state
+from conftest import (
+    FailsOnCall,
+    TinyNet,
+    assert_same_state,
+    explain_leaving_state,
+    fill_deterministic,
+    model_state,
+)
 from torch import Tensor, nn
 
 from cam_callback import CAMEngine, compute_cam
@@ -205,13 +212,7 @@ def test_model_left_as_found(tiny_net: TinyNet, images: Tensor, method: str, con
             parameter.grad = torch.full_like(parameter, 0.25 * index)
     tiny_net.dropout.eval()  # a mix of modes to restore
     reference = CAMEngine(tiny_net, "features.3", method)(images, target=[1, 2])
-    guard = GUARDS[context]
-    with guard():
-        batch = images.clone()
-        before = model_state(tiny_net)
-        result = CAMEngine(tiny_net, "features.3", method)(batch, target=[1, 2])
-        after = model_state(tiny_net)
-    assert_same_state(before, after)
+    result = explain_leaving_state(tiny_net, images, context, method)
     key = ("features.3", method)
     torch.testing.assert_close(result.saliency[key], reference.saliency[key])
     assert not result.saliency[("features.3", method)].requires_grad

@@ -6,7 +6,14 @@ import math
 
 import pytest
 import torch
-from conftest import GUARDS, FailsOnCall, TinyNet, assert_same_state, fill_deterministic, model_state
+from conftest import (
+    FailsOnCall,
+    TinyNet,
+    assert_same_state,
+    explain_leaving_state,
+    fill_deterministic,
+    model_state,
+)
 from torch import Tensor, nn
 
 from cam_callback import CAMEngine, compute_cam
@@ -22,7 +29,8 @@ def sigmoid(value: float) -> float:
 class TwoChannels(nn.Module):
     """x [B, 2, 1, 2] -> identity 1x1 conv (the layer, so A = x) -> average pool -> linear without bias.
 
-    ``forward_calls`` counts forwards, ``batch_sizes`` records the batch of each.
+    ``batch_sizes`` records the input batch of each forward, ``layer_rows`` the rows of the layer's output
+    that the rest of the network received (more than the input's when Ablation-CAM fans a sample out).
     """
 
     def __init__(self, head: list[list[float]]) -> None:
@@ -33,10 +41,13 @@ class TwoChannels(nn.Module):
             self.conv.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
             self.fc.weight.copy_(torch.tensor(head))
         self.batch_sizes: list[int] = []
+        self.layer_rows: list[int] = []
 
     def forward(self, x: Tensor) -> Tensor:
         self.batch_sizes.append(int(x.shape[0]))
-        return self.fc(self.conv(x).mean(dim=(2, 3)))
+        activations = self.conv(x)
+        self.layer_rows.append(int(activations.shape[0]))
+        return self.fc(activations.mean(dim=(2, 3)))
 
 
 # A^0 = [1, 3], A^1 = [2, 0]; pooled (2, 1).
@@ -83,7 +94,10 @@ def test_ablationcam_hand_case() -> None:
     model = TwoChannels([[1.0, 1.0], [0.5, -1.0]])
     result = CAMEngine(model, "conv", "ablationcam")(X)
     torch.testing.assert_close(result.raw[("conv", "ablationcam")], torch.tensor([[[4 / 3, 2.0]]]))
-    assert model.batch_sizes == [1, 2]
+    # The main pass, then one forward of the sample fanned out at the layer into 3 copies: one unablated
+    # (it must score y0 = 3 again), one without channel 0, one without channel 1.
+    assert model.batch_sizes == [1, 1]
+    assert model.layer_rows == [1, 3]
 
 
 def test_ablationcam_divides_by_the_absolute_score() -> None:
@@ -100,7 +114,10 @@ def test_weights_functions_on_a_probe_directly() -> None:
     probe = LayerProbe(model, X, model.conv, X.clone(), torch.tensor([0]), torch.tensor([3.0]), None, 1)
     torch.testing.assert_close(scorecam_weights(probe), torch.tensor([[sigmoid(0.75), sigmoid(2.25)]]))
     torch.testing.assert_close(ablationcam_weights(probe), torch.tensor([[2 / 3, 1 / 3]]))
-    assert model.batch_sizes == [1, 1, 1, 1]  # chunk_size 1: one copy per forward
+    # chunk_size 1, one copy per forward: Score-CAM's 2 masked inputs; Ablation-CAM's unablated check copy,
+    # then its 2 ablated copies.
+    assert model.batch_sizes == [1, 1] + [1, 1, 1]
+    assert model.layer_rows == [1, 1] + [1, 1, 1]
     assert not model.conv._forward_hooks
 
 
@@ -108,14 +125,16 @@ def test_weights_functions_on_a_probe_directly() -> None:
 def test_chunking_changes_the_number_of_forwards_not_the_maps(
     tiny_net: TinyNet, images: Tensor, method: str
 ) -> None:
-    # features.3 has K = 6 channels, so a batch of 2 needs 12 copies.
+    # features.3 has K = 6 channels, so a batch of 2 needs 12 copies. Score-CAM runs them ``chunk_size`` at a
+    # time; Ablation-CAM per sample (7 copies for the first, with the unablated check copy, 6 for the second).
+    expected = {"scorecam": [1 + 12, 1 + 3, 1 + 1], "ablationcam": [1 + 7 + 6, 1 + 2 + 2, 1 + 1 + 1]}
     calls, maps = [], []
     for chunk_size in (1, 5, 64):
         tiny_net.forward_calls = 0
         result = CAMEngine(tiny_net, "features.3", method, chunk_size=chunk_size)(images, target=[1, 4])
         calls.append(tiny_net.forward_calls)
         maps.append(result.raw[("features.3", method)])
-    assert calls == [1 + 12, 1 + 3, 1 + 1]
+    assert calls == expected[method]
     assert maps[0].shape == (2, 6, 6) and (maps[0] > 0).any()
     for other in maps[1:]:
         torch.testing.assert_close(other, maps[0], rtol=1e-4, atol=1e-6)
@@ -125,7 +144,11 @@ def test_chunking_changes_the_number_of_forwards_not_the_maps(
 def test_copies_never_exceed_the_chunk_size(method: str) -> None:
     model = TwoChannels([[1.0, 1.0], [0.5, -1.0]])
     CAMEngine(model, "conv", method, chunk_size=3)(torch.cat([X, X * 2, -X]))
-    assert model.batch_sizes == [3, 3, 3]  # 3 samples x 2 channels = 6 copies, 3 per forward
+    if method == "scorecam":
+        assert model.batch_sizes == [3, 3, 3]  # 3 samples x 2 channels = 6 copies, 3 per forward
+    else:  # one sample per forward, fanned out at the layer: check copy + 2 channels, then 2, then 2
+        assert model.batch_sizes == [3, 1, 1, 1]
+        assert model.layer_rows == [3, 3, 2, 2]
 
 
 def test_ablationcam_matches_zeroing_by_hand(tiny_net: TinyNet, images: Tensor) -> None:
@@ -146,6 +169,61 @@ def test_ablationcam_matches_zeroing_by_hand(tiny_net: TinyNet, images: Tensor) 
             weights[:, k] = (base - ablated) / base.abs()
     expected = (weights[:, :, None, None] * activations).sum(dim=1).clamp(min=0)
     torch.testing.assert_close(result.raw[("features.3", "ablationcam")], expected)
+
+
+class NeedsItsInputAfterTheLayer(TwoChannels):
+    """TwoChannels whose head also reads the input, concatenated after the layer: the part after the layer
+    needs every copy's own input row, so Ablation-CAM cannot fan one sample out (torch.cat refuses rows of
+    different counts) and must run the copies from the input."""
+
+    def __init__(self) -> None:
+        super().__init__([[1.0, 1.0], [0.5, -1.0]])
+        self.fc = nn.Linear(4, 2, bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[1.0, 1.0, 0.5, 0.5], [0.5, -1.0, 0.0, 1.0]]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.batch_sizes.append(int(x.shape[0]))
+        activations = self.conv(x)
+        return self.fc(torch.cat([activations.mean(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1))
+
+
+class ScoresDifferentlyWhenFannedOut(TwoChannels):
+    """A model the fan-out would get wrong without complaint: its score moves by 1 whenever the layer's
+    output has other rows than its input. The unablated check copy catches it."""
+
+    def __init__(self) -> None:
+        super().__init__([[1.0, 1.0], [0.5, -1.0]])
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.batch_sizes.append(int(x.shape[0]))
+        activations = self.conv(x)
+        shift = 1.0 if activations.shape[0] != x.shape[0] else 0.0
+        return self.fc(activations.mean(dim=(2, 3))) + shift
+
+
+@pytest.mark.parametrize("model_class", [NeedsItsInputAfterTheLayer, ScoresDifferentlyWhenFannedOut])
+def test_ablationcam_runs_copies_from_the_input_where_fanning_out_would_fail(model_class: type) -> None:
+    model = model_class().eval()
+    inputs = torch.cat([X, 2 * X.flip(1)])  # two samples: a fanned-out sample does not match the batch
+    result = CAMEngine(model, "conv", "ablationcam", chunk_size=2)(inputs, target=[0, 1])
+    # The main pass, the first fanned-out forward (it fails or misses its check), then 4 copies 2 at a time.
+    assert model.batch_sizes == [2, 1, 2, 2]
+    assert not model.conv._forward_hooks
+    # Independently: zero each channel with a hook and run the whole batch, one forward per channel.
+    with torch.no_grad():
+        base = model(inputs)[[0, 1], [0, 1]]
+        weights = torch.zeros(2, 2)
+        for k in range(2):
+            channel = torch.tensor([k])
+            handle = model.conv.register_forward_hook(lambda m, a, out, c=channel: out.index_fill(1, c, 0.0))
+            try:
+                weights[:, k] = (base - model(inputs)[[0, 1], [0, 1]]) / base.abs()
+            finally:
+                handle.remove()
+    expected = (weights[:, :, None, None] * inputs).sum(dim=1).clamp(min=0)  # A = the input (identity conv)
+    torch.testing.assert_close(result.raw[("conv", "ablationcam")], expected)
+    assert (expected > 0).any()
 
 
 def test_a_callable_target_must_score_rows_independently(tiny_net: TinyNet, images: Tensor) -> None:
@@ -183,13 +261,7 @@ def test_model_left_as_found(tiny_net: TinyNet, images: Tensor, method: str, con
         generator = torch.Generator().manual_seed(parameter.numel())
         parameter.grad = torch.randn(parameter.shape, generator=generator)
     reference = CAMEngine(tiny_net, "features.3", method)(images, target=[1, 2]).raw[("features.3", method)]
-    guard = GUARDS[context]
-    with guard():
-        batch = images.clone()
-        before = model_state(tiny_net)
-        result = CAMEngine(tiny_net, "features.3", method)(batch, target=[1, 2])
-        after = model_state(tiny_net)
-    assert_same_state(before, after)
+    result = explain_leaving_state(tiny_net, images, context, method)
     assert all(m.training for m in tiny_net.modules())
     torch.testing.assert_close(result.raw[("features.3", method)], reference)
 
