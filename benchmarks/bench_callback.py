@@ -35,13 +35,14 @@ import torch
 import torch.nn.functional as F
 from bench_engine import (
     CLOCKS,
+    add_timing_options,
     build_inputs,
     build_model,
     floor_gradcam,
     floor_two_layers,
-    machine_line,
     paired_ratio,
     plain_forward,
+    print_header,
     verdict,
 )
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -282,17 +283,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 images of 64x64, 2 repetitions")
     parser.add_argument("--images", type=int, default=None, help="images explained (default 16)")
-    parser.add_argument("--size", type=int, default=None, help="image side (default 224)")
-    parser.add_argument("--reps", type=int, default=None, help="timed rounds (default 9)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 2)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (all cores)")
-    parser.add_argument(
-        "--clock",
-        choices=sorted(CLOCKS),
-        default="wall",
-        help="wall: elapsed time (default); cpu: CPU time of this process, all threads (the event writer's "
-        "thread included)",
-    )
+    add_timing_options(parser, 9, "the event writer's thread included")
     parser.add_argument("--no-validate", action="store_true", help="skip the `trainer.validate` rows")
     parser.add_argument("--no-multi", action="store_true", help="skip the 2 layers x 3 methods rows")
     args = parser.parse_args()
@@ -311,13 +302,7 @@ def main() -> None:
     logging.getLogger("lightning_fabric").setLevel(logging.ERROR)
 
     torch.set_num_threads(args.threads)
-    python = os.path.relpath(sys.executable)
-    python = "python" if python.startswith("..") else python
-    command = " ".join([python, "benchmarks/bench_callback.py", *sys.argv[1:]])
-    print(f"Machine: {machine_line(args.threads)}, pytorch_lightning {pl.__version__}  ")
-    print(f"Command: `{command}`  ")
-    load = os.getloadavg()[0]
-    print(f"1-minute load average at the start: {load:.2f} (other work on these cores skews timings)  ")
+    print_header("bench_callback.py", args.threads, f", pytorch_lightning {pl.__version__}")
     print(
         f"resnet18 (weights=None, eval) in a LightningModule, {images} random {size}x{size} images, layer4, "
         f"gradcam, target = predicted class; {args.clock}-clock medians of {reps} interleaved rounds after "

@@ -256,22 +256,37 @@ def verdict(value: float, limit: float | None) -> tuple[str, str]:
     return f"<= {limit:.2f}", "yes" if value <= limit else "**no**"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: batch 2, 64x64, 2 repetitions")
-    parser.add_argument("--batches", type=int, nargs="+", default=None, help="batch sizes (default 16 32)")
+def add_timing_options(parser: argparse.ArgumentParser, reps: int, clock_note: str) -> None:
+    """The options every timing script here takes: --size, --reps, --warmup, --threads, --clock."""
     parser.add_argument("--size", type=int, default=None, help="image side (default 224)")
-    parser.add_argument("--reps", type=int, default=None, help="timed repetitions per variant (default 7)")
+    parser.add_argument("--reps", type=int, default=None, help=f"timed rounds (default {reps})")
     parser.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 2)")
-    parser.add_argument("--mem-reps", type=int, default=None, help="fresh processes per memory cell (3)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (all cores)")
     parser.add_argument(
         "--clock",
         choices=sorted(CLOCKS),
         default="wall",
-        help="wall: elapsed time (default); cpu: CPU time of this process, all threads (steadier when "
-        "other work shares the cores, but counts threads spinning at barriers)",
+        help=f"wall: elapsed time (default); cpu: CPU time of this process, all threads ({clock_note})",
     )
+
+
+def print_header(script: str, threads: int, extra: str = "") -> None:
+    """Machine, the command as typed, and the load average: what a reader needs to trust the figures."""
+    python = os.path.relpath(sys.executable)
+    python = "python" if python.startswith("..") else python
+    command = " ".join([python, f"benchmarks/{script}", *sys.argv[1:]])
+    print(f"Machine: {machine_line(threads)}{extra}  ")
+    print(f"Command: `{command}`  ")
+    load = os.getloadavg()[0]
+    print(f"1-minute load average at the start: {load:.2f} (other work on these cores skews timings)  ")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: batch 2, 64x64, 2 repetitions")
+    parser.add_argument("--batches", type=int, nargs="+", default=None, help="batch sizes (default 16 32)")
+    add_timing_options(parser, 7, "steadier when other work shares the cores, but counts spinning threads")
+    parser.add_argument("--mem-reps", type=int, default=None, help="fresh processes per memory cell (3)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory part")
     args = parser.parse_args()
 
@@ -284,14 +299,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     model = build_model()
-    python = os.path.relpath(sys.executable)
-    python = "python" if python.startswith("..") else python
-    command = " ".join([python, "benchmarks/bench_engine.py", *sys.argv[1:]])
-
-    print(f"Machine: {machine_line(args.threads)}  ")
-    print(f"Command: `{command}`  ")
-    load = os.getloadavg()[0]
-    print(f"1-minute load average at the start: {load:.2f} (other work on these cores skews timings)  ")
+    print_header("bench_engine.py", args.threads)
     print(
         f"resnet18 (weights=None, eval), {size}x{size} random images, target = predicted class, "
         f"{args.clock}-clock medians of {reps} interleaved runs after {warmup} warm-up round(s); "
