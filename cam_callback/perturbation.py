@@ -204,40 +204,35 @@ def _ablationcam_fanned_out(probe: LayerProbe) -> Tensor:
     """Ablation-CAM with the part before the layer run once per chunk (see :func:`ablationcam_weights`)."""
     activations = probe.activations
     batch, channels = activations.shape[:2]
-    device = activations.device
+    every_channel = torch.arange(channels, device=activations.device)
     state: dict[str, Any] = {}
-    rows: list[Tensor] = []
-    checked = False
+
+    def run(sample: int, ks: Tensor) -> tuple[Tensor, Any]:
+        """Scores of ``sample`` with channel ``ks[i]`` zeroed in copy ``i`` (none where negative)."""
+        state["channels"], state["rows"] = ks, torch.zeros_like(ks)  # every copy from row 0: the sample
+        outputs = probe.model(probe.inputs[sample : sample + 1])
+        scores = _copy_scores(outputs, probe, torch.full_like(ks, sample), probabilities=False)
+        return scores.to(activations.device), outputs
+
     handle = probe.layer.register_forward_hook(_ablation_hook(probe, state))
     try:
         with torch.no_grad():
+            # The first chunk leads with an unablated copy of sample 0: it must score what the sample did.
+            first = torch.cat([every_channel.new_full((1,), -1), every_channel])[: probe.chunk_size]
+            try:
+                scores, outputs = run(0, first)
+            except Exception as error:  # the network after the layer cannot take the fanned-out rows
+                raise _FanOutUnsupported from error
+            if not _same_score(scores[0], probe.scores[0], outputs):
+                raise _FanOutUnsupported
+            per_sample: list[list[Tensor]] = [[scores[1:]]] + [[] for _ in range(batch - 1)]
             for sample in range(batch):
-                scores: list[Tensor] = []
-                ks = torch.arange(channels, device=device)
-                if not checked:
-                    ks = torch.cat([ks.new_full((1,), -1), ks])  # an unablated copy leads the first chunk
-                for start in range(0, ks.numel(), probe.chunk_size):
-                    chunk = ks[start : start + probe.chunk_size]
-                    state["channels"], state["rows"] = chunk, torch.zeros_like(chunk)
-                    image = probe.inputs[sample : sample + 1]
-                    samples = torch.full_like(chunk, sample)
-                    if checked:
-                        outputs = probe.model(image)
-                        scores.append(_copy_scores(outputs, probe, samples, probabilities=False))
-                        continue
-                    try:
-                        outputs = probe.model(image)
-                        chunk_scores = _copy_scores(outputs, probe, samples, probabilities=False)
-                    except Exception as error:  # the model cannot take the fan-out: run from the input
-                        raise _FanOutUnsupported from error
-                    if not _same_score(chunk_scores[0], probe.scores[sample], outputs):
-                        raise _FanOutUnsupported
-                    scores.append(chunk_scores[1:])
-                    checked = True
-                rows.append(torch.cat(scores).to(device))
+                begin = first.numel() - 1 if sample == 0 else 0  # channels the first chunk already did
+                for start in range(begin, channels, probe.chunk_size):
+                    per_sample[sample].append(run(sample, every_channel[start : start + probe.chunk_size])[0])
     finally:
         handle.remove()
-    return _ablation_weights(probe, torch.stack(rows))
+    return _ablation_weights(probe, torch.stack([torch.cat(chunks) for chunks in per_sample]))
 
 
 def _same_score(copy: Tensor, reference: Tensor, outputs: Any) -> bool:
