@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torchvision
 from conftest import (
     FailsOnCall,
     TinyNet,
@@ -224,6 +225,33 @@ def test_ablationcam_runs_copies_from_the_input_where_fanning_out_would_fail(mod
     expected = (weights[:, :, None, None] * inputs).sum(dim=1).clamp(min=0)  # A = the input (identity conv)
     torch.testing.assert_close(result.raw[("conv", "ablationcam")], expected)
     assert (expected > 0).any()
+
+
+def test_ablationcam_fans_out_inside_a_residual_block_like_zeroing_by_hand() -> None:
+    # Inside resnet18's layer3.1 the identity path (batch 1 when the sample is fanned out) broadcasts over
+    # the copies: the fan-out must still give what zeroing each channel of a whole forward gives.
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    image = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    forwards = []
+    model.register_forward_pre_hook(lambda module, args: forwards.append(int(args[0].shape[0])))
+    result = CAMEngine(model, "layer3.1.conv2", "ablationcam", chunk_size=128)(image, target=7)
+    assert forwards == [1, 1, 1, 1]  # the main pass, then 257 copies (with the check) in 3 fanned-out forwards
+    layer = model.layer3[1].conv2
+    with torch.no_grad():
+        captured = []
+        handle = layer.register_forward_hook(lambda m, a, out: captured.append(out))
+        base = model(image)[0, 7]
+        handle.remove()
+        weights = torch.zeros(256)
+        for k in range(256):
+            channel = torch.tensor([k])
+            handle = layer.register_forward_hook(lambda m, a, out, c=channel: out.index_fill(1, c, 0.0))
+            weights[k] = (base - model(image)[0, 7]) / base.abs()
+            handle.remove()
+    expected = (weights[:, None, None] * captured[0][0]).sum(dim=0).clamp(min=0)
+    assert (expected > 0).any()
+    torch.testing.assert_close(result.raw[("layer3.1.conv2", "ablationcam")][0], expected, rtol=1e-3, atol=1e-4)
 
 
 def test_a_callable_target_must_score_rows_independently(tiny_net: TinyNet, images: Tensor) -> None:
