@@ -236,7 +236,7 @@ def test_ablationcam_fans_out_inside_a_residual_block_like_zeroing_by_hand() -> 
     forwards = []
     model.register_forward_pre_hook(lambda module, args: forwards.append(int(args[0].shape[0])))
     result = CAMEngine(model, "layer3.1.conv2", "ablationcam", chunk_size=128)(image, target=7)
-    assert forwards == [1, 1, 1, 1]  # the main pass, then 257 copies (with the check) in 3 fanned-out forwards
+    assert forwards == [1, 1, 1, 1]  # the main pass, then 257 copies (one the check) in 3 fanned-out forwards
     layer = model.layer3[1].conv2
     with torch.no_grad():
         captured = []
@@ -251,7 +251,8 @@ def test_ablationcam_fans_out_inside_a_residual_block_like_zeroing_by_hand() -> 
             handle.remove()
     expected = (weights[:, None, None] * captured[0][0]).sum(dim=0).clamp(min=0)
     assert (expected > 0).any()
-    torch.testing.assert_close(result.raw[("layer3.1.conv2", "ablationcam")][0], expected, rtol=1e-3, atol=1e-4)
+    maps = result.raw[("layer3.1.conv2", "ablationcam")]
+    torch.testing.assert_close(maps[0], expected, rtol=1e-3, atol=1e-4)
 
 
 def test_a_callable_target_must_score_rows_independently(tiny_net: TinyNet, images: Tensor) -> None:
