@@ -61,7 +61,8 @@ class CAMCallbackCore:
         num_samples: how many validation samples to explain (the dataset's first ones).
         target: ``"label"`` (each sample's true class: the same question every epoch), ``"predicted"``, or a
             class index. ``None``: ``"label"`` when the batches carry labels, else ``"predicted"``.
-        every_n_epochs: run in epochs divisible by this (0 disables).
+        every_n_epochs: run after the validations of epochs n-1, 2n-1, ... (0-based; Lightning's
+            ``check_val_every_n_epoch`` rule); 0 disables.
         alpha: heatmap opacity over the image, in [0, 1].
         colormap: any OpenCV colormap by name (``"jet"``, ``"turbo"``, ``"viridis"``, ...).
         input_key, label_key, mask_key: where to read inputs, labels and object masks (or boxes
@@ -346,7 +347,8 @@ class CAMCallbackCore:
         return self._sinks
 
     def _is_tensorboard(self, logger: Any) -> bool:
-        return type(logger).__name__ == "TensorBoardLogger"
+        """A TensorBoardLogger of either Lightning namespace, or a subclass of one."""
+        return any(cls.__name__ == "TensorBoardLogger" for cls in type(logger).__mro__)
 
     def _log_summary(self, trainer: Any) -> None:
         sinks = self._sinks_for(trainer)

@@ -159,6 +159,18 @@ def test_image_grid_has_one_tile_per_sample(tmp_path):
     assert "cam_heatmap/features.3/gradcam" not in events.Tags()["images"]
 
 
+class TeamTensorBoardLogger(TensorBoardLogger):
+    """A user's own TensorBoard logger: a subclass must be written to like the original."""
+
+
+def test_a_tensorboard_logger_subclass_gets_the_images(tmp_path):
+    callback = GradCAMCallback(layer="features.3", num_samples=4)
+    logger = TeamTensorBoardLogger(str(tmp_path), name="run")
+    _, trainer = _fit(tmp_path, [callback], logger=logger, max_epochs=1)
+    assert "cam/features.3/gradcam" in _events(logger.log_dir).Tags()["images"]
+    assert not list(tmp_path.rglob("step_*.png"))  # no PNG-file fallback
+
+
 JPEG_START, PNG_START = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 
 
