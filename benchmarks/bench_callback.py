@@ -464,7 +464,12 @@ def main() -> None:
         f"{med['split'] * 1e3:.0f} ms per round ({med['split'] / med['callback']:.0%} of the callback); of "
         f"that, rendering alone {med['render'] * 1e3:.0f} ms, TensorBoard writes + flush alone "
         f"{med['sink'] * 1e3:.0f} ms (encoding, and {med['crc'] * 1e3:.0f} ms of CRC-32C in the writer's "
-        f"thread, which the flush waits for), the rest (captions, drift, call overhead) {rest * 1e3:.0f} ms."
+        f"thread, which the flush waits for); "
+        + (
+            f"the rest (captions, drift, call overhead) {rest * 1e3:.0f} ms."
+            if rest > 0
+            else "measured alone the parts add up to a little more than the whole."
+        )
     )
     if "multi" in med:
         print(

@@ -97,7 +97,7 @@ def main() -> None:
     print(f"resnet18, layer4 (K = {channels}), batch {batch}, {size}x{size}  ")
     print(f"floor: bench_engine's floor_gradcam, timed alternately with each row ({reps} reps)")
     copies = batch * channels
-    print(f"Score-CAM / Ablation-CAM: {copies} perturbed images, "
+    print(f"Score-CAM: {copies} masked images, "
           f"{math.ceil(copies / args.chunk_size)} forwards of up to {args.chunk_size}\n")
     print("| method | passes | median (ms) | floor (ms) | x floor |")
     print("|---|---|---:|---:|---:|")

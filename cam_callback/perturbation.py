@@ -151,8 +151,8 @@ def ablationcam_weights(probe: LayerProbe) -> Tensor:
     match the unperturbed one; if it does not, or that forward fails, every copy is run from the input
     instead (``ceil(B * K / chunk_size)`` full forwards).
 
-    Cost: ``B * ceil(K / chunk_size)`` forwards of one image whose rest runs on up to ``chunk_size`` rows,
-    or the full forwards above, no backward.
+    Cost: ``ceil((K + 1) / chunk_size) + (B - 1) * ceil(K / chunk_size)`` forwards of one image whose rest
+    runs on up to ``chunk_size`` rows (the ``+ 1``: the check copy), or the full forwards above; no backward.
     """
     try:
         return _ablationcam_fanned_out(probe)
