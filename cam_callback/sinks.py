@@ -26,7 +26,7 @@ from torch import Tensor
 __all__ = ["IMAGE_FORMATS", "JPEG_QUALITY", "PngSink", "Sink", "TensorBoardSink"]
 
 IMAGE_FORMATS = ("png", "jpeg")
-"""How a sink may encode an image: lossless PNG, or JPEG (far fewer bytes for photographs)."""
+"""How a sink may encode an image: lossless PNG, or JPEG (far fewer bytes for detailed images)."""
 
 JPEG_QUALITY = 90
 
@@ -119,8 +119,8 @@ class TensorBoardSink:
 
         ``"png"`` goes through ``writer.add_image`` (lossless). ``"jpeg"`` (quality :data:`JPEG_QUALITY`)
         writes the image summary itself: TensorBoard's event writer checksums every byte in pure Python
-        (a few MB/s), so a grid of 16 photographs of 224x224 costs several hundred milliseconds as PNG
-        and a fifth of that as JPEG. TensorBoard shows both. A writer without a file writer gets PNG.
+        (a few MB/s), so a 224x224 grid of 16 noise-like images costs several hundred milliseconds as
+        PNG and a fifth of that as JPEG. TensorBoard shows both. A writer without a file writer gets PNG.
         """
         step = _check_step(step)
         image = _check_image(image)
