@@ -54,9 +54,9 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import image as image_summary
 
 from cam_callback import CAMEngine, GradCAMCallback
-from cam_callback.drift import shrink_maps
-from cam_callback.render import heatmap_grid, overlay_grid
-from cam_callback.sinks import TensorBoardSink, encode_jpeg
+from cam_callback.core.drift import shrink_maps
+from cam_callback.render import encode_jpeg, heatmap_grid, overlay_grid
+from cam_callback.sinks import TensorBoardSink
 
 LAYER = "net.layer4"
 METHOD = "gradcam"

@@ -1,6 +1,6 @@
 """Entry point of ``python -m cam_callback``."""
 
-from .cli import main
+from .demo.cli import main
 
 if __name__ == "__main__":
     main()

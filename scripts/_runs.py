@@ -30,7 +30,7 @@ def fit(config: str, save_dir: str | Path, *overrides: str) -> Path:
 
     Returns the run's folder (``<save_dir>/<name>/version_N``).
     """
-    from cam_callback.cli import main
+    from cam_callback.demo.cli import main
 
     args = [
         "fit", "--config", str(CONFIGS / config),

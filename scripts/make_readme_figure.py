@@ -38,8 +38,8 @@ from PIL import Image
 from torch.nn import functional as F
 
 from cam_callback import compute_cam
-from cam_callback.classifier import ImageClassifier
-from cam_callback.data import ShapesDataModule, ShapesDataset
+from cam_callback.demo.classifier import ImageClassifier
+from cam_callback.demo import ShapesDataModule, ShapesDataset
 from cam_callback.render import blend, colorize, colormap_lut
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX

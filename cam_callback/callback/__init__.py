@@ -1,0 +1,21 @@
+"""The Lightning floor: when to explain, the fixed batch, the history, what to publish, and the two shells.
+
+Importing this package imports no Lightning; :mod:`.pl` and :mod:`.lightning` do, each for its namespace.
+"""
+
+from .core import CAMCallbackCore, CAMConfigurationError
+from .history import MapHistory
+from .publishing import Display
+from .samples import FixedBatch, take_fixed_batch
+from .trainer import LightningNamespace, TrainerLike
+
+__all__ = [
+    "CAMCallbackCore",
+    "CAMConfigurationError",
+    "Display",
+    "FixedBatch",
+    "LightningNamespace",
+    "MapHistory",
+    "TrainerLike",
+    "take_fixed_batch",
+]

@@ -1,0 +1,367 @@
+"""The callback's logic, written once for both Lightning namespaces: it schedules, the other floors work.
+
+``CAMCallbackCore`` is a mixin; :mod:`cam_callback.callback.pl` and :mod:`cam_callback.callback.lightning`
+combine it with the ``Callback`` class of ``pytorch_lightning`` and of ``lightning.pytorch`` and declare
+their namespace's classes. It decides when and where maps are made (validations, ranks, the fixed batch),
+asks the engine for them, the history for drift, :mod:`~cam_callback.callback.publishing` for the records,
+and hands those to the sinks. It reads only the public Trainer API (:class:`~.trainer.TrainerLike`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from torch import nn
+
+from ..capture.engine import CAMEngine
+from ..capture.layers import find_last_feature_layer, resolve_layer
+from ..capture.registry import get_method
+from ..core.checks import check_bool, check_choice, check_float, check_int, check_str
+from ..core.options import CAMOptions
+from ..core.smoothing import DEFAULT_SCALES
+from ..render import IMAGE_FORMATS, check_normalization, colormap_lut
+from ..sinks import PngSink, Sink, TensorBoardSink, publish
+from .history import MapHistory
+from .publishing import Display, summary_records, validation_records
+from .samples import FixedBatch, KeySpec, first_dataloader, take_fixed_batch
+from .trainer import LightningNamespace, TrainerLike
+
+__all__ = ["CAMCallbackCore", "CAMConfigurationError"]
+
+_TARGETS = ("label", "predicted")
+
+
+class CAMConfigurationError(ValueError):
+    """A setting of the callback that cannot work with this model or data; raised even when not strict."""
+
+
+def _as_list(name: str, value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, Sequence):
+        raise TypeError(f"`{name}` must be a str or a list of str, got {type(value).__name__} {value!r}")
+    return [check_str(name, item) for item in value]
+
+
+def _check_key(name: str, value: Any) -> KeySpec:
+    if value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value  # type: ignore[no-any-return]
+    raise TypeError(f"`{name}` must be a tuple position (int), a dict key (str) or None, got {value!r}")
+
+
+def _check_target(target: Any) -> str | int | None:
+    if target is None:
+        return None
+    if isinstance(target, str):
+        if target not in _TARGETS:
+            raise ValueError(f"`target`: unknown {target!r}; use 'label', 'predicted', a class index or None")
+        return target
+    return check_int("target", target, minimum=0)
+
+
+class CAMCallbackCore:
+    """Logs class-activation maps of a fixed validation batch at every selected validation.
+
+    After each validation that ``every_n_epochs`` selects (mid-epoch ones too; never during the sanity check;
+    also under ``trainer.validate``), it computes the maps of the first ``num_samples`` validation samples
+    with one forward and one backward through the LightningModule in eval mode, blends them over the images
+    and logs the grids to every TensorBoard logger at ``trainer.global_step`` (PNG files under the run's log
+    directory when there is none), with drift scalars. Training is untouched: weights, buffers, optimizer
+    state, RNG streams, ``.grad`` and train/eval modes are the same bit for bit as without the callback.
+
+    Args:
+        layer: layer path(s) as in ``model.named_modules()`` (``"layer4"``, ``"features.-1"``). ``None``
+            picks the last module whose output is a spatial feature map.
+        method: CAM method name(s) (``"gradcam"``, ``"gradcam++"``, ``"xgradcam"``, ``"hirescam"``,
+            ``"layercam"``, ``"eigencam"``, ...).
+        num_samples: how many validation samples to explain (the dataset's first ones).
+        target: ``"label"`` (each sample's true class: the same question every epoch), ``"predicted"``, or a
+            class index. ``None``: ``"label"`` when the batches carry labels, else ``"predicted"``.
+        every_n_epochs: run after the validations of epochs n-1, 2n-1, ... (0-based; Lightning's
+            ``check_val_every_n_epoch`` rule); 0 disables.
+        alpha: heatmap opacity over the image, in [0, 1].
+        colormap: any OpenCV colormap by name (``"jet"``, ``"turbo"``, ``"viridis"``, ...).
+        input_key, label_key, mask_key: where to read inputs, labels and object masks (or boxes
+            ``[B, 4]``) from a batch: a position in a tuple or a dict key. ``None`` fits ``(x, y[, mask])``
+            and dicts with common keys (``image``, ``label``, ``mask``, ...).
+        mean, std: per-channel normalisation to undo for display; ``None`` shows each image min-max scaled.
+        log_heatmaps: also log a grid of the plain heatmaps.
+        image_format: ``"jpeg"`` (quality 90) or ``"png"`` for the overlay and saliency grids in TensorBoard.
+            Photographs make large PNGs, and TensorBoard's writer checksums every byte in pure Python: a
+            16-image 224x224 overlay grid costs about 0.5 s more as PNG. Heatmap and summary grids are
+            always PNG (smooth, small, and lossless so their colours map back to values).
+        history_size: largest side of the maps kept for drift and the end-of-fit summary.
+        tag_prefix: first part of every tag (``<prefix>/<layer>/<method>``).
+        strict: re-raise errors instead of warning and skipping that validation's maps.
+        reshape: turn a layer's token output into a feature map (see :class:`CAMEngine`): ``"tokens"``
+            (class token dropped, square grid), ``"tokens:HxW"`` or ``"tokens-all"``.
+        eigen_smooth: replace each map's weighted channel sum by its first principal component.
+        aug_smooth: average each map over left-right flips and the resizes ``aug_scales`` (one engine pass
+            per combination: six with the default scales).
+        aug_scales: resize factors for ``aug_smooth``; ``None`` is ``[1.0, 1.1, 0.9]``. Vision transformers
+            with a fixed input size need ``[1.0]``.
+        chunk_size: perturbed copies per forward for ``"scorecam"`` and ``"ablationcam"`` (bounds memory).
+
+    The guided methods (``"guided-backprop"``, ``"guided-gradcam"``) also log their signed saliency images
+    under ``<prefix>_saliency/<layer>/<method>``.
+    """
+
+    namespace: ClassVar[LightningNamespace]
+    """The Lightning namespace's classes, declared by each shell."""
+
+    def __init__(
+        self,
+        layer: str | list[str] | None = None,
+        method: str | list[str] = "gradcam",
+        num_samples: int = 16,
+        target: str | int | None = None,
+        every_n_epochs: int = 1,
+        alpha: float = 0.5,
+        colormap: str = "jet",
+        input_key: int | str | None = None,
+        label_key: int | str | None = None,
+        mask_key: int | str | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        log_heatmaps: bool = True,
+        image_format: str = "jpeg",
+        history_size: int = 32,
+        tag_prefix: str = "cam",
+        strict: bool = False,
+        reshape: str | None = None,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
+        aug_scales: list[float] | None = None,
+        chunk_size: int = 64,
+    ) -> None:
+        super().__init__()
+        self.layers = _as_list("layer", layer)
+        self._configured_layers = list(self.layers)  # the state key; `layers` may be filled in automatically
+        self.methods = [get_method(m).name for m in _as_list("method", method)]
+        if not self.methods:
+            raise ValueError("`method` must name at least one method")
+        self.num_samples = check_int("num_samples", num_samples, minimum=1)
+        self.target = _check_target(target)
+        self.every_n_epochs = check_int("every_n_epochs", every_n_epochs, minimum=0)
+        colormap_lut(colormap, "cpu")  # raises with the valid names
+        normalization = check_normalization(mean, std)
+        self.display = Display(
+            tag_prefix=check_str("tag_prefix", tag_prefix).strip("/"),
+            alpha=check_float("alpha", alpha, low=0.0, high=1.0),
+            colormap=colormap,
+            mean=normalization[0] if normalization else None,
+            std=normalization[1] if normalization else None,
+            image_format=check_choice("image_format", image_format, IMAGE_FORMATS),
+            log_heatmaps=check_bool("log_heatmaps", log_heatmaps),
+        )
+        self.keys: tuple[KeySpec, KeySpec, KeySpec] = (
+            _check_key("input_key", input_key), _check_key("label_key", label_key), _check_key("mask_key", mask_key)
+        )
+        self.strict = check_bool("strict", strict)
+        self.options = CAMOptions(
+            reshape=reshape, eigen_smooth=eigen_smooth, aug_smooth=aug_smooth,
+            aug_scales=DEFAULT_SCALES if aug_scales is None else aug_scales, chunk_size=chunk_size,
+        )
+        self.history = MapHistory(max_side=check_int("history_size", history_size, minimum=1))
+        self._batch: FixedBatch | None = None
+        self._engine: CAMEngine | None = None
+        self._sinks: list[Sink] | None = None
+        self._warned: set[str] = set()
+        self._validated_this_fit = False
+
+    # ------------------------------------------------------------------ the options, as given
+
+    @property
+    def tag_prefix(self) -> str:
+        """First part of every tag."""
+        return self.display.tag_prefix
+
+    @property
+    def alpha(self) -> float:
+        """Heatmap opacity over the image."""
+        return self.display.alpha
+
+    @property
+    def colormap(self) -> str:
+        """The OpenCV colour map's name."""
+        return self.display.colormap
+
+    @property
+    def mean(self) -> list[float] | None:
+        """Per-channel normalisation mean undone for display, or None."""
+        return list(self.display.mean) if self.display.mean is not None else None
+
+    @property
+    def std(self) -> list[float] | None:
+        """Per-channel normalisation standard deviation undone for display, or None."""
+        return list(self.display.std) if self.display.std is not None else None
+
+    # ------------------------------------------------------------------ identity and state
+
+    @property
+    def state_key(self) -> str:
+        """Distinct for each configuration, so two such callbacks can run side by side."""
+        return self._generate_state_key(  # type: ignore[attr-defined, no-any-return]
+            layer=self._configured_layers, method=self.methods, num_samples=self.num_samples,
+            tag_prefix=self.tag_prefix,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The fixed batch and the maps' history, as CPU tensors (loads under ``weights_only=True``)."""
+        return {
+            "batch": self._batch.state_dict() if self._batch is not None else None,
+            "layers": list(self.layers),
+            "history": self.history.state_dict(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue a resumed run with the same images and history."""
+        batch = state_dict.get("batch")
+        self._batch = FixedBatch.from_state_dict(batch) if batch is not None else None
+        if not self.layers and state_dict.get("layers"):
+            self.layers = list(state_dict["layers"])
+        self.history.load_state_dict(state_dict.get("history", {}))
+
+    # ------------------------------------------------------------------ Lightning hooks (the shells override them)
+
+    def setup(self, trainer: TrainerLike, pl_module: nn.Module, stage: str) -> None:
+        """Check layer names against the model before the first training step (errors are never skipped)."""
+        for layer in self.layers:
+            resolve_layer(pl_module, layer)
+        self._engine = None
+        self._sinks = None
+        self._validated_this_fit = False
+
+    def on_validation_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
+        """Explain the fixed batch after a validation (not the sanity check)."""
+        if trainer.sanity_checking:
+            return
+        self._validated_this_fit = True
+        self._maybe_observe(trainer, pl_module, source="val")
+
+    def on_train_epoch_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
+        """Fall back to the first training samples when the fit has no validation at all."""
+        if self._validated_this_fit or trainer.enable_validation:
+            return
+        self._warn_once("no-val", "no validation data: explaining the first training samples instead")
+        self._maybe_observe(trainer, pl_module, source="train")
+
+    def on_fit_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
+        """Log the summary image: samples as rows, validations as columns."""
+        if not trainer.is_global_zero or len(self.history) == 0:
+            return
+        try:
+            self._log_summary(trainer)
+        except Exception as error:  # noqa: BLE001 - a summary must never kill a finished run
+            self._fail(error, "the summary image")
+
+    # ------------------------------------------------------------------ the work
+
+    def _maybe_observe(self, trainer: TrainerLike, pl_module: nn.Module, source: str) -> None:
+        # Lightning's own rule (check_val_every_n_epoch): epochs n-1, 2n-1, ... counting from 0.
+        if self.every_n_epochs == 0 or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        if not self._computes_here(trainer):
+            return
+        try:
+            batch = self._fixed_batch(trainer, pl_module, source)
+            self._observe(trainer, pl_module, batch)
+        except CAMConfigurationError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a long run must survive a failing visualisation
+            self._fail(error, f"the maps at step {trainer.global_step}")
+
+    def _computes_here(self, trainer: TrainerLike) -> bool:
+        """Rank 0 computes alone, except under sharded strategies, where every forward gathers parameters."""
+        return trainer.is_global_zero or isinstance(trainer.strategy, self.namespace.sharded_strategies)
+
+    def _fail(self, error: Exception, what: str) -> None:
+        if self.strict:
+            raise error
+        warnings.warn(
+            f"{type(self).__name__} skipped {what}: {type(error).__name__}: {error}", RuntimeWarning, stacklevel=2
+        )
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(f"{type(self).__name__}: {message}", UserWarning, stacklevel=3)
+
+    def _fixed_batch(self, trainer: TrainerLike, pl_module: nn.Module, source: str) -> FixedBatch:
+        device = pl_module.device  # type: ignore[attr-defined]
+        if self._batch is None:
+            loaders = trainer.val_dataloaders if source == "val" else trainer.train_dataloader
+            loader = first_dataloader(loaders)
+            if loader is None:
+                raise RuntimeError(f"no {source} DataLoader to take the samples from")
+            self._batch = take_fixed_batch(loader, self.num_samples, *self.keys)
+        if self._batch.inputs.device != device:
+            self._batch = self._batch.to(device)
+        if self.target == "label" and self._batch.labels is None:
+            message = "`target='label'` but the batches carry no labels; set `label_key` or use target='predicted'"
+            if self.strict:
+                raise CAMConfigurationError(message)
+            self._warn_once("no-labels", f"{message}. Explaining the predicted class instead")
+        return self._batch
+
+    def _engine_for(self, pl_module: nn.Module, batch: FixedBatch) -> CAMEngine:
+        if self._engine is None or self._engine.model is not pl_module:
+            if not self.layers:
+                self.layers = [find_last_feature_layer(pl_module, batch.inputs[:1])]
+                self._warn_once("auto-layer", f"no `layer` given; explaining {self.layers[0]!r}")
+            self._engine = CAMEngine(pl_module, self.layers, self.methods, **self.options.keywords())
+        return self._engine
+
+    def _target(self, batch: FixedBatch) -> Any:
+        if self.target is None or self.target == "label":
+            return batch.labels if batch.labels is not None else "predicted"
+        return self.target
+
+    def _observe(self, trainer: TrainerLike, pl_module: nn.Module, batch: FixedBatch) -> None:
+        engine = self._engine_for(pl_module, batch)
+        precision = trainer.precision_plugin
+        inputs = precision.convert_input(batch.inputs)
+        with precision.forward_context():
+            result = engine(inputs, self._target(batch))
+        if not trainer.is_global_zero:
+            return
+        step = int(trainer.global_step)
+        # Every pair's numbers first, so a failure while rendering cannot leave the histories out of step.
+        maps = {key: result.normalized(*key) for key in result.raw}
+        scalars = {key: self.history.record(*key, value, step, batch.masks) for key, value in maps.items()}
+        records = validation_records(result, maps, scalars, batch.inputs, batch.labels, step, self.display)
+        publish(self._sinks_for(trainer), records)
+
+    def _sinks_for(self, trainer: TrainerLike) -> list[Sink]:
+        if self._sinks is None:
+            writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, self.namespace.tensorboard_logger)]
+            self._sinks = [TensorBoardSink(w) for w in writers]
+            if not self._sinks:
+                directory = _run_directory(trainer)
+                where = os.path.join(directory, self.tag_prefix)
+                self._warn_once("png", f"no TensorBoard logger: writing PNG files under {where}")
+                self._sinks = [PngSink(directory)]
+        return self._sinks
+
+    def _log_summary(self, trainer: TrainerLike) -> None:
+        images = self._batch.inputs.cpu() if self._batch is not None else None  # the history is on the CPU
+        frames = self.history.frames()
+        steps = {key: self.history.steps(*key) for key in frames}
+        records = summary_records(frames, steps, images, int(trainer.global_step), self.display)
+        summary_file = PngSink(_run_directory(trainer), one_file_per_tag=True)
+        publish([*self._sinks_for(trainer), summary_file], records)
+
+
+def _run_directory(trainer: TrainerLike) -> str:
+    """The run's log directory, read from the first logger: ``trainer.log_dir`` broadcasts, so rank 0 alone
+    must not call it."""
+    for logger in trainer.loggers:
+        directory = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
+        if directory:
+            return str(directory)
+    return str(trainer.default_root_dir)

@@ -1,0 +1,127 @@
+"""What one validation (or the end of a fit) publishes: tags, images and captions, as records.
+
+Pure functions: maps and the fixed batch in, :class:`~cam_callback.sinks.ImageRecord` and
+:class:`~cam_callback.sinks.ScalarRecord` out. Nothing here writes; the callback hands the records to its
+sinks (:func:`cam_callback.sinks.publish`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from ..capture.engine import CAMResult
+from ..render import heatmap_grid, history_grid, image_grid, overlay_grid, saliency_to_image
+from ..sinks import ImageRecord, Record, ScalarRecord
+
+__all__ = ["Display", "captions", "summary_records", "validation_records"]
+
+MapKey = tuple[str, str]  # (layer, method)
+
+
+@dataclass(frozen=True)
+class Display:
+    """How the maps are drawn and tagged (the callback's display options, already validated)."""
+
+    tag_prefix: str = "cam"
+    alpha: float = 0.5
+    colormap: str = "jet"
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
+    image_format: str = "jpeg"
+    log_heatmaps: bool = True
+
+    def tag(self, kind: str, key: MapKey) -> str:
+        """``<prefix><kind>/<layer>/<method>``, e.g. ``cam_heatmap/layer4/gradcam`` for ``kind="_heatmap"``."""
+        return f"{self.tag_prefix}{kind}/{key[0]}/{key[1]}"
+
+
+def captions(result: CAMResult, labels: Tensor | None) -> list[str] | None:
+    """One caption per sample, ``y=<label> p=<predicted> <probability of the target>``, for ``[B, classes]``
+    outputs (None for any other output)."""
+    outputs = result.outputs
+    if not isinstance(outputs, Tensor) or outputs.dim() != 2:
+        return None
+    probs = outputs.float().softmax(dim=1)
+    predicted = probs.argmax(dim=1)
+    classes = result.classes if result.classes is not None else predicted
+    target_prob = probs.gather(1, classes.unsqueeze(1)).squeeze(1)
+    predicted_list = predicted.cpu().tolist()
+    probs_list = target_prob.cpu().tolist()
+    label_list = labels.cpu().tolist() if labels is not None else [None] * len(probs_list)
+    return [
+        (f"y={y} " if y is not None else "") + f"p={p} {q:.2f}"
+        for y, p, q in zip(label_list, predicted_list, probs_list, strict=True)
+    ]
+
+
+def validation_records(
+    result: CAMResult,
+    maps: Mapping[MapKey, Tensor],
+    scalars: Mapping[MapKey, Mapping[str, float]],
+    inputs: Tensor,
+    labels: Tensor | None,
+    step: int,
+    display: Display,
+) -> list[Record]:
+    """The images and drift numbers of one validation, pair by pair.
+
+    Per (layer, method): the captioned overlay grid (``<prefix>/...``, in ``display.image_format``), the
+    heatmap grid (``<prefix>_heatmap/...``, PNG) when asked, the saliency grid of the guided methods
+    (``<prefix>_saliency/...``), then the drift numbers (``<prefix>_drift/.../<name>``).
+
+    Args:
+        result: the engine's result for the fixed batch.
+        maps: normalised ``[B, H, W]`` maps by (layer, method).
+        scalars: drift numbers by (layer, method), as :meth:`MapHistory.record` returned them.
+        inputs: the fixed batch's inputs ``[B, C, H, W]``, as the network saw them.
+        labels: the fixed batch's labels, or None.
+        step: the global step they are logged at.
+        display: how to draw and tag them.
+    """
+    texts = captions(result, labels)
+    records: list[Record] = []
+    for key, normalized in maps.items():
+        overlay = overlay_grid(
+            inputs, normalized, alpha=display.alpha, colormap=display.colormap, mean=display.mean,
+            std=display.std, captions=texts,
+        )
+        records.append(ImageRecord(display.tag("", key), overlay, step, display.image_format))
+        if display.log_heatmaps:
+            heatmaps = heatmap_grid(normalized, colormap=display.colormap)
+            records.append(ImageRecord(display.tag("_heatmap", key), heatmaps, step, "png"))
+        if key in result.saliency:
+            shown = image_grid(saliency_to_image(result.saliency[key]), captions=texts)
+            records.append(ImageRecord(display.tag("_saliency", key), shown, step, display.image_format))
+        for name, value in scalars.get(key, {}).items():
+            records.append(ScalarRecord(f"{display.tag('_drift', key)}/{name}", value, step))
+    return records
+
+
+def summary_records(
+    frames: Mapping[MapKey, Tensor],
+    steps: Mapping[MapKey, Sequence[int]],
+    images: Tensor | None,
+    step: int,
+    display: Display,
+) -> list[ImageRecord]:
+    """The end-of-fit summary of each (layer, method): samples as rows, validations as columns.
+
+    Args:
+        frames: ``[T, B, h, w]`` stored maps by (layer, method), oldest first.
+        steps: the global step of each frame, by (layer, method).
+        images: the fixed batch's inputs ``[B, C, H, W]`` on the frames' device (a first column), or None.
+        step: the global step the summary is logged at.
+        display: how to draw and tag them.
+    """
+    records = []
+    for key, stack in frames.items():
+        column_captions = ([""] if images is not None else []) + [f"step {s}" for s in steps[key]]
+        grid = history_grid(
+            stack, colormap=display.colormap, images=images, mean=display.mean, std=display.std,
+            column_captions=column_captions,
+        )
+        records.append(ImageRecord(display.tag("_summary", key), grid, step, "png"))
+    return records

@@ -1,0 +1,276 @@
+"""The CAM engine: every (layer, method) map of a batch from one forward and one backward pass.
+
+The gradient family and Eigen-CAM share that pass. Methods that need more add their own passes, run by
+their modules: Score-CAM and Ablation-CAM (:mod:`cam_callback.capture.perturbation`), Guided Backpropagation
+and Guided Grad-CAM (:mod:`cam_callback.capture.guided`), augmentation smoothing
+(:mod:`cam_callback.core.smoothing`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..core.maps import normalize_maps, upsample_maps
+from ..core.options import CAMOptions
+from ..core.smoothing import DEFAULT_SCALES, average_over_augmentations
+from ..core.targets import Target, select_scores
+from ..core.tokens import ActivationReshape
+from .guided import GuidedMethod, guided_backprop, saliency_magnitude
+from .hooks import LayerCapture, explaining
+from .layers import resolve_layer
+from .perturbation import LayerProbe
+from .registry import CAMMethod, get_method
+
+__all__ = ["CAMEngine", "CAMResult", "compute_cam"]
+
+RawMaps = dict[tuple[str, str], Tensor]
+
+
+@dataclass
+class CAMResult:
+    """What one engine call produced, all detached and on the inputs' device.
+
+    Attributes:
+        raw: ``{(layer, method): [B, h, w]}`` float32 maps at each layer's resolution, after the ReLU. For
+            the guided methods it is ``[B, H, W]`` at the input's resolution: the largest absolute value of
+            ``saliency`` over channels.
+        outputs: the model's output for the batch (detached, as the model returned it).
+        classes: the target class of each sample ``[B]``, or None when ``target`` was a callable.
+        scores: the target score of each sample ``[B]`` (float32, pre-softmax).
+        input_size: ``(H, W)`` of the inputs.
+        saliency: ``{(layer, method): [B, C, H, W]}`` signed float32 images of the guided methods
+            (``"guided-backprop"``, which does not depend on the layer, is listed under every layer); show
+            them with :func:`cam_callback.render.saliency_to_image`. Empty for the other methods.
+    """
+
+    raw: dict[tuple[str, str], Tensor]
+    outputs: Any
+    classes: Tensor | None
+    scores: Tensor
+    input_size: tuple[int, int]
+    saliency: dict[tuple[str, str], Tensor] = field(default_factory=dict)
+    _normalized: dict[tuple[str, str], Tensor] = field(default_factory=dict, repr=False)
+
+    def normalized(self, layer: str, method: str) -> Tensor:
+        """The ``[B, H, W]`` map upsampled to the input's size and normalised to [0, 1] per image."""
+        key = (layer, method)
+        if key not in self._normalized:
+            self._normalized[key] = normalize_maps(upsample_maps(self.raw[key], self.input_size))
+        return self._normalized[key]
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype | None:
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else None
+
+
+def _as_feature_map(name: str, tensor: Tensor, reshape: ActivationReshape | None) -> Tensor:
+    if reshape is not None:
+        tensor = reshape(tensor)
+    if tensor.dim() != 4:
+        raise ValueError(
+            f"layer {name!r} gives shape {tuple(tensor.shape)}, not a [B, C, h, w] feature map; pick a "
+            "convolutional layer or pass `reshape` to turn its output into one"
+        )
+    return tensor.float()
+
+
+class CAMEngine:
+    """Computes several CAM methods at several layers of one model from a single forward and backward.
+
+    Set it up once, call it on each batch. Only the part of the network after the earliest target layer is
+    recorded for backward, and gradients are taken with ``torch.autograd.grad`` on the captured activations,
+    so parameter ``.grad`` is never touched. The model is explained in eval mode and left exactly as found
+    (train/eval flags, buffers, gradients, RNG state, hooks), also when its forward raises. Works inside
+    ``torch.no_grad()`` and ``torch.inference_mode()``, and under autocast; maps are float32.
+
+    Cost per call: one forward and (for gradient methods) one backward, shared by the gradient methods and
+    Eigen-CAM; plus ``ceil(B * K / chunk_size)`` forwards per layer for Score-CAM (``K`` the layer's
+    channels) and, for Ablation-CAM, about ``B * ceil(K / chunk_size)`` forwards of one image whose copies only
+    run the part after the layer (see :func:`cam_callback.perturbation.ablationcam_weights`); plus one
+    forward and one backward to the input, with the whole graph recorded, for the guided methods together;
+    all of it times the number of augmentations with ``aug_smooth`` (the guided pass excepted).
+
+    Args:
+        model: the network to explain.
+        layers: one layer or several, each a dotted path (``"layer4"``, ``"features.-1"``) or the module.
+        methods: one method name or several (see :func:`cam_callback.method_names`).
+        reshape: turns a layer's output into ``[B, C, h, w]``: a callable, or for token outputs
+            ``[B, 1+N, C]`` the strings ``"tokens"`` (square grid) or ``"tokens:HxW"`` (see
+            :func:`cam_callback.core.tokens.resolve_reshape`).
+        eigen_smooth: replace each map's weighted sum over channels by the first principal component of the
+            weighted activations (see :func:`cam_callback.core.methods.combine`); no effect on Eigen-CAM and
+            Guided Backpropagation.
+        aug_smooth: average each map over left-right flips and the resizes ``aug_scales`` of the inputs
+            (see :mod:`cam_callback.core.smoothing`); the guided saliency itself is not averaged, Guided Grad-CAM
+            uses the averaged Grad-CAM map.
+        aug_scales: resize factors for ``aug_smooth``; 1.0 is always included.
+        chunk_size: perturbed copies per forward for Score-CAM and Ablation-CAM; bounds their memory.
+
+    The five options are validated together as a :class:`~cam_callback.core.options.CAMOptions`
+    (``engine.options``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: str | nn.Module | Sequence[str | nn.Module],
+        methods: str | Sequence[str] = "gradcam",
+        *,
+        reshape: ActivationReshape | str | None = None,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
+        aug_scales: Sequence[float] = DEFAULT_SCALES,
+        chunk_size: int = 64,
+    ) -> None:
+        if isinstance(layers, (str, nn.Module)):
+            layers = [layers]
+        if isinstance(methods, str):
+            methods = [methods]
+        if not layers:
+            raise ValueError("`layers` must name at least one layer")
+        if not methods:
+            raise ValueError("`methods` must name at least one method")
+        self.options = CAMOptions(reshape, eigen_smooth, aug_smooth, aug_scales, chunk_size)
+        self.model = model
+        self.layers: dict[str, nn.Module] = dict(resolve_layer(model, layer) for layer in layers)
+        self.methods: list[CAMMethod] = list({m.name: m for m in map(get_method, methods)}.values())
+        self.needs_gradients = any(m.needs_gradients for m in self.methods)
+
+    @property
+    def reshape(self) -> ActivationReshape | None:
+        """The resolved ``reshape`` function, or None."""
+        return self.options.reshape_fn
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Canonical names of the target layers, in the order given."""
+        return list(self.layers)
+
+    @property
+    def method_names(self) -> list[str]:
+        """Names of the methods computed, in the order given."""
+        return [m.name for m in self.methods]
+
+    def __call__(self, inputs: Tensor, target: Target = "predicted") -> CAMResult:
+        """Explain ``inputs`` (``[B, C, H, W]``, on the model's device) for ``target``.
+
+        ``target``: ``"predicted"`` (the argmax of the output), a class index for all samples, one class per
+        sample (sequence or 1-D tensor), or a callable ``outputs -> scores[B]``.
+        """
+        if not isinstance(inputs, Tensor) or inputs.dim() < 3:
+            raise ValueError("`inputs` must be a batched image tensor [B, C, H, W]")
+        input_size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+        with explaining(self.model):
+            if inputs.is_inference():
+                inputs = inputs.clone()  # a normal tensor, usable outside inference mode
+            dtype = _model_dtype(self.model)
+            if dtype is not None and inputs.is_floating_point() and inputs.dtype != dtype:
+                inputs = inputs.to(dtype)
+            outputs, scores, classes, raw = self._maps(inputs, target)
+            fixed: Target = classes if classes is not None else target  # augmented passes keep the classes
+            if self.options.aug_smooth:
+                raw = average_over_augmentations(
+                    lambda x: self._maps(x, fixed)[3], inputs, raw, self.options.aug_scales
+                )
+            saliency = self._guided(inputs, fixed, raw)
+            raw = {(name, m.name): raw[(name, m.name)] for name in self.layers for m in self.methods}
+            detached = outputs.detach() if isinstance(outputs, Tensor) else outputs
+            return CAMResult(raw, detached, classes, scores.detach().float(), input_size, saliency)
+
+    def _maps(self, inputs: Tensor, target: Target) -> tuple[Any, Tensor, Tensor | None, RawMaps]:
+        """One pass: the forward (and backward) the layer methods share, then the perturbation methods.
+
+        Returns ``(outputs, scores, classes, raw)``; ``raw`` lacks the guided methods without a layer part.
+        Autograd is off when the pass starts (the earliest target layer turns it on) and when it ends.
+        """
+        with torch.no_grad():
+            with LayerCapture(self.layers, track_gradients=self.needs_gradients) as capture:
+                outputs = self.model(inputs)
+            missing = [name for name in self.layers if name not in capture.activations]
+            if missing:
+                raise RuntimeError(f"layer(s) {missing} did not run during the forward pass")
+            scores, classes = select_scores(outputs, target)
+            activations = [capture.activations[name] for name in self.layers]
+            gradients: Sequence[Tensor | None] = [None] * len(activations)
+            if self.needs_gradients:
+                if not scores.requires_grad:
+                    raise RuntimeError("the target scores do not depend on the chosen layer(s)")
+                gradients = torch.autograd.grad(scores.sum(), activations, allow_unused=True)
+            fixed: Target = classes if classes is not None else target
+            raw: RawMaps = {}
+            for name, activation, gradient in zip(self.layers, activations, gradients, strict=True):
+                if self.needs_gradients and gradient is None:
+                    raise RuntimeError(f"the target scores do not depend on layer {name!r}")
+                probe = LayerProbe(
+                    self.model, inputs, self.layers[name], _as_feature_map(name, activation.detach(), self.reshape),
+                    fixed, scores.detach().float(), self.reshape, self.options.chunk_size,
+                    gradients=_as_feature_map(name, gradient, self.reshape) if gradient is not None else None,
+                    eigen_smooth=self.options.eigen_smooth,
+                )
+                for method in self.methods:
+                    layer_map = method.layer_map(probe)
+                    if layer_map is not None:
+                        raw[(name, method.name)] = layer_map
+        return outputs, scores, classes, raw
+
+    def _guided(self, inputs: Tensor, target: Target, raw: RawMaps) -> RawMaps:
+        """Guided Backpropagation once for the batch, then the saliency of every guided (layer, method).
+
+        Puts each saliency's magnitude ``[B, H, W]`` into ``raw``; returns the saliencies ``[B, C, H, W]``.
+        """
+        guided = [method for method in self.methods if isinstance(method, GuidedMethod)]
+        if not guided:
+            return {}
+        image = guided_backprop(self.model, inputs, target)
+        saliency: RawMaps = {}
+        for name in self.layers:
+            for method in guided:
+                key = (name, method.name)
+                saliency[key] = method.saliency(image, raw.get(key))
+                raw[key] = saliency_magnitude(saliency[key])
+        return saliency
+
+
+def compute_cam(
+    model: nn.Module,
+    inputs: Tensor,
+    layer: str | nn.Module,
+    *,
+    method: str = "gradcam",
+    target: Target = "predicted",
+    raw: bool = False,
+    reshape: ActivationReshape | str | None = None,
+    eigen_smooth: bool = False,
+    aug_smooth: bool = False,
+    aug_scales: Sequence[float] = DEFAULT_SCALES,
+    chunk_size: int = 64,
+) -> Tensor:
+    """Class-activation maps of ``inputs`` at ``layer`` (one-shot form of :class:`CAMEngine`).
+
+    Returns a float32 tensor on the inputs' device: ``[B, H, W]`` normalised to [0, 1] per image and
+    bilinearly upsampled to the inputs' size, or with ``raw=True`` ``[B, h, w]`` at the layer's resolution,
+    after the ReLU and not normalised. For the guided methods the map is the saliency's largest absolute
+    value over channels, at the inputs' size; their signed ``[B, C, H, W]`` images are in
+    :attr:`CAMResult.saliency` of a :class:`CAMEngine` call. The other keywords are :class:`CAMEngine`'s.
+    """
+    engine = CAMEngine(
+        model,
+        layer,
+        method,
+        reshape=reshape,
+        eigen_smooth=eigen_smooth,
+        aug_smooth=aug_smooth,
+        aug_scales=aug_scales,
+        chunk_size=chunk_size,
+    )
+    result = engine(inputs, target)
+    name = engine.layer_names[0]
+    if raw:
+        return result.raw[(name, engine.method_names[0])]
+    return result.normalized(name, engine.method_names[0])

@@ -1,0 +1,104 @@
+"""Find a layer inside a model by dotted path (``"layer4.1.conv2"``, ``"features.-1"``) or by identity."""
+
+from __future__ import annotations
+
+import difflib
+
+import torch
+from torch import nn
+
+from .hooks import explaining
+
+__all__ = ["find_last_feature_layer", "layer_names", "resolve_layer"]
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """All addressable submodule paths of ``model`` (the root itself excluded)."""
+    return [name for name, _ in model.named_modules() if name]
+
+
+def _child(module: nn.Module, part: str) -> nn.Module | None:
+    children = dict(module.named_children())
+    if part in children:
+        return children[part]
+    try:
+        index = int(part)
+    except ValueError:
+        return None
+    ordered = list(children.values())
+    if -len(ordered) <= index < len(ordered):
+        return ordered[index]
+    return None
+
+
+def _canonical_name(model: nn.Module, target: nn.Module) -> str | None:
+    for name, module in model.named_modules():
+        if module is target and name:
+            return name
+    return None
+
+
+def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
+    """Return ``(canonical_name, module)`` for ``layer``.
+
+    Args:
+        model: the network to search.
+        layer: a dotted path into ``model.named_modules()``; integer parts index a container's children in
+            order and may be negative (``"features.-1"`` is the last child of ``features``). Or the submodule
+            itself.
+
+    Raises:
+        ValueError: the path or module is not part of ``model``; the message lists the closest valid paths.
+        TypeError: ``layer`` is neither a string nor a module.
+    """
+    if isinstance(layer, nn.Module):
+        name = _canonical_name(model, layer)
+        if name is None:
+            raise ValueError(
+                f"`layer`: the module {type(layer).__name__} is not a submodule of {type(model).__name__}"
+            )
+        return name, layer
+    if not isinstance(layer, str):
+        raise TypeError(f"`layer` must be a dotted path (str) or an nn.Module, got {type(layer).__name__}")
+    module: nn.Module | None = model
+    for part in layer.split("."):
+        module = _child(module, part) if module is not None else None
+    if module is None or module is model:
+        names = layer_names(model)
+        close = difflib.get_close_matches(layer, names, n=5, cutoff=0.4)
+        hint = f"; closest: {', '.join(repr(n) for n in close)}" if close else ""
+        top = ", ".join(repr(n) for n, _ in model.named_children())
+        raise ValueError(
+            f"`layer`: no module at {layer!r} in {type(model).__name__}{hint}. Top-level children: {top}"
+        )
+    return _canonical_name(model, module) or layer, module
+
+
+def find_last_feature_layer(model: nn.Module, example: torch.Tensor) -> str:
+    """The last module (pooling excluded) to finish its forward with a spatial map ``[B, C, h, w]``, h * w > 1.
+
+    Runs one forward of ``example`` in eval mode without gradients (model state restored). For a ResNet this is
+    ``"layer4"``, for torchvision's VGG, MobileNet, EfficientNet and DenseNet a module of ``features``.
+    """
+    order: list[str] = []
+
+    def record(name: str):
+        def hook(module: nn.Module, args: object, output: object) -> None:
+            spatial = isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[-1] * output.shape[-2] > 1
+            if spatial and "Pool" not in type(module).__name__:
+                order.append(name)
+
+        return hook
+
+    handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if n]
+    try:
+        with explaining(model):
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not order:
+        raise ValueError(
+            f"`layer`: {type(model).__name__} has no module with a spatial [B, C, h, w] output; name a layer"
+        )
+    return order[-1]

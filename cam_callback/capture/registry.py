@@ -1,0 +1,41 @@
+"""Every CAM method by name, typed by how it is computed.
+
+- :class:`~cam_callback.core.methods.LayerMethod`: from one layer's activations and gradients of the shared
+  forward and backward (Grad-CAM and its relatives, Eigen-CAM);
+- :class:`~cam_callback.capture.perturbation.PerturbationMethod`: channel weights from extra forwards of
+  perturbed copies (Score-CAM, Ablation-CAM);
+- :class:`~cam_callback.capture.guided.GuidedMethod`: the guided saliency, optionally times a layer map
+  (Guided Backpropagation, Guided Grad-CAM).
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+from ..core.checks import check_str, closest
+from ..core.methods import LAYER_METHODS, LayerMethod
+from .guided import GUIDED_METHODS, GuidedMethod
+from .perturbation import PERTURBATION_METHODS, PerturbationMethod
+
+__all__ = ["METHODS", "CAMMethod", "get_method", "method_names"]
+
+CAMMethod = Union[LayerMethod, PerturbationMethod, GuidedMethod]
+"""Any registered method; each has ``name``, ``needs_gradients`` and ``layer_map(probe)``."""
+
+METHODS: dict[str, CAMMethod] = {**LAYER_METHODS, **PERTURBATION_METHODS, **GUIDED_METHODS}
+
+
+def method_names() -> list[str]:
+    """The names accepted by ``method`` arguments."""
+    return list(METHODS)
+
+
+def get_method(name: str) -> CAMMethod:
+    """Look a method up by name (case-insensitive); raises ValueError listing the valid names."""
+    check_str("method", name)
+    try:
+        return METHODS[name.lower()]
+    except KeyError:
+        near = closest(name, METHODS)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(f"`method`: unknown {name!r}; valid: {', '.join(METHODS)}{hint}") from None

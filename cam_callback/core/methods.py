@@ -1,0 +1,211 @@
+"""The CAM family as pure functions of a layer's activations and the gradients of the target score.
+
+Every function takes float32 tensors ``activations`` and ``gradients`` shaped ``[B, K, h, w]`` (``gradients``
+is ``dy^c/dA``, the pre-softmax score ``y^c`` of each sample's target class) and returns the raw map
+``[B, h, w]`` after the final ReLU, not normalised. These functions know nothing about models or hooks.
+
+Most methods are a weighting of the activations followed by a sum over channels and a ReLU; their weights
+are exposed on their own (``*_weights``: ``[B, K]`` per channel or ``[B, K, h, w]`` per element) so that
+:func:`combine` can replace the sum by the first principal component ("eigen smoothing").
+:class:`LayerMethod` names one such method for the engine; the methods that need more than one layer's
+activations and gradients (Score-CAM, Ablation-CAM, Guided Backpropagation) are defined with the code that
+runs the model, in :mod:`cam_callback.capture`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "LAYER_METHODS",
+    "LayerMethod",
+    "LayerTensors",
+    "combine",
+    "eigencam",
+    "gradcam",
+    "gradcam_plus_plus",
+    "hirescam",
+    "layercam",
+    "xgradcam",
+]
+
+
+def _weighted_sum(weights: Tensor, activations: Tensor) -> Tensor:
+    """ReLU(sum_k w_k A^k) for channel weights ``[B, K]``."""
+    return torch.relu(torch.einsum("bk,bkhw->bhw", weights, activations))
+
+
+def gradcam_weights(activations: Tensor, gradients: Tensor) -> Tensor:
+    """Grad-CAM channel weights ``[B, K]``: alpha_k = mean_ij dy/dA^k_ij."""
+    return gradients.mean(dim=(2, 3))
+
+
+def gradcam(activations: Tensor, gradients: Tensor) -> Tensor:
+    """Grad-CAM (Selvaraju et al. 2017): alpha_k = mean_ij dy/dA^k_ij, map = ReLU(sum_k alpha_k A^k)."""
+    return _weighted_sum(gradcam_weights(activations, gradients), activations)
+
+
+def gradcam_plus_plus_weights(activations: Tensor, gradients: Tensor) -> Tensor:
+    """Grad-CAM++ channel weights ``[B, K]`` (see :func:`gradcam_plus_plus`)."""
+    g2 = gradients.pow(2)
+    g3 = gradients.pow(3)
+    denominator = 2 * g2 + activations.sum(dim=(2, 3), keepdim=True) * g3
+    safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
+    alpha = torch.where(denominator != 0, g2 / safe, torch.zeros_like(denominator))
+    return (alpha * torch.relu(gradients)).sum(dim=(2, 3))
+
+
+def gradcam_plus_plus(activations: Tensor, gradients: Tensor) -> Tensor:
+    """Grad-CAM++ (Chattopadhay et al. 2018), closed form for an exponential score S = exp(y^c).
+
+    alpha_ij^k = g^2 / (2 g^2 + sum_ab A_ab^k g^3) with g = dy/dA_ij^k (0 where the denominator is 0),
+    w_k = sum_ij alpha_ij^k ReLU(g_ij), map = ReLU(sum_k w_k A^k). The positive per-image factor exp(y^c)
+    that the exponential contributes to w_k is left out: it rescales each map and cancels on normalising.
+    """
+    return _weighted_sum(gradcam_plus_plus_weights(activations, gradients), activations)
+
+
+def xgradcam_weights(activations: Tensor, gradients: Tensor) -> Tensor:
+    """XGrad-CAM channel weights ``[B, K]`` (see :func:`xgradcam`)."""
+    totals = activations.sum(dim=(2, 3))
+    safe = torch.where(totals != 0, totals, torch.ones_like(totals))
+    return torch.where(totals != 0, (gradients * activations).sum(dim=(2, 3)) / safe, 0.0)
+
+
+def xgradcam(activations: Tensor, gradients: Tensor) -> Tensor:
+    """XGrad-CAM (Fu et al. 2020): w_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy/dA^k_ij (0 for an all-zero sum)."""
+    return _weighted_sum(xgradcam_weights(activations, gradients), activations)
+
+
+def hirescam_weights(activations: Tensor, gradients: Tensor) -> Tensor:
+    """HiResCAM element weights ``[B, K, h, w]``: the gradients themselves."""
+    return gradients
+
+
+def layercam_weights(activations: Tensor, gradients: Tensor) -> Tensor:
+    """LayerCAM element weights ``[B, K, h, w]``: ReLU of the gradients."""
+    return torch.relu(gradients)
+
+
+def hirescam(activations: Tensor, gradients: Tensor) -> Tensor:
+    """HiResCAM (Draelos & Carin 2020): map = ReLU(sum_k dy/dA^k (elementwise) A^k), no spatial averaging."""
+    return torch.relu((gradients * activations).sum(dim=1))
+
+
+def layercam(activations: Tensor, gradients: Tensor) -> Tensor:
+    """LayerCAM (Jiang et al. 2021): map = ReLU(sum_k ReLU(dy/dA^k) (elementwise) A^k)."""
+    return torch.relu((torch.relu(gradients) * activations).sum(dim=1))
+
+
+def eigencam(activations: Tensor, gradients: Tensor | None = None) -> Tensor:
+    """Eigen-CAM (Muhammad & Yeasin 2020): projection of A onto its first principal direction.
+
+    A is read as an ``[h*w, K]`` matrix per image; the map is ``A v_1`` with ``v_1`` the first right singular
+    vector, its sign chosen so the entry of largest magnitude is positive (the salient region), then ReLU.
+    Needs no gradients.
+
+    ``A v_1`` equals ``s_1 u_1``, so it is found from the eigen-decomposition of the smaller Gram matrix,
+    ``A A^T`` (``[hw, hw]``) or ``A^T A`` (``[K, K]``), in float64: several times faster than an SVD of ``A``.
+    """
+    b, k, h, w = activations.shape
+    matrix = activations.reshape(b, k, h * w).transpose(1, 2).double()  # [B, hw, K]
+    if h * w <= k:
+        values, vectors = torch.linalg.eigh(matrix @ matrix.transpose(1, 2))  # ascending eigenvalues
+        projection = vectors[..., -1] * values[:, -1:].clamp(min=0).sqrt()  # s_1 u_1, up to sign
+    else:
+        _, vectors = torch.linalg.eigh(matrix.transpose(1, 2) @ matrix)
+        projection = torch.einsum("bnk,bk->bn", matrix, vectors[..., -1])  # A v_1, up to sign
+    peak = projection.gather(1, projection.abs().argmax(dim=1, keepdim=True))
+    sign = torch.where(peak < 0, -1.0, 1.0).to(projection.dtype)
+    return torch.relu(projection * sign).reshape(b, h, w).to(activations.dtype)
+
+
+def combine(weights: Tensor, activations: Tensor, *, eigen_smooth: bool = False) -> Tensor:
+    """The raw map from weights and activations: ``ReLU(sum_k w_k A^k)``, or its eigen-smoothed form.
+
+    Args:
+        weights: ``[B, K]`` per channel, or ``[B, K, h, w]`` per element (HiResCAM, LayerCAM).
+        activations: ``[B, K, h, w]``.
+        eigen_smooth: replace the sum over channels by the projection of the weighted activations
+            ``w_k A^k`` onto their first principal direction, computed as :func:`eigencam` does for ``A``
+            (uncentred, sign chosen so the entry of largest magnitude is positive, then ReLU). It keeps the
+            dominant pattern of the weighted channels and drops the rest, which smooths noisy maps.
+
+    Returns:
+        ``[B, h, w]`` float32, non-negative, not normalised.
+    """
+    if weights.dim() == 2 and not eigen_smooth:
+        return _weighted_sum(weights, activations)
+    weighted = (weights[:, :, None, None] if weights.dim() == 2 else weights) * activations
+    if eigen_smooth:
+        return eigencam(weighted)
+    return torch.relu(weighted.sum(dim=1))
+
+
+class LayerTensors(Protocol):
+    """What a layer method reads from the engine's shared pass at one layer."""
+
+    @property
+    def activations(self) -> Tensor:
+        """``[B, K, h, w]`` float32, the layer's output as a feature map."""
+        ...
+
+    @property
+    def gradients(self) -> Tensor | None:
+        """``[B, K, h, w]`` float32 ``dy^c/dA``, or None when no method of the pass needs gradients."""
+        ...
+
+    @property
+    def eigen_smooth(self) -> bool:
+        """Whether weighted sums are replaced by their first principal component (see :func:`combine`)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LayerMethod:
+    """A method computed from one layer's activations (and gradients) of the engine's shared pass.
+
+    Attributes:
+        name: the registry name.
+        formula: ``formula(activations, gradients) -> raw map [B, h, w]`` (``gradients`` None for a method
+            that needs none).
+        weights: ``weights(activations, gradients) -> [B, K] or [B, K, h, w]`` whose :func:`combine` gives
+            ``formula``'s map, for eigen smoothing; None where the map is no such sum (Eigen-CAM).
+        needs_gradients: whether the shared pass must back-propagate to the layer.
+    """
+
+    name: str
+    formula: Callable[..., Tensor]
+    weights: Callable[[Tensor, Tensor], Tensor] | None = None
+    needs_gradients: bool = True
+
+    def compute(self, activations: Tensor, gradients: Tensor | None, *, eigen_smooth: bool = False) -> Tensor:
+        """The raw map ``[B, h, w]``; ``gradients`` may be None only when the method needs none."""
+        if self.needs_gradients and gradients is None:
+            raise ValueError(f"{self.name} needs the gradients of the target score at the layer")
+        if eigen_smooth and self.weights is not None and gradients is not None:
+            return combine(self.weights(activations, gradients), activations, eigen_smooth=True)
+        return self.formula(activations, gradients)
+
+    def layer_map(self, layer: LayerTensors) -> Tensor:
+        """The raw map ``[B, h, w]`` of one layer of the shared pass."""
+        return self.compute(layer.activations, layer.gradients, eigen_smooth=layer.eigen_smooth)
+
+
+LAYER_METHODS: dict[str, LayerMethod] = {
+    method.name: method
+    for method in (
+        LayerMethod("gradcam", gradcam, gradcam_weights),
+        LayerMethod("gradcam++", gradcam_plus_plus, gradcam_plus_plus_weights),
+        LayerMethod("xgradcam", xgradcam, xgradcam_weights),
+        LayerMethod("hirescam", hirescam, hirescam_weights),
+        LayerMethod("layercam", layercam, layercam_weights),
+        LayerMethod("eigencam", eigencam, needs_gradients=False),
+    )
+}
+"""The methods that need nothing but the shared pass, by name."""

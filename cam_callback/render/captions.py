@@ -1,0 +1,87 @@
+"""Captions drawn into the tiles of a grid with OpenCV: one line when it fits, shrunk, then wrapped."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["caption_tiles", "check_captions", "wrap_text"]
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+_MIN_SCALE = 0.3  # smallest font scale that stays legible (about 8 px tall)
+
+
+def wrap_text(text: str, scale: float, thickness: int, room: int, font: int = _FONT) -> list[str]:
+    """Split ``text`` at spaces into lines no wider than ``room`` pixels in OpenCV's ``font`` at ``scale``
+    (a long word keeps its own line)."""
+    lines: list[str] = []
+    for word in text.split():
+        trial = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(trial, font, scale, thickness)[0][0] <= room:
+            lines[-1] = trial
+        else:
+            lines.append(word)
+    return lines or [text]
+
+
+def _draw_caption(tile: np.ndarray, text: str) -> None:
+    """Write ``text`` in white over a darkened band at the top of ``tile`` (``[h, w, 3]`` uint8, in place).
+
+    The font is about 9% of the tile's height (at least about 8 px); a caption too wide for the tile is first
+    shrunk down to the smallest legible size, then wrapped at spaces. Whatever still overflows is clipped.
+    """
+    height, width = tile.shape[:2]
+    (_, unit_height), unit_baseline = cv2.getTextSize("Ag", _FONT, 1.0, 1)
+    scale = max(_MIN_SCALE, 0.09 * height / (unit_height + unit_baseline))
+    margin = max(1, round(0.02 * height))
+    room = max(1, width - 2 * margin)
+    text_width = cv2.getTextSize(text, _FONT, scale, 1)[0][0]
+    if text_width > room:
+        scale = max(_MIN_SCALE, scale * room / text_width)
+    thickness = 2 if scale >= 1.2 else 1
+    lines = [text]
+    if cv2.getTextSize(text, _FONT, scale, thickness)[0][0] > room:
+        lines = wrap_text(text, scale, thickness, room)
+    (_, line_height), baseline = cv2.getTextSize("Ag", _FONT, scale, thickness)
+    step = line_height + baseline
+    band = min(height, len(lines) * step + 2 * margin)
+    tile[:band] = (tile[:band].astype(np.float32) * 0.3).astype(np.uint8)
+    for row, line in enumerate(lines):
+        origin = (margin, margin + line_height + row * step)
+        cv2.putText(tile, line, origin, _FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
+def caption_tiles(
+    grid: Tensor, origins: list[tuple[int, int]], size: tuple[int, int], captions: Sequence[str]
+) -> Tensor:
+    """Draw each non-empty caption inside its own tile (top-left corners ``origins``, tiles of ``size``) of
+    a CPU uint8 ``[3, H', W']`` grid; returns the captioned grid."""
+    height, width = size
+    canvas = np.ascontiguousarray(grid.permute(1, 2, 0).numpy())
+    for (y, x), text in zip(origins, captions, strict=True):
+        if not text:
+            continue
+        tile = np.ascontiguousarray(canvas[y : y + height, x : x + width])
+        _draw_caption(tile, text)
+        canvas[y : y + height, x : x + width] = tile
+    return torch.from_numpy(canvas).permute(2, 0, 1).contiguous()
+
+
+def check_captions(captions: Sequence[str] | None, count: int, argument: str) -> list[str] | None:
+    """``captions`` as a list of ``count`` strings (None stays None); the errors name ``argument``."""
+    if captions is None:
+        return None
+    if isinstance(captions, str) or not isinstance(captions, Sequence):
+        raise TypeError(f"`{argument}` must be a list of str, got {type(captions).__name__}")
+    if len(captions) != count:
+        raise ValueError(f"`{argument}` has {len(captions)} entries but there are {count} tiles to label")
+    for text in captions:
+        if not isinstance(text, str):
+            raise TypeError(f"`{argument}` must hold only str, got {type(text).__name__}")
+    return list(captions)

@@ -1,0 +1,424 @@
+"""GradCAMCallback on a real tiny Trainer: what it logs, when, and that training is untouched bit for bit."""
+
+from __future__ import annotations
+
+import os
+import random
+import warnings
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from lit_models import loaders, make_module_class
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cam_callback import CAMOptions, GradCAMCallback
+
+TinyNet = make_module_class(pl)
+
+QUIET = dict(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
+
+
+def _events(log_dir: str) -> EventAccumulator:
+    acc = EventAccumulator(log_dir, size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    return acc
+
+
+def _fit(tmp_path, callbacks, *, dict_batches=False, logger=True, **kwargs):
+    pl.seed_everything(7, verbose=False)
+    model = TinyNet()
+    train, val = loaders(dict_batches=dict_batches)
+    trainer_logger = TensorBoardLogger(str(tmp_path), name="run") if logger is True else logger
+    trainer = pl.Trainer(
+        max_epochs=kwargs.pop("max_epochs", 2),
+        callbacks=callbacks,
+        logger=trainer_logger,
+        deterministic=True,
+        default_root_dir=str(tmp_path),
+        enable_checkpointing=kwargs.pop("enable_checkpointing", False),
+        **QUIET,
+        **kwargs,
+    )
+    trainer.fit(model, train, val)
+    return model, trainer
+
+
+def _snapshot(model, trainer):
+    return {
+        "weights": {k: v.clone() for k, v in model.state_dict().items()},
+        "optimizer": trainer.optimizers[0].state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "python_rng": random.getstate(),
+        "numpy_rng": np.random.get_state()[1].copy(),
+    }
+
+
+def _assert_same_training(a, b):
+    assert a["weights"].keys() == b["weights"].keys()
+    for key in a["weights"]:
+        assert torch.equal(a["weights"][key], b["weights"][key]), key
+    for pid, state in a["optimizer"]["state"].items():
+        for name, value in state.items():
+            other = b["optimizer"]["state"][pid][name]
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(other)), (pid, name)
+    assert torch.equal(a["torch_rng"], b["torch_rng"])
+    assert a["python_rng"] == b["python_rng"]
+    assert np.array_equal(a["numpy_rng"], b["numpy_rng"])
+
+
+class Probe(pl.Callback):
+    """Checks, around the CAM callback, that gradients, modes and hook tables are exactly as training left them."""
+
+    def __init__(self):
+        self.checked = 0
+
+    saw_partial_accumulation = False
+
+    def on_validation_start(self, trainer, pl_module):
+        self.grads = [None if p.grad is None else p.grad.clone() for p in pl_module.parameters()]
+        self.saw_partial_accumulation |= any(g is not None for g in self.grads)
+        self.modes = [m.training for m in pl_module.modules()]
+
+    def on_validation_end(self, trainer, pl_module):  # runs after the CAM callback (listed after it)
+        for before, p in zip(self.grads, pl_module.parameters(), strict=True):
+            assert (before is None) == (p.grad is None)
+            if before is not None:
+                assert torch.equal(before, p.grad)
+        assert self.modes == [m.training for m in pl_module.modules()]
+        self._no_hooks(pl_module)
+        self.checked += not trainer.sanity_checking
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._no_hooks(pl_module)
+
+    @staticmethod
+    def _no_hooks(module):
+        for m in module.modules():
+            assert not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(),
+        dict(accumulate_grad_batches=2, val_check_interval=0.5),
+        dict(precision="bf16-mixed"),
+    ],
+    ids=["plain", "accumulate+mid-epoch-val", "bf16-mixed"],
+)
+def test_training_is_bit_for_bit_the_same(tmp_path, settings):
+    plain = _snapshot(*_fit(tmp_path / "without", [], dict_batches=True, **settings))
+    probe = Probe()
+    callback = GradCAMCallback(layer="features.3", method=["gradcam", "layercam"], num_samples=4)
+    model, trainer = _fit(tmp_path / "with", [callback, probe], dict_batches=True, **settings)
+    _assert_same_training(plain, _snapshot(model, trainer))
+    assert probe.checked >= 2
+    assert len(callback.history) == probe.checked  # the maps were really computed at every validation
+
+
+def test_mid_epoch_validation_keeps_a_half_done_accumulation(tmp_path):
+    # 6 batches, validation after batch 3 of each epoch: the accumulation of 2 is half done there.
+    probe = Probe()
+    callback = GradCAMCallback(layer="features.3", num_samples=4)
+    model, trainer = _fit(tmp_path, [callback, probe], accumulate_grad_batches=2, val_check_interval=0.5)
+    assert probe.checked == 4
+    assert probe.saw_partial_accumulation
+
+
+def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
+    callback = GradCAMCallback(layer="features.3", method=["gradcam", "eigencam"], num_samples=4)
+    _, trainer = _fit(tmp_path, [callback], dict_batches=True, val_check_interval=0.5)
+    events = _events(trainer.logger.log_dir)
+    images = set(events.Tags()["images"])
+    expected_steps = [3, 6, 9, 12]  # 12 samples / 2 = 6 steps an epoch, validation every 3 steps
+    for method in ("gradcam", "eigencam"):
+        assert f"cam/features.3/{method}" in images
+        assert f"cam_heatmap/features.3/{method}" in images
+        assert [e.step for e in events.Images(f"cam/features.3/{method}")] == expected_steps
+        drift = {t for t in events.Tags()["scalars"] if t.startswith(f"cam_drift/features.3/{method}/")}
+        assert {f"cam_drift/features.3/{method}/{n}" for n in ("change_prev", "energy_in_mask")} <= drift
+        energy = [e.step for e in events.Scalars(f"cam_drift/features.3/{method}/energy_in_mask")]
+        assert energy == expected_steps
+        assert [e.step for e in events.Scalars(f"cam_drift/features.3/{method}/change_prev")] == expected_steps[1:]
+    assert not any("epoch" in tag for tag in images)
+    summary = events.Images("cam_summary/features.3/gradcam")
+    assert len(summary) == 1
+    assert os.path.exists(os.path.join(trainer.logger.log_dir, "cam_summary_features.3_gradcam.png"))
+
+
+def test_image_grid_has_one_tile_per_sample(tmp_path):
+    callback = GradCAMCallback(layer="features.3", num_samples=4, log_heatmaps=False)
+    _, trainer = _fit(tmp_path, [callback], max_epochs=1)
+    events = _events(trainer.logger.log_dir)
+    image = events.Images("cam/features.3/gradcam")[0]
+    # 4 tiles of 16x16 in a 2x2 grid with 2 pixels of padding: 2 * (16 + 2) + 2 = 38
+    assert (image.width, image.height) == (38, 38)
+    assert "cam_heatmap/features.3/gradcam" not in events.Tags()["images"]
+
+
+class TeamTensorBoardLogger(TensorBoardLogger):
+    """A user's own TensorBoard logger: a subclass must be written to like the original."""
+
+
+def test_a_tensorboard_logger_subclass_gets_the_images(tmp_path):
+    callback = GradCAMCallback(layer="features.3", num_samples=4)
+    logger = TeamTensorBoardLogger(str(tmp_path), name="run")
+    _, trainer = _fit(tmp_path, [callback], logger=logger, max_epochs=1)
+    assert "cam/features.3/gradcam" in _events(logger.log_dir).Tags()["images"]
+    assert not list(tmp_path.rglob("step_*.png"))  # no PNG-file fallback
+
+
+JPEG_START, PNG_START = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("image_format", ["jpeg", "png"])
+def test_overlays_are_encoded_as_asked_and_heatmaps_stay_lossless(tmp_path, image_format):
+    options = {} if image_format == "jpeg" else {"image_format": "png"}  # JPEG is the default
+    callback = GradCAMCallback(layer="features.3", num_samples=4, **options)
+    _, trainer = _fit(tmp_path, [callback], max_epochs=1)
+    events = _events(trainer.logger.log_dir)
+    overlay = events.Images("cam/features.3/gradcam")[0]
+    assert overlay.encoded_image_string.startswith(JPEG_START if image_format == "jpeg" else PNG_START)
+    assert (overlay.width, overlay.height) == (38, 38)
+    assert events.Images("cam_heatmap/features.3/gradcam")[0].encoded_image_string.startswith(PNG_START)
+    assert events.Images("cam_summary/features.3/gradcam")[0].encoded_image_string.startswith(PNG_START)
+
+
+def test_not_run_in_sanity_check_and_every_n_epochs(tmp_path):
+    callback = GradCAMCallback(layer="features.3", num_samples=2, every_n_epochs=2)
+    _, trainer = _fit(tmp_path, [callback], max_epochs=4, num_sanity_val_steps=2)
+    steps = [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")]
+    assert steps == [12, 24]  # after epochs 1 and 3 (6 steps each); nothing at step 0 from the sanity check
+
+
+def test_every_n_epochs_follows_lightnings_check_val_every_n_epoch(tmp_path):
+    # Lightning validates after epochs 1 and 3 here; the callback with the same n must run at both.
+    callback = GradCAMCallback(layer="features.3", num_samples=2, every_n_epochs=2)
+    _, trainer = _fit(tmp_path, [callback], max_epochs=4, check_val_every_n_epoch=2)
+    steps = [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")]
+    assert steps == [12, 24]
+
+
+def test_trainer_validate_runs_under_inference_mode(tmp_path):
+    callback = GradCAMCallback(layer="features.3", num_samples=2)
+    model = TinyNet()
+    _, val = loaders()
+    trainer = pl.Trainer(logger=TensorBoardLogger(str(tmp_path), name="v"), callbacks=[callback], **QUIET)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a skipped validation would warn
+        trainer.validate(model, val)
+    assert len(callback.history) == 1
+    assert "cam/features.3/gradcam" in _events(trainer.logger.log_dir).Tags()["images"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(layer="features.9"), "features.9"),
+        (dict(layer="feature.3"), "closest: 'features.3'"),
+    ],
+)
+def test_bad_layer_fails_before_the_first_training_step(tmp_path, kwargs, match):
+    model = TinyNet()
+    train, val = loaders()
+    trainer = pl.Trainer(max_epochs=1, callbacks=[GradCAMCallback(**kwargs)], logger=False, **QUIET)
+    with pytest.raises(ValueError, match=match):
+        trainer.fit(model, train, val)
+    assert model.train_steps == 0
+
+
+def test_engine_options_reach_the_engine_and_guided_methods_log_saliency(tmp_path):
+    callback = GradCAMCallback(
+        layer="features.3", method=["gradcam", "guided-gradcam"], num_samples=4,
+        eigen_smooth=True, aug_smooth=True, aug_scales=[1.0], chunk_size=3,
+    )
+    model, trainer = _fit(tmp_path, [callback], max_epochs=1)
+    engine = callback._engine
+    assert engine.options == CAMOptions(eigen_smooth=True, aug_smooth=True, aug_scales=(1.0,), chunk_size=3)
+    events = _events(trainer.logger.log_dir)
+    images = set(events.Tags()["images"])
+    assert "cam_saliency/features.3/guided-gradcam" in images
+    assert "cam_saliency/features.3/gradcam" not in images  # only guided methods have a saliency image
+    tile = events.Images("cam_saliency/features.3/guided-gradcam")[0]
+    assert (tile.width, tile.height) == (38, 38)  # 2x2 grid of 16x16 tiles, 2 px padding
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(method="gradcam+++"), ValueError, "valid: gradcam"),
+        (dict(colormap="jett"), ValueError, "jet"),
+        (dict(alpha=1.5), ValueError, "alpha"),
+        (dict(num_samples=0), ValueError, "num_samples"),
+        (dict(chunk_size=0), ValueError, "chunk_size"),
+        (dict(aug_scales=[1.0, -0.5]), ValueError, "aug_scales"),
+        (dict(eigen_smooth="yes"), TypeError, "eigen_smooth"),
+        (dict(reshape="tokenz"), ValueError, "tokens"),
+        (dict(target="labels"), ValueError, "'label', 'predicted'"),
+        (dict(mean=[0.5, 0.5, 0.5]), ValueError, "`mean` and `std`"),
+        (dict(image_format="jpg"), ValueError, r"valid: 'png', 'jpeg'"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        GradCAMCallback(**kwargs)
+
+
+class Exploding(GradCAMCallback):
+    def _observe(self, trainer, pl_module, batch):
+        raise RuntimeError("boom")
+
+
+def test_a_failure_warns_and_training_goes_on(tmp_path):
+    plain = _snapshot(*_fit(tmp_path / "a", []))
+    with pytest.warns(RuntimeWarning, match="skipped the maps at step .*boom"):
+        model, trainer = _fit(tmp_path / "b", [Exploding(layer="features.3")])
+    assert trainer.current_epoch == 2
+    _assert_same_training(plain, _snapshot(model, trainer))
+
+
+def test_strict_mode_reraises(tmp_path):
+    with pytest.raises(RuntimeError, match="boom"):
+        _fit(tmp_path, [Exploding(layer="features.3", strict=True)])
+
+
+def test_without_tensorboard_writes_png_files_and_says_so(tmp_path):
+    callback = GradCAMCallback(layer="features.3", num_samples=2)
+    with pytest.warns(UserWarning, match="no TensorBoard logger: writing PNG files under"):
+        _, trainer = _fit(tmp_path, [callback], logger=CSVLogger(str(tmp_path), name="csv"), max_epochs=1)
+    folder = os.path.join(trainer.log_dir, "cam", "features.3", "gradcam")
+    assert sorted(os.listdir(folder)) == ["step_00000006.png"]
+
+
+def test_label_is_the_default_target_and_predicted_otherwise(tmp_path):
+    callback = GradCAMCallback(layer="features.3", num_samples=4)
+    _fit(tmp_path / "a", [callback], max_epochs=1)
+    labels = callback._batch.labels
+    assert callback._target(callback._batch) is labels
+    assert torch.equal(labels, torch.stack([loaders()[1].dataset[i][1] for i in range(4)]))
+
+
+class ImagesOnlyValidation(TinyNet):
+    def validation_step(self, batch, index):  # validation batches hold images only
+        self.log("val_mean", self(batch[0]).mean())
+
+
+def _fit_without_val_labels(tmp_path, callback, max_epochs):
+    pl.seed_everything(7, verbose=False)
+    train, labelled = loaders()
+    images = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(labelled.dataset.tensors[0]), batch_size=2
+    )
+    trainer = pl.Trainer(
+        max_epochs=max_epochs, callbacks=[callback], logger=TensorBoardLogger(str(tmp_path), name="run"), **QUIET
+    )
+    trainer.fit(ImagesOnlyValidation(), train, images)
+    return trainer
+
+
+def test_label_target_without_labels_warns_and_explains_the_prediction(tmp_path):
+    callback = GradCAMCallback(layer="features.3", num_samples=2, target="label")
+    with pytest.warns(UserWarning, match="carry no labels.*predicted class instead"):
+        trainer = _fit_without_val_labels(tmp_path, callback, max_epochs=2)
+    assert trainer.current_epoch == 2 and len(callback.history) == 2
+    strict = GradCAMCallback(layer="features.3", num_samples=2, target="label", strict=True)
+    with pytest.raises(ValueError, match="carry no labels"):
+        _fit_without_val_labels(tmp_path / "strict", strict, max_epochs=1)
+
+
+def test_no_validation_data_uses_training_samples_once_warned(tmp_path):
+    pl.seed_everything(7, verbose=False)
+    callback = GradCAMCallback(layer="features.3", num_samples=2)
+    train, _ = loaders()
+    trainer = pl.Trainer(
+        max_epochs=2, callbacks=[callback], logger=TensorBoardLogger(str(tmp_path), name="t"), **QUIET
+    )
+    with pytest.warns(UserWarning, match="no validation data"):
+        trainer.fit(TinyNet(), train)
+    assert torch.equal(callback._batch.inputs.cpu(), torch.stack([train.dataset[i][0] for i in range(2)]))
+    assert [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")] == [6, 12]
+
+
+def test_state_survives_a_checkpoint_and_resume(tmp_path):
+    callback = GradCAMCallback(layer="features.3", num_samples=3)
+    _, trainer = _fit(tmp_path / "first", [callback], max_epochs=1, enable_checkpointing=True)
+    ckpt = trainer.checkpoint_callback.best_model_path
+    state = torch.load(ckpt, weights_only=True)["callbacks"][callback.state_key]
+    assert torch.equal(state["batch"]["inputs"], callback._batch.inputs.cpu())
+    resumed = GradCAMCallback(layer="features.3", num_samples=3)
+    train, val = loaders()
+    trainer2 = pl.Trainer(
+        max_epochs=2, callbacks=[resumed], logger=TensorBoardLogger(str(tmp_path), name="second"), **QUIET
+    )
+    trainer2.fit(TinyNet(), train, val, ckpt_path=ckpt)
+    assert torch.equal(resumed._batch.inputs.cpu(), callback._batch.inputs.cpu())
+    assert len(resumed.history) == 2  # one validation from the first run, one after resuming
+    steps = [e.step for e in _events(trainer2.logger.log_dir).Scalars("cam_drift/features.3/gradcam/change_prev")]
+    assert steps == [12]
+
+
+def test_automatic_layer_survives_a_resume(tmp_path):
+    callback = GradCAMCallback(num_samples=2)
+    with pytest.warns(UserWarning, match="no `layer` given"):
+        _, trainer = _fit(tmp_path / "first", [callback], max_epochs=1, enable_checkpointing=True)
+    resumed = GradCAMCallback(num_samples=2)
+    assert resumed.state_key == callback.state_key  # the key does not change when the layer is chosen
+    train, val = loaders()
+    trainer2 = pl.Trainer(
+        max_epochs=2, callbacks=[resumed], logger=TensorBoardLogger(str(tmp_path), name="second"), **QUIET
+    )
+    trainer2.fit(TinyNet(), train, val, ckpt_path=trainer.checkpoint_callback.best_model_path)
+    assert resumed.layers == ["features"]
+    assert len(resumed.history) == 2
+
+
+def test_two_callbacks_keep_separate_state(tmp_path):
+    a = GradCAMCallback(layer="features.3", num_samples=2)
+    b = GradCAMCallback(layer="features.0", num_samples=2, tag_prefix="early")
+    assert a.state_key != b.state_key
+    _, trainer = _fit(tmp_path, [a, b], max_epochs=1)
+    tags = _events(trainer.logger.log_dir).Tags()["images"]
+    assert "cam/features.3/gradcam" in tags and "early/features.0/gradcam" in tags
+
+
+def _tensors_in(value, seen):
+    """Every tensor reachable from ``value`` through attributes, dicts, lists and tuples (modules excluded)."""
+    if id(value) in seen or isinstance(value, torch.nn.Module):
+        return []
+    seen.add(id(value))
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        children = list(value.values())
+    elif isinstance(value, (list, tuple, set)):
+        children = list(value)
+    elif hasattr(value, "__dict__"):
+        children = list(vars(value).values())
+    else:
+        return []
+    return [t for child in children for t in _tensors_in(child, seen)]
+
+
+def test_between_validations_only_the_batch_and_history_are_held(tmp_path):
+    callback = GradCAMCallback(layer="features.3", num_samples=4)
+    model, _ = _fit(tmp_path, [callback], max_epochs=2)
+    held = _tensors_in(callback, set())
+    frames = callback.history.frames()[("features.3", "gradcam")]
+    assert frames.shape == (2, 4, 16, 16)  # two validations of 4 maps at the input's 16x16
+    batch = callback._batch
+    expected = {id(t) for t in (batch.inputs, batch.labels, batch.masks) if t is not None}
+    expected |= {id(t) for t in _tensors_in(callback.history, set())}
+    assert {id(t) for t in held} == expected  # nothing else: no activations, gradients or outputs
+    assert all(t.grad_fn is None and not t.requires_grad for t in held)
+    history_bytes = sum(t.numel() * t.element_size() for t in _tensors_in(callback.history, set()))
+    assert history_bytes == 2 * 4 * 16 * 16 * 4  # float32 frames, nothing more
+
+
+def test_automatic_layer_choice(tmp_path):
+    callback = GradCAMCallback(num_samples=2)
+    with pytest.warns(UserWarning, match="no `layer` given; explaining 'features'"):
+        _fit(tmp_path, [callback], max_epochs=1)
+    assert callback.layers == ["features"]

@@ -1,0 +1,46 @@
+"""Two CPU processes under strategy="ddp" (gloo): the run completes, rank 0 alone writes, training is unchanged."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+HERE = os.path.dirname(__file__)
+
+
+def _run(out_dir, mode):
+    helpers = os.path.dirname(HERE)  # tests/, where lit_models lives
+    env = dict(os.environ, PYTHONPATH=helpers + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run(
+        [sys.executable, os.path.join(HERE, "ddp_run.py"), str(out_dir), mode],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_ddp_two_processes(tmp_path):
+    _run(tmp_path / "without", "without")
+    _run(tmp_path / "with", "with")
+    for rank in (0, 1):
+        plain = torch.load(tmp_path / "without" / f"weights{rank}.pt", weights_only=True)
+        watched = torch.load(tmp_path / "with" / f"weights{rank}.pt", weights_only=True)
+        for key in plain:
+            assert torch.equal(plain[key], watched[key]), (rank, key)
+    # rank 0 computed and wrote the maps at both validations; rank 1 computed nothing
+    assert (tmp_path / "with" / "history0.txt").read_text() == "2"
+    assert (tmp_path / "with" / "history1.txt").read_text() == "0"
+    runs = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "with" / "logs") for f in fs if "tfevents" in f]
+    images = []
+    for path in runs:
+        events = EventAccumulator(path, size_guidance={"images": 0})
+        events.Reload()
+        images += [(tag, e.step) for tag in events.Tags()["images"] for e in events.Images(tag)]
+    # 16 samples over 2 ranks with batch 2: 4 steps an epoch
+    assert sorted(t for t in images if t[0] == "cam/features.3/gradcam") == [
+        ("cam/features.3/gradcam", 4),
+        ("cam/features.3/gradcam", 8),
+    ]

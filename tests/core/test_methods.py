@@ -1,0 +1,152 @@
+"""The CAM formulas as pure functions: hand-worked cases and an independent float64 reference."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from conftest import reference_map
+
+from cam_callback.capture.registry import METHODS, get_method, method_names
+from cam_callback.core.methods import (
+    LAYER_METHODS,
+    eigencam,
+    gradcam,
+    gradcam_plus_plus,
+    hirescam,
+    layercam,
+    xgradcam,
+)
+
+ALL = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam"]
+
+
+def t(rows: list) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def test_gradcam_worked_example_of_the_notes() -> None:
+    a1 = [[1, 0, 2], [3, 5, 0], [1, 1, 1]]
+    a2 = [[0, 1, 0], [3, 1, 0], [1, 0, 1]]
+    activations = t([[a1, a2]])
+    # Any gradient whose spatial mean is (1/3, -2/3) gives those channel weights.
+    gradients = t([[[[1, 0, 0], [0, 0, 0], [0, 0, 2]], [[-6, 0, 0], [0, 0, 0], [0, 0, 0]]]])
+    expected = t([[[1 / 3, 0, 2 / 3], [0, 1, 0], [0, 1 / 3, 0]]])
+    torch.testing.assert_close(gradcam(activations, gradients), expected)
+
+
+def test_gradcam_plus_plus_hand_case() -> None:
+    # One channel, sum(A) = 3; g = 1 -> alpha = 1/(2+3) = 1/5; g = -1 -> alpha = 1/(2-3) = -1 but ReLU(g) = 0.
+    # w = 1/5, map = A/5.
+    out = gradcam_plus_plus(t([[[[1, 2]]]]), t([[[[1, -1]]]]))
+    torch.testing.assert_close(out, t([[[0.2, 0.4]]]))
+
+
+def test_gradcam_plus_plus_zero_denominator_gives_zero_alpha() -> None:
+    # sum(A) = 4; at g = -1/2 the denominator 2/4 - 4/8 is exactly 0, at g = 0 it is 0 too;
+    # at g = 1, alpha = 1/(2+4) = 1/6, so w = 1/6 and the map is A/6.
+    activations = t([[[[1, 3, 0]]]])
+    gradients = t([[[[-0.5, 1, 0]]]])
+    out = gradcam_plus_plus(activations, gradients)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, t([[[1 / 6, 0.5, 0]]]))
+
+
+def test_xgradcam_hand_case_and_zero_sum_channels() -> None:
+    # Channel 1: w = (1*2 + 3*4) / (1+3) = 3.5. Channel 2 sums to 0 and channel 3 is all zero: weight 0,
+    # however large their gradients.
+    activations = t([[[[1, 3]], [[1, -1]], [[0, 0]]]])
+    gradients = t([[[[2, 4]], [[1e6, -1e6]], [[5, 5]]]])
+    out = xgradcam(activations, gradients)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, t([[[3.5, 10.5]]]))
+
+
+def test_hirescam_and_layercam_hand_case() -> None:
+    # Channel 1: A = (1, 2), g = (3, -1), so g*A = (3, -2) and ReLU(g)*A = (3, 0).
+    # Channel 2: A = (0, -2), g = (1, -1), so g*A = (0, 2) but ReLU(g)*A = (0, 0).
+    activations = t([[[[1, 2]], [[0, -2]]]])
+    gradients = t([[[[3, -1]], [[1, -1]]]])
+    torch.testing.assert_close(hirescam(activations, gradients), t([[[3, 0]]]))  # ReLU(3+0, -2+2)
+    torch.testing.assert_close(layercam(activations, gradients), t([[[3, 0]]]))
+    torch.testing.assert_close(hirescam(activations[:, :1], gradients[:, :1]), t([[[3, 0]]]))
+    torch.testing.assert_close(hirescam(activations[:, 1:], gradients[:, 1:]), t([[[0, 2]]]))
+    torch.testing.assert_close(layercam(activations[:, 1:], gradients[:, 1:]), t([[[0, 0]]]))
+
+
+@pytest.mark.parametrize("flip", [1.0, -1.0])
+def test_eigencam_rank_one_gives_u_times_norm_v(flip: float) -> None:
+    u = t([0.0, 1.0, 2.0, 3.0])  # 2x2 positions, nonnegative
+    v = t([3.0, -4.0, 0.0])  # 3 channels, ||v|| = 5
+    activations = flip * torch.einsum("k,n->kn", v, u).reshape(1, 3, 2, 2)
+    out = eigencam(activations, None)
+    torch.testing.assert_close(out, (5 * u).reshape(1, 2, 2))
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 2, 3), (2, 3, 4, 5)], ids=["fewer-positions", "fewer-channels"])
+def test_eigencam_matches_numpy_svd(shape) -> None:
+    # Both branches (Gram matrix over positions or over channels) against numpy's SVD of A = [hw, K].
+    activations = torch.randn(*shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    b, k, h, w = shape
+    out = eigencam(activations)
+    for i in range(b):
+        matrix = activations[i].reshape(k, h * w).T.numpy()
+        u, s, _ = np.linalg.svd(matrix, full_matrices=False)
+        projection = u[:, 0] * s[0]
+        projection *= np.sign(projection[np.argmax(np.abs(projection))])
+        expected = np.maximum(projection, 0).reshape(h, w)
+        np.testing.assert_allclose(out[i].numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_eigencam_ignores_gradients() -> None:
+    activations = torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(eigencam(activations), eigencam(activations, torch.randn(2, 3, 4, 5)))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_method_matches_the_reference_on_random_tensors(name: str) -> None:
+    generator = torch.Generator().manual_seed(11)
+    # Mostly positive activations, as after a ReLU, with some negative ones.
+    activations = torch.randn(3, 4, 5, 6, generator=generator).abs() - 0.1
+    gradients = torch.randn(3, 4, 5, 6, generator=generator)
+    out = LAYER_METHODS[name].compute(activations, gradients)
+    expected = reference_map(name, activations, gradients)
+    assert out.shape == (3, 5, 6)
+    assert out.dtype == torch.float32
+    assert expected.abs().max() > 0  # a case where the maps are not trivially zero
+    torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_method_gives_zeros_not_nan_on_zero_input(name: str) -> None:
+    zeros = torch.zeros(2, 3, 4, 4)
+    out = LAYER_METHODS[name].compute(zeros, zeros.clone())
+    assert torch.equal(out, torch.zeros(2, 4, 4))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_method_is_nonnegative(name: str) -> None:
+    generator = torch.Generator().manual_seed(5)
+    activations = torch.randn(4, 3, 3, 3, generator=generator)
+    out = LAYER_METHODS[name].compute(activations, torch.randn(4, 3, 3, 3, generator=generator))
+    assert (out >= 0).all()
+    assert torch.isfinite(out).all()
+
+
+def test_registry_names() -> None:
+    assert set(ALL) <= set(method_names())
+    assert get_method("GradCAM++") is METHODS["gradcam++"]
+    assert get_method("EigenCAM").formula is eigencam  # type: ignore[union-attr]
+
+
+def test_unknown_method_lists_the_valid_names() -> None:
+    listing = "".join(rf"(?=.*\b{re.escape(name)}(,|$))" for name in ALL)
+    with pytest.raises(ValueError, match=rf"`method`: unknown 'scorecam\+\+'; valid: {listing}"):
+        get_method("scorecam++")
+
+
+def test_method_must_be_a_string() -> None:
+    with pytest.raises(TypeError, match="`method` must be a str"):
+        get_method(3)  # type: ignore[arg-type]

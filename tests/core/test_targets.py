@@ -1,0 +1,156 @@
+"""Choosing the score to explain: 'predicted', class indices, or a callable."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from cam_callback import CAMEngine, compute_cam
+from cam_callback.core.targets import select_scores
+
+LOGITS = torch.tensor([[0.1, 2.0, -1.0], [3.0, 0.5, 0.2]])
+
+
+@pytest.mark.parametrize(
+    ("target", "classes", "scores"),
+    [
+        ("predicted", [1, 0], [2.0, 3.0]),
+        (2, [2, 2], [-1.0, 0.2]),
+        (0, [0, 0], [0.1, 3.0]),
+        ([0, 2], [0, 2], [0.1, 0.2]),
+        ((1, 1), [1, 1], [2.0, 0.5]),
+        (torch.tensor([2, 1]), [2, 1], [-1.0, 0.5]),
+        (torch.tensor([2, 1], dtype=torch.int32), [2, 1], [-1.0, 0.5]),
+    ],
+)
+def test_class_targets_pick_the_right_scores(target, classes: list[int], scores: list[float]) -> None:
+    got_scores, got_classes = select_scores(LOGITS, target)
+    assert got_classes is not None
+    assert got_classes.tolist() == classes
+    torch.testing.assert_close(got_scores, torch.tensor(scores))
+
+
+def test_callable_target_on_dict_outputs() -> None:
+    outputs = {"logits": LOGITS, "aux": torch.zeros(2)}
+    scores, classes = select_scores(outputs, lambda out: out["logits"][:, 1] - out["logits"][:, 0])
+    assert classes is None
+    torch.testing.assert_close(scores, torch.tensor([1.9, -2.5]))
+
+
+@pytest.mark.parametrize(("target", "bad"), [(3, 3), (-1, -1), ([0, 3], 3), (torch.tensor([-2, 0]), -2)])
+def test_out_of_range_classes(target, bad: int) -> None:
+    with pytest.raises(ValueError, match=rf"class {bad} is out of range for 3 classes \(valid: 0\.\.2\)"):
+        select_scores(LOGITS, target)
+
+
+@pytest.mark.parametrize("target", [[0], [0, 1, 2], torch.tensor([1])])
+def test_wrong_number_of_classes(target) -> None:
+    with pytest.raises(ValueError, match=r"`target`: \d classes given for a batch of 2"):
+        select_scores(LOGITS, target)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (True, "must not be a bool"),
+        (torch.tensor([0.0, 1.0]), "must be integers"),
+        (1.5, "must be 'predicted'"),
+    ],
+)
+def test_wrong_target_types(target, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        select_scores(LOGITS, target)
+
+
+def test_unknown_target_string() -> None:
+    with pytest.raises(ValueError, match="`target`: unknown 'max'"):
+        select_scores(LOGITS, "max")
+
+
+def test_callable_must_return_one_score_per_sample() -> None:
+    with pytest.raises(ValueError, match=r"one score per sample, shape \[B\]; got \(2, 3\)"):
+        select_scores(LOGITS, lambda out: out)
+
+
+def test_non_logit_outputs_need_a_callable() -> None:
+    with pytest.raises(ValueError, match="not \\[B, classes\\] logits; pass `target` as a callable"):
+        select_scores({"logits": LOGITS}, 0)
+
+
+# Through the engine ----------------------------------------------------------------------------------------
+
+
+def test_predicted_is_the_argmax_of_the_same_forward(tiny_net, images) -> None:
+    expected = fresh_eval_logits(tiny_net, images)
+    engine = CAMEngine(tiny_net, "features.3", "gradcam")
+    tiny_net.forward_calls = 0
+    result = engine(images)
+    assert tiny_net.forward_calls == 1
+    assert result.classes is not None
+    assert torch.equal(result.classes, expected.argmax(dim=1))
+    torch.testing.assert_close(result.scores, expected.max(dim=1).values)
+    torch.testing.assert_close(result.outputs, expected)
+    assert not result.outputs.requires_grad
+
+
+def test_compute_cam_runs_one_forward(tiny_net, images) -> None:
+    tiny_net.forward_calls = 0
+    compute_cam(tiny_net, images, "features.3")
+    assert tiny_net.forward_calls == 1
+
+
+def test_engine_with_two_layers_and_three_methods_runs_one_forward(tiny_net, images) -> None:
+    engine = CAMEngine(tiny_net, ["features.3", "features.0"], ["gradcam", "layercam", "eigencam"])
+    tiny_net.forward_calls = 0
+    result = engine(images, target=[0, 4])
+    assert tiny_net.forward_calls == 1
+    assert len(result.raw) == 6
+
+
+def test_target_forms_select_the_same_map(tiny_net, images) -> None:
+    predicted = fresh_eval_logits(tiny_net, images).argmax(dim=1)
+    by_prediction = compute_cam(tiny_net, images, "features.3", target="predicted")
+    for target in (predicted.tolist(), predicted, lambda out: out.gather(1, predicted[:, None])[:, 0]):
+        torch.testing.assert_close(compute_cam(tiny_net, images, "features.3", target=target), by_prediction)
+    other = [(int(c) + 1) % 5 for c in predicted]
+    assert not torch.allclose(compute_cam(tiny_net, images, "features.3", target=other, raw=True),
+                              compute_cam(tiny_net, images, "features.3", target=predicted, raw=True))
+
+
+class DictOutput(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return {"logits": self.inner(x), "extra": x.mean()}
+
+
+def test_callable_target_on_a_dict_model(tiny_net, images) -> None:
+    wrapped = DictOutput(tiny_net)
+    engine = CAMEngine(wrapped, "inner.features.3", "gradcam")
+    result = engine(images, target=lambda out: out["logits"][:, 2])
+    assert result.classes is None
+    assert set(result.outputs) == {"logits", "extra"}
+    expected = compute_cam(tiny_net, images, "features.3", target=2)
+    torch.testing.assert_close(result.normalized("inner.features.3", "gradcam"), expected)
+    with pytest.raises(ValueError, match="pass `target` as a callable"):
+        compute_cam(wrapped, images, "inner.features.3", target=2)
+
+
+def test_out_of_range_and_wrong_length_through_compute_cam(tiny_net, images) -> None:
+    with pytest.raises(ValueError, match="class 5 is out of range for 5 classes"):
+        compute_cam(tiny_net, images, "features.3", target=5)
+    with pytest.raises(ValueError, match="3 classes given for a batch of 2"):
+        compute_cam(tiny_net, images, "features.3", target=[0, 1, 2])
+
+
+def fresh_eval_logits(model: nn.Module, images: Tensor) -> Tensor:
+    """The model's logits in eval mode from a separate forward, leaving its mode as it was."""
+    training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(images)
+    model.train(training)
+    return logits

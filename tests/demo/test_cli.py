@@ -1,0 +1,190 @@
+"""The YAML experiments under ``configs/`` run through ``python -m cam_callback`` (LightningCLI)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cam_callback import CAMOptions, GradCAMCallback
+from cam_callback.demo.classifier import ImageClassifier
+from cam_callback.demo.cli import main
+from cam_callback.demo import ImageFolderDataModule, ShapesDataModule, ShapesDataset
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+# Small enough for a test: 2 epochs of 3 batches of 8 images of 32x32, one validation batch.
+TINY = [
+    "--trainer.max_epochs=2",
+    "--trainer.limit_train_batches=3",
+    "--trainer.limit_val_batches=1",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--trainer.callbacks.init_args.num_samples=4",
+]
+TINY_SHAPES = [
+    "--data.init_args.num_train=24",
+    "--data.init_args.num_val=8",
+    "--data.init_args.image_size=32",
+    "--data.init_args.batch_size=8",
+]
+
+
+def _events(log_dir: str) -> EventAccumulator:
+    events = EventAccumulator(log_dir, size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    return events
+
+
+def _image_folder(root: Path, classes: int = 2, per_class: int = 5) -> Path:
+    """Write a few shape images as PNG files, one folder per class."""
+    dataset = ShapesDataset(classes * per_class * 4, image_size=48, num_classes=classes, seed=3)
+    counts = [0] * classes
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        label = int(sample["label"])
+        if counts[label] == per_class:
+            continue
+        counts[label] += 1
+        rgb = sample["image"] * torch.tensor(ShapesDataset.STD)[:, None, None]
+        rgb = rgb + torch.tensor(ShapesDataset.MEAN)[:, None, None]
+        pixels = (rgb.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()[:, :, ::-1]
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{counts[label]}.png"), pixels)
+    assert counts == [per_class] * classes
+    return root
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_every_config_parses_and_builds_its_parts(config, tmp_path):
+    args = ["--config", str(config), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    if config.name == "imagefolder.yaml":
+        args.append(f"--data.init_args.train_dir={_image_folder(tmp_path / 'images')}")
+    cli = main(args, run=False)
+    assert isinstance(cli.model, ImageClassifier)
+    callbacks = [c for c in cli.trainer.callbacks if isinstance(c, GradCAMCallback)]
+    assert len(callbacks) == 1
+    assert callbacks[0].methods == ["gradcam", "gradcam++"]
+    if config.name == "imagefolder.yaml":
+        assert isinstance(cli.datamodule, ImageFolderDataModule)
+        assert callbacks[0].mean == list(cli.datamodule.mean)  # display undoes the data's own normalisation
+    else:
+        assert isinstance(cli.datamodule, ShapesDataModule)
+        assert cli.datamodule.hparams.shortcut == (config.name == "shortcut.yaml")
+        assert callbacks[0].mean == list(cli.datamodule.mean) and callbacks[0].std == list(cli.datamodule.std)
+        assert cli.model.hparams.arch == "tinycnn"
+
+
+def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
+    overrides = {
+        "layer": "[model.features.4]",
+        "method": "[layercam,eigencam]",
+        "num_samples": "3",
+        "target": "predicted",
+        "every_n_epochs": "2",
+        "alpha": "0.25",
+        "colormap": "turbo",
+        "input_key": "image",
+        "label_key": "label",
+        "mask_key": "mask",
+        "mean": "[0.4,0.4,0.4]",
+        "std": "[0.2,0.2,0.2]",
+        "log_heatmaps": "false",
+        "image_format": "png",
+        "history_size": "16",
+        "tag_prefix": "attention",
+        "strict": "true",
+        "reshape": "tokens",
+        "eigen_smooth": "true",
+        "aug_smooth": "true",
+        "aug_scales": "[1.0,0.8]",
+        "chunk_size": "8",
+    }
+    parameters = set(inspect.signature(GradCAMCallback.__init__).parameters) - {"self"}
+    assert parameters == set(overrides), "every option must be covered here"
+    args = ["--config", str(ROOT / "configs" / "demo.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    args += [f"--trainer.callbacks.init_args.{name}={value}" for name, value in overrides.items()]
+    callback = next(c for c in main(args, run=False).trainer.callbacks if isinstance(c, GradCAMCallback))
+    assert callback.layers == ["model.features.4"]
+    assert callback.methods == ["layercam", "eigencam"]
+    assert (callback.num_samples, callback.target, callback.every_n_epochs) == (3, "predicted", 2)
+    assert (callback.alpha, callback.colormap, callback.keys) == (0.25, "turbo", ("image", "label", "mask"))
+    assert (callback.mean, callback.std) == ([0.4] * 3, [0.2] * 3)
+    assert (callback.display.log_heatmaps, callback.history.max_side, callback.tag_prefix) == (False, 16, "attention")
+    assert (callback.strict, callback.display.image_format) == (True, "png")
+    assert callback.options == CAMOptions(
+        reshape="tokens", eigen_smooth=True, aug_smooth=True, aug_scales=(1.0, 0.8), chunk_size=8
+    )
+
+
+def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
+    args = ["fit", "--config", str(ROOT / "configs" / "demo.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    cli = main(args + TINY + TINY_SHAPES)
+    log_dir = cli.trainer.logger.log_dir
+    events = _events(log_dir)
+    images, scalars = set(events.Tags()["images"]), set(events.Tags()["scalars"])
+    for layer in ("model.features.7", "model.features.5"):  # features.-1 is logged under its resolved name
+        for method in ("gradcam", "gradcam++"):
+            assert [e.step for e in events.Images(f"cam/{layer}/{method}")] == [3, 6]
+            assert f"cam_heatmap/{layer}/{method}" in images
+            assert len(events.Images(f"cam_summary/{layer}/{method}")) == 1
+            for name in ("energy_in_mask", "pointing_game"):  # the shapes data carries object masks
+                values = [e.value for e in events.Scalars(f"cam_drift/{layer}/{method}/{name}")]
+                assert len(values) == 2 and all(0.0 <= v <= 1.0 for v in values)
+            assert f"cam_drift/{layer}/{method}/change_prev" in scalars
+            assert os.path.exists(os.path.join(log_dir, f"cam_summary_{layer}_{method}.png"))
+    assert "val/acc" in scalars
+
+
+def test_shortcut_config_runs_with_the_marker_in_training_images_only(tmp_path):
+    args = ["fit", "--config", str(ROOT / "configs" / "shortcut.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    cli = main(args + TINY + TINY_SHAPES)
+    assert cli.datamodule.train_dataset.shortcut and not cli.datamodule.val_dataset.shortcut
+    events = _events(cli.trainer.logger.log_dir)
+    assert [e.step for e in events.Images("cam/model.features.7/gradcam")] == [3, 6]
+
+
+def test_imagefolder_config_trains_on_a_folder_of_images(tmp_path):
+    folder = _image_folder(tmp_path / "images")
+    args = [
+        "fit", "--config", str(ROOT / "configs" / "imagefolder.yaml"),
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        f"--data.init_args.train_dir={folder}",
+        "--data.init_args.image_size=64", "--data.init_args.batch_size=4", "--data.init_args.num_workers=0",
+        "--model.init_args.num_classes=2",
+    ]
+    cli = main(args + TINY)
+    events = _events(cli.trainer.logger.log_dir)
+    overlays = events.Images("cam/model.layer4/gradcam")
+    assert [e.step for e in overlays] == [2, 4]  # 8 training images (80 % of 10) in batches of 4
+    # validation holds 1 image of each class (20 % of 5), so the grid has 2 tiles of 64x64 side by side
+    assert (overlays[0].width, overlays[0].height) == (2 * 64 + 3 * 2, 64 + 2 * 2)
+
+
+def test_a_wrong_number_of_classes_names_the_fix(tmp_path):
+    folder = _image_folder(tmp_path / "images", classes=3, per_class=2)
+    args = [
+        "fit", "--config", str(ROOT / "configs" / "imagefolder.yaml"),
+        f"--trainer.logger.init_args.save_dir={tmp_path}", f"--data.init_args.train_dir={folder}",
+        "--data.init_args.num_workers=0",
+    ]
+    with pytest.raises(ValueError, match=r"has 3 classes \(class_0, class_1, class_2\).*num_classes=3"):
+        main(args + TINY)
+
+
+def test_python_dash_m_entry_point_prints_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "cam_callback", "fit", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--trainer.callbacks" in result.stdout and "--config" in result.stdout
+
