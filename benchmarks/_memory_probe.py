@@ -22,7 +22,6 @@ import resource
 import sys
 
 import torch
-
 from bench_engine import build_inputs, build_model, make_variants
 
 

@@ -348,7 +348,9 @@ def main() -> None:
         heat = heatmap_grid(maps, colormap="jet")
         # About what the event writer checksums for the two images (each record also holds step and time):
         # the overlay as JPEG (the callback's default `image_format`), the heatmaps as PNG.
-        records = [encode_jpeg(overlay), image_summary("cam/heatmap", heat, dataformats="CHW").SerializeToString()]
+        records = [
+            encode_jpeg(overlay), image_summary("cam/heatmap", heat, dataformats="CHW").SerializeToString()
+        ]
         writer = SummaryWriter(log_dir=str(root / "sink"))
         sink = TensorBoardSink(writer)
 

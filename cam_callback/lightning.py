@@ -1,4 +1,7 @@
-"""``GradCAMCallback`` for the unified ``lightning`` package: ``from cam_callback.lightning import GradCAMCallback``."""
+"""``GradCAMCallback`` for the unified ``lightning`` package.
+
+Import it as ``from cam_callback.lightning import GradCAMCallback``.
+"""
 
 from .callback.lightning import GradCAMCallback
 

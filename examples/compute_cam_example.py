@@ -22,9 +22,9 @@ import torchvision
 from torch.nn import functional as F
 
 from cam_callback import CAMEngine, compute_cam
-from cam_callback.demo.classifier import ImageClassifier, TinyCNN
-from cam_callback.demo import ShapesDataset
 from cam_callback.core.drift import energy_in_mask
+from cam_callback.demo import ShapesDataset
+from cam_callback.demo.classifier import ImageClassifier, TinyCNN
 from cam_callback.render import image_grid, overlay_grid, to_display
 
 # Two layers per model: the last convolutional stage and the one before it (finer, less semantic).

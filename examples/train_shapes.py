@@ -29,8 +29,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from cam_callback import GradCAMCallback
-from cam_callback.demo.classifier import ImageClassifier
 from cam_callback.demo import ShapesDataModule
+from cam_callback.demo.classifier import ImageClassifier
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -38,8 +38,8 @@ from PIL import Image
 from torch.nn import functional as F
 
 from cam_callback import compute_cam
-from cam_callback.demo.classifier import ImageClassifier
 from cam_callback.demo import ShapesDataModule, ShapesDataset
+from cam_callback.demo.classifier import ImageClassifier
 from cam_callback.render import blend, colorize, colormap_lut
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -234,7 +234,10 @@ def draw(args: argparse.Namespace, demo: Path, shortcut: Path | None) -> np.ndar
         columns.append({
             "panel": "demo run: attention moves onto the shape",
             "head": headline(demo, args.layer, args.method, t, count),
-            "tiles": [tile(im, frames[t, i], side, args.alpha, colormap) for im, i in zip(images, samples)],
+            "tiles": [
+                tile(im, frames[t, i], side, args.alpha, colormap)
+                for im, i in zip(images, samples, strict=True)
+            ],
         })
 
     if shortcut is not None:
@@ -244,7 +247,10 @@ def draw(args: argparse.Namespace, demo: Path, shortcut: Path | None) -> np.ndar
         columns.append({
             "panel": panel,
             "head": headline(shortcut, args.layer, args.method, last, count),
-            "tiles": [tile(im, frames[-1, i], side, args.alpha, colormap) for im, i in zip(images, samples)],
+            "tiles": [
+                tile(im, frames[-1, i], side, args.alpha, colormap)
+                for im, i in zip(images, samples, strict=True)
+            ],
         })
         checkpoint = final_checkpoint(shortcut)
         if checkpoint is not None:

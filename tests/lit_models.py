@@ -11,7 +11,9 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 def tiny_data(n: int, seed: int, size: int = 16, classes: int = 3) -> TensorDataset:
     g = torch.Generator().manual_seed(seed)
-    return TensorDataset(torch.randn(n, 3, size, size, generator=g), torch.randint(0, classes, (n,), generator=g))
+    return TensorDataset(
+        torch.randn(n, 3, size, size, generator=g), torch.randint(0, classes, (n,), generator=g)
+    )
 
 
 class DictData(Dataset):
@@ -33,7 +35,10 @@ class DictData(Dataset):
 
 
 def make_module_class(namespace: types.ModuleType) -> type:
-    """A LightningModule class (BatchNorm, dropout, in-place ReLU) for ``pytorch_lightning`` or ``lightning.pytorch``."""
+    """A LightningModule class (BatchNorm, dropout, in-place ReLU).
+
+    For ``pytorch_lightning`` or ``lightning.pytorch``, whichever ``namespace`` is.
+    """
 
     class TinyNet(namespace.LightningModule):
         def __init__(self, fail_on_val: bool = False) -> None:

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from ..capture.engine import CAMEngine
@@ -50,7 +51,7 @@ def _as_list(name: str, value: str | Sequence[str] | None) -> list[str]:
 
 def _check_key(name: str, value: Any) -> KeySpec:
     if value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
-        return value  # type: ignore[no-any-return]
+        return value
     raise TypeError(f"`{name}` must be a tuple position (int), a dict key (str) or None, got {value!r}")
 
 
@@ -160,7 +161,9 @@ class CAMCallbackCore:
             log_heatmaps=check_bool("log_heatmaps", log_heatmaps),
         )
         self.keys: tuple[KeySpec, KeySpec, KeySpec] = (
-            _check_key("input_key", input_key), _check_key("label_key", label_key), _check_key("mask_key", mask_key)
+            _check_key("input_key", input_key),
+            _check_key("label_key", label_key),
+            _check_key("mask_key", mask_key),
         )
         self.strict = check_bool("strict", strict)
         self.options = CAMOptions(
@@ -211,7 +214,7 @@ class CAMCallbackCore:
             tag_prefix=self.tag_prefix,
         )
 
-    def state_dict(self) -> dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
         """The fixed batch and the maps' history, as CPU tensors (loads under ``weights_only=True``)."""
         return {
             "batch": self._batch.state_dict() if self._batch is not None else None,
@@ -219,7 +222,7 @@ class CAMCallbackCore:
             "history": self.history.state_dict(),
         }
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+    def _restore(self, state_dict: dict[str, Any]) -> None:
         """Continue a resumed run with the same images and history."""
         batch = state_dict.get("batch")
         self._batch = FixedBatch.from_state_dict(batch) if batch is not None else None
@@ -227,9 +230,9 @@ class CAMCallbackCore:
             self.layers = list(state_dict["layers"])
         self.history.load_state_dict(state_dict.get("history", {}))
 
-    # ------------------------------------------------------------------ Lightning hooks (the shells override them)
+    # ------------------------------------------------------------------ the hooks (each shell calls them)
 
-    def setup(self, trainer: TrainerLike, pl_module: nn.Module, stage: str) -> None:
+    def _setup(self, trainer: TrainerLike, pl_module: nn.Module, stage: str) -> None:
         """Check layer names against the model before the first training step (errors are never skipped)."""
         for layer in self.layers:
             resolve_layer(pl_module, layer)
@@ -237,21 +240,21 @@ class CAMCallbackCore:
         self._sinks = None
         self._validated_this_fit = False
 
-    def on_validation_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
+    def _on_validation_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
         """Explain the fixed batch after a validation (not the sanity check)."""
         if trainer.sanity_checking:
             return
         self._validated_this_fit = True
         self._maybe_observe(trainer, pl_module, source="val")
 
-    def on_train_epoch_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
+    def _on_train_epoch_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
         """Fall back to the first training samples when the fit has no validation at all."""
         if self._validated_this_fit or trainer.enable_validation:
             return
         self._warn_once("no-val", "no validation data: explaining the first training samples instead")
         self._maybe_observe(trainer, pl_module, source="train")
 
-    def on_fit_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
+    def _on_fit_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
         """Log the summary image: samples as rows, validations as columns."""
         if not trainer.is_global_zero or len(self.history) == 0:
             return
@@ -284,7 +287,9 @@ class CAMCallbackCore:
         if self.strict:
             raise error
         warnings.warn(
-            f"{type(self).__name__} skipped {what}: {type(error).__name__}: {error}", RuntimeWarning, stacklevel=2
+            f"{type(self).__name__} skipped {what}: {type(error).__name__}: {error}",
+            RuntimeWarning,
+            stacklevel=2,
         )
 
     def _warn_once(self, key: str, message: str) -> None:
@@ -293,7 +298,7 @@ class CAMCallbackCore:
             warnings.warn(f"{type(self).__name__}: {message}", UserWarning, stacklevel=3)
 
     def _fixed_batch(self, trainer: TrainerLike, pl_module: nn.Module, source: str) -> FixedBatch:
-        device = pl_module.device  # type: ignore[attr-defined]
+        device = _device_of(pl_module)
         if self._batch is None:
             loaders = trainer.val_dataloaders if source == "val" else trainer.train_dataloader
             loader = first_dataloader(loaders)
@@ -303,7 +308,9 @@ class CAMCallbackCore:
         if self._batch.inputs.device != device:
             self._batch = self._batch.to(device)
         if self.target == "label" and self._batch.labels is None:
-            message = "`target='label'` but the batches carry no labels; set `label_key` or use target='predicted'"
+            message = (
+                "`target='label'` but the batches carry no labels; set `label_key` or use target='predicted'"
+            )
             if self.strict:
                 raise CAMConfigurationError(message)
             self._warn_once("no-labels", f"{message}. Explaining the predicted class instead")
@@ -339,7 +346,8 @@ class CAMCallbackCore:
 
     def _sinks_for(self, trainer: TrainerLike) -> list[Sink]:
         if self._sinks is None:
-            writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, self.namespace.tensorboard_logger)]
+            tensorboard = self.namespace.tensorboard_logger
+            writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, tensorboard)]
             self._sinks = [TensorBoardSink(w) for w in writers]
             if not self._sinks:
                 directory = _run_directory(trainer)
@@ -357,9 +365,19 @@ class CAMCallbackCore:
         publish([*self._sinks_for(trainer), summary_file], records)
 
 
+def _device_of(module: nn.Module) -> torch.device:
+    """A LightningModule's ``device``, or that of a plain module's first parameter."""
+    device = getattr(module, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    return next(module.parameters()).device
+
+
 def _run_directory(trainer: TrainerLike) -> str:
-    """The run's log directory, read from the first logger: ``trainer.log_dir`` broadcasts, so rank 0 alone
-    must not call it."""
+    """The run's log directory, read from the first logger.
+
+    Not ``trainer.log_dir``: it broadcasts, so rank 0 alone must not call it.
+    """
     for logger in trainer.loggers:
         directory = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
         if directory:

@@ -33,7 +33,9 @@ class MapHistory:
     def __len__(self) -> int:
         return max((len(v) for v in self._maps.values()), default=0)
 
-    def record(self, layer: str, method: str, maps: Tensor, step: int, masks: Tensor | None = None) -> dict[str, float]:
+    def record(
+        self, layer: str, method: str, maps: Tensor, step: int, masks: Tensor | None = None
+    ) -> dict[str, float]:
         """Add ``maps`` (``[B, H, W]`` in [0, 1] at the input's size) and return the drift scalars."""
         key = (layer, method)
         size = (int(maps.shape[-2]), int(maps.shape[-1]))
@@ -68,13 +70,23 @@ class MapHistory:
         """Tensors only, keyed ``"layer::method"``."""
         return {
             "max_side": self.max_side,
-            "maps": {f"{l}{_SEPARATOR}{m}": torch.stack(v) for (l, m), v in self._maps.items() if v},
-            "steps": {f"{l}{_SEPARATOR}{m}": torch.tensor(v) for (l, m), v in self._steps.items() if v},
+            "maps": {
+                f"{layer}{_SEPARATOR}{method}": torch.stack(v)
+                for (layer, method), v in self._maps.items()
+                if v
+            },
+            "steps": {
+                f"{layer}{_SEPARATOR}{method}": torch.tensor(v)
+                for (layer, method), v in self._steps.items()
+                if v
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-        self._maps = {tuple(k.split(_SEPARATOR, 1)): list(v.unbind(0)) for k, v in state.get("maps", {}).items()}
+        self._maps = {
+            tuple(k.split(_SEPARATOR, 1)): list(v.unbind(0)) for k, v in state.get("maps", {}).items()
+        }
         self._steps = {tuple(k.split(_SEPARATOR, 1)): v.tolist() for k, v in state.get("steps", {}).items()}
         if self._maps:  # keep the saved maps' size, so that new maps compare with them
             self.max_side = int(state.get("max_side", self.max_side))

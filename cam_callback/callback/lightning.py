@@ -1,7 +1,7 @@
 """``GradCAMCallback`` for the unified ``lightning`` package (``lightning.pytorch``).
 
-Use it with ``lightning.pytorch.Trainer`` and its LightningCLI (``cam_callback.lightning.GradCAMCallback``); the
-two packages' ``Callback`` classes are different class trees.
+Use it with ``lightning.pytorch.Trainer`` and its LightningCLI (``cam_callback.lightning.GradCAMCallback``);
+the two packages' ``Callback`` classes are different class trees.
 """
 
 from __future__ import annotations
@@ -20,30 +20,36 @@ __all__ = ["GradCAMCallback"]
 
 
 class GradCAMCallback(CAMCallbackCore, Callback):
-    __doc__ = CAMCallbackCore.__doc__
+    """Logs class-activation maps of a fixed validation batch at every selected validation.
 
-    namespace = LightningNamespace(TensorBoardLogger, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy))
+    The callback for the unified ``lightning`` package (``lightning.pytorch``); its arguments and behaviour
+    are those of :class:`~cam_callback.callback.core.CAMCallbackCore`.
+    """
+
+    namespace = LightningNamespace(
+        TensorBoardLogger, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy)
+    )
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        CAMCallbackCore.setup(self, trainer, pl_module, stage)
+        self._setup(trainer, pl_module, stage)
 
     @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        CAMCallbackCore.on_validation_end(self, trainer, pl_module)
+        self._on_validation_end(trainer, pl_module)
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        CAMCallbackCore.on_train_epoch_end(self, trainer, pl_module)
+        self._on_train_epoch_end(trainer, pl_module)
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        CAMCallbackCore.on_fit_end(self, trainer, pl_module)
+        self._on_fit_end(trainer, pl_module)
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return CAMCallbackCore.state_dict(self)
+        return self._state()
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        CAMCallbackCore.load_state_dict(self, state_dict)
+        self._restore(state_dict)

@@ -34,13 +34,18 @@ class Display:
     log_heatmaps: bool = True
 
     def tag(self, kind: str, key: MapKey) -> str:
-        """``<prefix><kind>/<layer>/<method>``, e.g. ``cam_heatmap/layer4/gradcam`` for ``kind="_heatmap"``."""
+        """The tag ``<prefix><kind>/<layer>/<method>``.
+
+        For example ``cam_heatmap/layer4/gradcam`` for ``kind="_heatmap"``.
+        """
         return f"{self.tag_prefix}{kind}/{key[0]}/{key[1]}"
 
 
 def captions(result: CAMResult, labels: Tensor | None) -> list[str] | None:
-    """One caption per sample, ``y=<label> p=<predicted> <probability of the target>``, for ``[B, classes]``
-    outputs (None for any other output)."""
+    """One caption per sample, ``y=<label> p=<predicted> <probability of the target>``.
+
+    Only for ``[B, classes]`` outputs (None for any other output).
+    """
     outputs = result.outputs
     if not isinstance(outputs, Tensor) or outputs.dim() != 2:
         return None

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, default_collate
@@ -25,26 +26,19 @@ MASK_KEYS = ("mask", "masks", "segmentation", "box", "boxes", "bbox")
 def preserved_rng() -> Iterator[None]:
     """Restore Python's, NumPy's and torch's global RNG states (CPU and initialised CUDA devices) on exit."""
     python_state = random.getstate()
-    try:
-        import numpy as np
-
-        numpy_state: Any = np.random.get_state()
-    except ImportError:  # pragma: no cover - numpy ships with torch's usual installs
-        np = None
-        numpy_state = None
+    numpy_state = np.random.get_state()
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
         try:
             yield
         finally:
             random.setstate(python_state)
-            if np is not None:
-                np.random.set_state(numpy_state)
+            np.random.set_state(numpy_state)
 
 
 @dataclass
 class FixedBatch:
-    """Inputs ``[B, C, H, W]``, and when the data has them, labels ``[B]`` and masks ``[B, H, W]`` or boxes."""
+    """Inputs ``[B, C, H, W]``; when the data has them, labels ``[B]`` and masks ``[B, H, W]`` or boxes."""
 
     inputs: Tensor
     labels: Tensor | None = None
@@ -53,8 +47,11 @@ class FixedBatch:
     def to(self, device: torch.device | str) -> FixedBatch:
         """A copy on ``device``."""
         with torch.inference_mode(False):
-            moved = [t.to(device) if t is not None else None for t in (self.inputs, self.labels, self.masks)]
-        return FixedBatch(*moved)
+            return FixedBatch(
+                self.inputs.to(device),
+                self.labels.to(device) if self.labels is not None else None,
+                self.masks.to(device) if self.masks is not None else None,
+            )
 
     def state_dict(self) -> dict[str, Tensor | None]:
         """Plain CPU tensors (safe for ``weights_only`` checkpoint loading)."""
@@ -93,18 +90,24 @@ def _pick(batch: Any, key: KeySpec, defaults: Sequence[str], position: int | Non
         if index is None:
             return None
         if not isinstance(index, int):
-            raise KeyError(f"`{what}_key`: {index!r} is not a position, and the batch is a {type(batch).__name__}")
+            raise KeyError(
+                f"`{what}_key`: {index!r} is not a position, and the batch is a {type(batch).__name__}"
+            )
         if key is None and index >= len(batch):
             return None
         if not -len(batch) <= index < len(batch):
-            raise KeyError(f"`{what}_key`: position {index} is out of range for a batch of {len(batch)} items")
+            raise KeyError(
+                f"`{what}_key`: position {index} is out of range for a batch of {len(batch)} items"
+            )
         return batch[index]
     if isinstance(batch, Tensor):
         return batch if what == "input" else None
     raise TypeError(f"cannot read the {what} from a batch of type {type(batch).__name__}")
 
 
-def split_batch(batch: Any, input_key: KeySpec = None, label_key: KeySpec = None, mask_key: KeySpec = None) -> FixedBatch:
+def split_batch(
+    batch: Any, input_key: KeySpec = None, label_key: KeySpec = None, mask_key: KeySpec = None
+) -> FixedBatch:
     """Read inputs, labels and masks from a collated batch.
 
     Defaults fit ``(x, y)`` / ``(x, y, mask)`` tuples and dicts with common keys (``image``/``input``/``x``,
@@ -138,7 +141,7 @@ def take_fixed_batch(
         dataset = loader.dataset
         collate = loader.collate_fn if loader.batch_size is not None else default_collate
         if not isinstance(dataset, IterableDataset) and hasattr(dataset, "__len__"):
-            count = min(num_samples, len(dataset))  # type: ignore[arg-type]
+            count = min(num_samples, len(dataset))
             batch = collate([dataset[i] for i in range(count)])
         else:
             batch = _take_from_iterable(loader, num_samples, input_key)
@@ -166,5 +169,6 @@ def _concat(parts: list[Any], limit: int) -> Any:
         return {k: _concat([p[k] for p in parts], limit) for k in first}
     if isinstance(first, Sequence) and not isinstance(first, (str, bytes)):
         items = [_concat([p[i] for p in parts], limit) for i in range(len(first))]
-        return type(first)(*items) if hasattr(first, "_fields") else type(first)(items)
+        kind: Any = type(first)
+        return kind(*items) if hasattr(first, "_fields") else kind(items)
     return first

@@ -15,7 +15,10 @@ __all__ = ["LightningNamespace", "TrainerLike"]
 
 
 class TrainerLike(Protocol):
-    """The public attributes of ``pytorch_lightning.Trainer`` / ``lightning.pytorch.Trainer`` the callback reads."""
+    """The public attributes of the Trainer that the callback reads.
+
+    Those of ``pytorch_lightning.Trainer`` and of ``lightning.pytorch.Trainer`` alike.
+    """
 
     @property
     def sanity_checking(self) -> bool:
@@ -83,5 +86,5 @@ class LightningNamespace:
             same CAM forward (FSDP, DeepSpeed, model parallel).
     """
 
-    tensorboard_logger: type
-    sharded_strategies: tuple[type, ...]
+    tensorboard_logger: type[Any]
+    sharded_strategies: tuple[type[Any], ...]

@@ -8,7 +8,7 @@ and Guided Grad-CAM (:mod:`cam_callback.capture.guided`), augmentation smoothing
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,15 @@ def _as_feature_map(name: str, tensor: Tensor, reshape: ActivationReshape | None
     return tensor.float()
 
 
+def _per_copy_target(classes: Tensor | None, target: Target) -> Tensor | Callable[[Any], Tensor]:
+    """What perturbed copies are scored by: the classes the main pass chose, or the callable target."""
+    if classes is not None:
+        return classes
+    if not callable(target) or isinstance(target, (str, Tensor)):
+        raise TypeError(f"`target`: expected classes or a callable, got {type(target).__name__}")
+    return target
+
+
 class CAMEngine:
     """Computes several CAM methods at several layers of one model from a single forward and backward.
 
@@ -91,8 +100,8 @@ class CAMEngine:
 
     Cost per call: one forward and (for gradient methods) one backward, shared by the gradient methods and
     Eigen-CAM; plus ``ceil(B * K / chunk_size)`` forwards per layer for Score-CAM (``K`` the layer's
-    channels) and, for Ablation-CAM, about ``B * ceil(K / chunk_size)`` forwards of one image whose copies only
-    run the part after the layer (see :func:`cam_callback.perturbation.ablationcam_weights`); plus one
+    channels) and, for Ablation-CAM, about ``B * ceil(K / chunk_size)`` forwards of one image whose copies
+    only run the part after the layer (see :func:`cam_callback.perturbation.ablationcam_weights`); plus one
     forward and one backward to the input, with the whole graph recorded, for the guided methods together;
     all of it times the number of augmentations with ``aug_smooth`` (the guided pass excepted).
 
@@ -107,8 +116,8 @@ class CAMEngine:
             weighted activations (see :func:`cam_callback.core.methods.combine`); no effect on Eigen-CAM and
             Guided Backpropagation.
         aug_smooth: average each map over left-right flips and the resizes ``aug_scales`` of the inputs
-            (see :mod:`cam_callback.core.smoothing`); the guided saliency itself is not averaged, Guided Grad-CAM
-            uses the averaged Grad-CAM map.
+            (see :mod:`cam_callback.core.smoothing`); the guided saliency itself is not averaged, Guided
+            Grad-CAM uses the averaged Grad-CAM map.
         aug_scales: resize factors for ``aug_smooth``; 1.0 is always included.
         chunk_size: perturbed copies per forward for Score-CAM and Ablation-CAM; bounds their memory.
 
@@ -202,13 +211,14 @@ class CAMEngine:
                 if not scores.requires_grad:
                     raise RuntimeError("the target scores do not depend on the chosen layer(s)")
                 gradients = torch.autograd.grad(scores.sum(), activations, allow_unused=True)
-            fixed: Target = classes if classes is not None else target
+            fixed = _per_copy_target(classes, target)
             raw: RawMaps = {}
             for name, activation, gradient in zip(self.layers, activations, gradients, strict=True):
                 if self.needs_gradients and gradient is None:
                     raise RuntimeError(f"the target scores do not depend on layer {name!r}")
                 probe = LayerProbe(
-                    self.model, inputs, self.layers[name], _as_feature_map(name, activation.detach(), self.reshape),
+                    self.model, inputs, self.layers[name],
+                    _as_feature_map(name, activation.detach(), self.reshape),
                     fixed, scores.detach().float(), self.reshape, self.options.chunk_size,
                     gradients=_as_feature_map(name, gradient, self.reshape) if gradient is not None else None,
                     eigen_smooth=self.options.eigen_smooth,

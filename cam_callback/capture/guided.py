@@ -59,7 +59,8 @@ class _GuidedReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
         (output,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (output > 0)
+        guided: Tensor = grad.clamp(min=0) * (output > 0)
+        return guided
 
 
 class GuidedReLUMode(TorchFunctionMode):

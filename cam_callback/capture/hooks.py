@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -29,7 +29,7 @@ class LayerCapture:
         self.activations: dict[str, Tensor] = {}
         self._handles: list[Any] = []
 
-    def _hook(self, name: str):
+    def _hook(self, name: str) -> Callable[[nn.Module, Any, Any], Tensor]:
         def hook(module: nn.Module, args: Any, output: Any) -> Tensor:
             if not isinstance(output, Tensor):
                 raise TypeError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -34,7 +35,7 @@ def _child(module: nn.Module, part: str) -> nn.Module | None:
 def _canonical_name(model: nn.Module, target: nn.Module) -> str | None:
     for name, module in model.named_modules():
         if module is target and name:
-            return name
+            return str(name)
     return None
 
 
@@ -75,16 +76,20 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
 
 
 def find_last_feature_layer(model: nn.Module, example: torch.Tensor) -> str:
-    """The last module (pooling excluded) to finish its forward with a spatial map ``[B, C, h, w]``, h * w > 1.
+    """The last module (pooling excluded) to end its forward with a spatial map ``[B, C, h, w]``, h * w > 1.
 
-    Runs one forward of ``example`` in eval mode without gradients (model state restored). For a ResNet this is
-    ``"layer4"``, for torchvision's VGG, MobileNet, EfficientNet and DenseNet a module of ``features``.
+    Runs one forward of ``example`` in eval mode without gradients (model state restored). For a ResNet this
+    is ``"layer4"``, for torchvision's VGG, MobileNet, EfficientNet and DenseNet a module of ``features``.
     """
     order: list[str] = []
 
-    def record(name: str):
+    def record(name: str) -> Callable[[nn.Module, object, object], None]:
         def hook(module: nn.Module, args: object, output: object) -> None:
-            spatial = isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[-1] * output.shape[-2] > 1
+            spatial = (
+                isinstance(output, torch.Tensor)
+                and output.dim() == 4
+                and output.shape[-1] * output.shape[-2] > 1
+            )
             if spatial and "Pool" not in type(module).__name__:
                 order.append(name)
 

@@ -26,7 +26,9 @@ from ..core.maps import normalize_maps, upsample_maps
 from ..core.methods import combine
 from ..core.targets import select_scores
 
-__all__ = ["PERTURBATION_METHODS", "LayerProbe", "PerturbationMethod", "ablationcam_weights", "scorecam_weights"]
+__all__ = [
+    "PERTURBATION_METHODS", "LayerProbe", "PerturbationMethod", "ablationcam_weights", "scorecam_weights"
+]
 
 
 @dataclass
@@ -110,8 +112,9 @@ def _copy_scores(outputs: Any, probe: LayerProbe, samples: Tensor, *, probabilit
 
 
 def scorecam_weights(probe: LayerProbe) -> Tensor:
-    """Score-CAM channel weights ``[B, K]`` (Wang et al. 2020, "Score-CAM: Score-Weighted Visual
-    Explanations of Convolutional Neural Networks").
+    """Score-CAM channel weights ``[B, K]``.
+
+    From Wang et al. 2020, "Score-CAM: Score-Weighted Visual Explanations of Convolutional Neural Networks".
 
     For each channel ``k``: upsample ``A^k`` to the input's size (bilinear), min-max normalise it to
     [0, 1] (a constant channel gives an all-zero mask), multiply the input by it and run the model;
@@ -131,7 +134,8 @@ def scorecam_weights(probe: LayerProbe) -> Tensor:
             masks = masks.unsqueeze(1).to(device=probe.inputs.device, dtype=probe.inputs.dtype)
             outputs = probe.model(probe.inputs[samples.to(probe.inputs.device)] * masks)
             weights.append(_copy_scores(outputs, probe, samples, probabilities=True).to(activations.device))
-    # A constant channel has no spatial information (its normalised mask is all zero): weight 0, as in the paper.
+    # A constant channel has no spatial information (its normalised mask is all zero): weight 0, as in the
+    # paper.
     constant = activations.amax(dim=(2, 3)) == activations.amin(dim=(2, 3))
     return torch.cat(weights).view(batch, channels).masked_fill(constant, 0.0)
 
@@ -190,8 +194,11 @@ class _FanOutUnsupported(Exception):
 
 
 def _ablation_hook(probe: LayerProbe, state: dict[str, Any]) -> Callable[[nn.Module, Any, Any], Tensor]:
-    """A forward hook that zeroes channel ``state["channels"][i]`` in row ``i`` of the layer's output (none
-    where it is negative), after taking the rows ``state["rows"]`` of the output when set (the fan-out)."""
+    """A forward hook that zeroes channel ``state["channels"][i]`` in row ``i`` of the layer's output.
+
+    Nothing is zeroed in a row whose channel is negative. When ``state["rows"]`` is set, the hook first takes
+    those rows of the output (the fan-out).
+    """
     channels = probe.activations.shape[1]
 
     def zero_channels(module: nn.Module, args: Any, output: Any) -> Tensor:

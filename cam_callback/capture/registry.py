@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-from typing import Union
-
 from ..core.checks import check_str, closest
 from ..core.methods import LAYER_METHODS, LayerMethod
 from .guided import GUIDED_METHODS, GuidedMethod
@@ -19,7 +17,7 @@ from .perturbation import PERTURBATION_METHODS, PerturbationMethod
 
 __all__ = ["METHODS", "CAMMethod", "get_method", "method_names"]
 
-CAMMethod = Union[LayerMethod, PerturbationMethod, GuidedMethod]
+CAMMethod = LayerMethod | PerturbationMethod | GuidedMethod
 """Any registered method; each has ``name``, ``needs_gradients`` and ``layer_map(probe)``."""
 
 METHODS: dict[str, CAMMethod] = {**LAYER_METHODS, **PERTURBATION_METHODS, **GUIDED_METHODS}

@@ -61,7 +61,11 @@ def check_float(name: str, value: Any, *, low: float | None = None, high: float 
         wanted = f"a finite number <= {high:g}"
     else:
         wanted = "a finite number"
-    if not math.isfinite(number) or (low is not None and number < low) or (high is not None and number > high):
+    if (
+        not math.isfinite(number)
+        or (low is not None and number < low)
+        or (high is not None and number > high)
+    ):
         raise ValueError(f"`{name}` must be {wanted}, got {value!r}")
     return number
 
@@ -82,14 +86,14 @@ def check_str(name: str, value: Any) -> str:
     """``value`` if it is a str."""
     if not isinstance(value, str):
         raise TypeError(f"`{name}` must be a str, got {type(value).__name__} {value!r}")
-    return value
+    return str(value)
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     """``value`` if it is one of ``choices``; else the error lists them, closest first."""
-    check_str(name, value)
-    if value not in choices:
-        near = closest(value, choices)
+    text = check_str(name, value)
+    if text not in choices:
+        near = closest(text, choices)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise ValueError(f"`{name}`: unknown {value!r}{hint}; valid: {', '.join(map(repr, choices))}")
-    return value
+    return text

@@ -63,7 +63,7 @@ def centre_of_mass(maps: Tensor, input_size: tuple[int, int] | None = None) -> T
 
 
 def boxes_to_masks(boxes: Tensor, size: tuple[int, int]) -> Tensor:
-    """Boxes ``[B, 4]`` as ``(x1, y1, x2, y2)`` in pixels (x2, y2 exclusive) to boolean masks ``[B, H, W]``."""
+    """Boxes ``[B, 4]``, ``(x1, y1, x2, y2)`` in pixels (x2, y2 exclusive), to boolean masks ``[B, H, W]``."""
     height, width = size
     ys = torch.arange(height, device=boxes.device).view(1, -1, 1)
     xs = torch.arange(width, device=boxes.device).view(1, 1, -1)
@@ -72,7 +72,7 @@ def boxes_to_masks(boxes: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def as_masks(masks_or_boxes: Tensor, size: tuple[int, int]) -> Tensor:
-    """Boolean ``[B, H, W]`` object masks from masks (``[B, H, W]`` or ``[B, 1, H, W]``) or boxes ``[B, 4]``."""
+    """Boolean ``[B, H, W]`` object masks from masks ``[B, H, W]`` / ``[B, 1, H, W]`` or boxes ``[B, 4]``."""
     m = masks_or_boxes
     if m.dim() == 2 and m.shape[1] == 4:
         return boxes_to_masks(m, size)

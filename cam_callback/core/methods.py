@@ -78,7 +78,10 @@ def xgradcam_weights(activations: Tensor, gradients: Tensor) -> Tensor:
 
 
 def xgradcam(activations: Tensor, gradients: Tensor) -> Tensor:
-    """XGrad-CAM (Fu et al. 2020): w_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy/dA^k_ij (0 for an all-zero sum)."""
+    """XGrad-CAM (Fu et al. 2020).
+
+    w_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy/dA^k_ij (0 for an all-zero sum).
+    """
     return _weighted_sum(xgradcam_weights(activations, gradients), activations)
 
 

@@ -1,5 +1,8 @@
-"""The engine's options, validated once: shared by :class:`~cam_callback.CAMEngine`, ``compute_cam`` and the
-callback, so one wrong value gets one message whichever way it came in."""
+"""The engine's options, validated once.
+
+Shared by :class:`~cam_callback.CAMEngine`, ``compute_cam`` and the callback, so one wrong value gets one
+message whichever way it came in.
+"""
 
 from __future__ import annotations
 

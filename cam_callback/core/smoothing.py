@@ -1,6 +1,7 @@
 """Augmentation smoothing: average a batch's maps over flipped and rescaled copies of the inputs.
 
-Eigen smoothing, the other smoothing option, lives with the weights in :func:`cam_callback.core.methods.combine`.
+Eigen smoothing, the other smoothing option, lives with the weights in
+:func:`cam_callback.core.methods.combine`.
 
 Augmentation smoothing (test-time augmentation): the maps of the original batch are averaged with the maps
 of the batch flipped left-right and resized by each factor of ``scales``, and of each such combination.

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor
 
 __all__ = ["Target", "select_scores"]
 
-Target = Union[str, int, Sequence[int], Tensor, Callable[[Any], Tensor]]
+Target = str | int | Sequence[int] | Tensor | Callable[[Any], Tensor]
 
 
 def _classes(target: Target, outputs: Tensor) -> Tensor:
@@ -18,7 +18,8 @@ def _classes(target: Target, outputs: Tensor) -> Tensor:
     if isinstance(target, str):
         if target != "predicted":
             raise ValueError(
-                f"`target`: unknown {target!r}; use 'predicted', a class index, per-sample classes or a callable"
+                f"`target`: unknown {target!r}; "
+                "use 'predicted', a class index, per-sample classes or a callable"
             )
         return outputs.detach().argmax(dim=1)
     if isinstance(target, bool):

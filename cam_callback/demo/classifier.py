@@ -59,7 +59,8 @@ class TinyCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``[B, num_classes]`` for images ``[B, 3, H, W]`` (any size of at least 8x8)."""
-        return self.head(self.features(x))
+        logits: Tensor = self.head(self.features(x))
+        return logits
 
 
 def model_names() -> list[str]:
@@ -92,7 +93,8 @@ def build_model(arch: str, num_classes: int) -> nn.Module:
             f"`arch`: unknown model {arch!r}{hint}. Use 'tinycnn' or a name from "
             "torchvision.models.list_models(module=torchvision.models)"
         )
-    return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    model: nn.Module = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    return model
 
 
 def images_and_labels(batch: Any) -> tuple[Tensor, Tensor]:
@@ -175,12 +177,13 @@ class ImageClassifier(pl.LightningModule):
         return logits if isinstance(logits, Tensor) else out[0]
 
     def setup(self, stage: str) -> None:
-        """Check ``num_classes`` against the data module's, when it tells (a mismatch fails late otherwise)."""
+        """Check ``num_classes`` against the data module's, if it tells (a mismatch fails late otherwise)."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         expected = getattr(datamodule, "num_classes", None)
         if isinstance(expected, int) and expected != self.num_classes:
             classes = getattr(datamodule, "classes", None)
-            named = f" ({', '.join(map(str, classes[:10]))}{', ...' if len(classes) > 10 else ''})" if classes else ""
+            more = ", ..." if classes and len(classes) > 10 else ""
+            named = f" ({', '.join(map(str, classes[:10]))}{more})" if classes else ""
             raise ValueError(
                 f"`num_classes` is {self.num_classes} but the data has {expected} classes{named}; "
                 f"set num_classes={expected} (on the command line: --model.init_args.num_classes={expected})"

@@ -230,6 +230,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
             hint = f"; similar names beside it: {near}" if near else ""
             raise ValueError(f"`{argument}`: {folder!r} is not a folder{hint}")
         try:
+            classes: list[str]
             classes, _ = datasets.folder.find_classes(str(path))
         except FileNotFoundError as err:
             raise ValueError(f"`{argument}`: {err}") from None

@@ -18,8 +18,10 @@ _MIN_SCALE = 0.3  # smallest font scale that stays legible (about 8 px tall)
 
 
 def wrap_text(text: str, scale: float, thickness: int, room: int, font: int = _FONT) -> list[str]:
-    """Split ``text`` at spaces into lines no wider than ``room`` pixels in OpenCV's ``font`` at ``scale``
-    (a long word keeps its own line)."""
+    """Split ``text`` at spaces into lines no wider than ``room`` pixels in OpenCV's ``font`` at ``scale``.
+
+    A long word keeps its own line.
+    """
     lines: list[str] = []
     for word in text.split():
         trial = f"{lines[-1]} {word}" if lines else word
@@ -60,8 +62,10 @@ def _draw_caption(tile: np.ndarray, text: str) -> None:
 def caption_tiles(
     grid: Tensor, origins: list[tuple[int, int]], size: tuple[int, int], captions: Sequence[str]
 ) -> Tensor:
-    """Draw each non-empty caption inside its own tile (top-left corners ``origins``, tiles of ``size``) of
-    a CPU uint8 ``[3, H', W']`` grid; returns the captioned grid."""
+    """Draw each non-empty caption inside its own tile of a CPU uint8 ``[3, H', W']`` grid.
+
+    The tiles have top-left corners ``origins`` and size ``size``; returns the captioned grid.
+    """
     height, width = size
     canvas = np.ascontiguousarray(grid.permute(1, 2, 0).numpy())
     for (y, x), text in zip(origins, captions, strict=True):

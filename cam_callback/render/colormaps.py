@@ -1,5 +1,8 @@
-"""Colour maps: OpenCV's, read once per (name, device) into a ``[256, 3]`` lookup table and applied by
-indexing on the maps' own device, so no map goes through NumPy."""
+"""Colour maps: OpenCV's, as ``[256, 3]`` lookup tables.
+
+Each is read once per (name, device) into its table and applied by indexing on the maps' own device, so no
+map goes through NumPy.
+"""
 
 from __future__ import annotations
 

@@ -85,7 +85,10 @@ def to_display(
 
 
 def three_channels(images: Tensor) -> Tensor:
-    """``[B, C, H, W] -> [B, 3, H, W]``: grey repeated, a zero blue channel added to two, the first three kept."""
+    """Three channels, ``[B, C, H, W] -> [B, 3, H, W]``.
+
+    One (grey) is repeated, two get a zero blue channel added, of more the first three are kept.
+    """
     channels = images.shape[1]
     if channels == 1:
         return images.expand(-1, 3, -1, -1).clone()
@@ -99,7 +102,8 @@ def blend(images: Tensor, heat: Tensor, alpha: float) -> Tensor:
 
     Args:
         images: ``[B, 3, H, W]`` RGB in [0, 1].
-        heat: colour-mapped maps of the same shape and device (see :func:`cam_callback.render.colormaps.colorize`).
+        heat: colour-mapped maps of the same shape and device
+            (see :func:`cam_callback.render.colormaps.colorize`).
         alpha: weight of ``heat``, in [0, 1]; 0 shows only the images, 1 only the maps.
 
     Returns:

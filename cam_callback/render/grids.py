@@ -59,7 +59,7 @@ def _tiled(
     nrow = _default_nrow(count, nrow)
     pad = check_int("pad", pad, minimum=0)
     texts = check_captions(captions, count if captioned is None else captioned, argument)
-    grid = make_grid(tiles, nrow=nrow, padding=pad, pad_value=0).cpu()
+    grid: Tensor = make_grid(tiles, nrow=nrow, padding=pad, pad_value=0).cpu()
     if texts is None:
         return grid
     origins = _tile_origins(count, nrow, height, width, pad)[: len(texts)]
@@ -104,7 +104,8 @@ def overlay_grid(
     device; only the finished ``uint8`` grid moves to the CPU, where the captions are drawn.
 
     Args:
-        images: ``[B, C, H, W]`` network inputs (see :func:`cam_callback.render.to_display` for ``C`` and ``mean``/``std``).
+        images: ``[B, C, H, W]`` network inputs (see :func:`cam_callback.render.to_display` for ``C`` and
+            ``mean``/``std``).
         maps: ``[B, h, w]`` (or ``[B, 1, h, w]``) maps in [0, 1], same device; resized bilinearly to
             ``(H, W)`` when their size differs.
         alpha: weight of the colour map in the blend, in [0, 1].

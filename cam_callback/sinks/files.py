@@ -45,8 +45,9 @@ class PngSink:
         return self.directory.joinpath(*parts, f"step_{step:08d}.png")
 
     def add_image(self, tag: str, image: Tensor, step: int, image_format: str = "png") -> None:
-        """Write a ``uint8 [3, H, W]`` RGB image as a PNG at :meth:`image_path` (files on disk are always
-        lossless PNG; ``image_format`` is checked, then ignored).
+        """Write a ``uint8 [3, H, W]`` RGB image as a PNG at :meth:`image_path`.
+
+        Files on disk are always lossless PNG; ``image_format`` is checked, then ignored.
 
         Raises:
             OSError: the PNG could not be encoded or written.

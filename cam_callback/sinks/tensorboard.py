@@ -34,8 +34,9 @@ class TensorBoardSink:
     def add_image(self, tag: str, image: Tensor, step: int, image_format: str = "png") -> None:
         """Log a ``uint8 [3, H, W]`` RGB image at ``global_step=step``.
 
-        ``"png"`` goes through ``writer.add_image`` (lossless). ``"jpeg"`` (quality :data:`cam_callback.render.JPEG_QUALITY`)
-        writes the image summary itself: TensorBoard's event writer checksums every byte in pure Python
+        ``"png"`` goes through ``writer.add_image`` (lossless). ``"jpeg"``
+        (quality :data:`cam_callback.render.JPEG_QUALITY`) writes the image summary itself: TensorBoard's
+        event writer checksums every byte in pure Python
         (a few MB/s), so a 224x224 grid of 16 noise-like images costs several hundred milliseconds as
         PNG and a fifth of that as JPEG. TensorBoard shows both. A writer without a file writer gets PNG.
         """

@@ -1,4 +1,7 @@
-"""A 2-process CPU DDP fit (gloo), run as a script by test_ddp.py: ``python ddp_run.py OUT_DIR with|without``."""
+"""A 2-process CPU DDP fit (gloo), run as a script by test_ddp.py.
+
+Usage: ``python ddp_run.py OUT_DIR with|without``.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ def main(out_dir: str, mode: str) -> None:
     train, val = loaders(n_train=16, dict_batches=True)
     trainer.fit(model, train, val)
     rank = trainer.global_rank
-    torch.save({k: v.clone() for k, v in model.state_dict().items()}, os.path.join(out_dir, f"weights{rank}.pt"))
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.save(weights, os.path.join(out_dir, f"weights{rank}.pt"))
     if callbacks:
         with open(os.path.join(out_dir, f"history{rank}.txt"), "w") as f:
             f.write(str(len(callbacks[0].history)))

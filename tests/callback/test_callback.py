@@ -70,7 +70,10 @@ def _assert_same_training(a, b):
 
 
 class Probe(pl.Callback):
-    """Checks, around the CAM callback, that gradients, modes and hook tables are exactly as training left them."""
+    """Checks, around the CAM callback, that gradients, modes and hook tables are as training left them.
+
+    Exactly as left, not merely close.
+    """
 
     def __init__(self):
         self.checked = 0
@@ -142,7 +145,8 @@ def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
         assert {f"cam_drift/features.3/{method}/{n}" for n in ("change_prev", "energy_in_mask")} <= drift
         energy = [e.step for e in events.Scalars(f"cam_drift/features.3/{method}/energy_in_mask")]
         assert energy == expected_steps
-        assert [e.step for e in events.Scalars(f"cam_drift/features.3/{method}/change_prev")] == expected_steps[1:]
+        change = [e.step for e in events.Scalars(f"cam_drift/features.3/{method}/change_prev")]
+        assert change == expected_steps[1:]
     assert not any("epoch" in tag for tag in images)
     summary = events.Images("cam_summary/features.3/gradcam")
     assert len(summary) == 1
@@ -313,7 +317,10 @@ def _fit_without_val_labels(tmp_path, callback, max_epochs):
         torch.utils.data.TensorDataset(labelled.dataset.tensors[0]), batch_size=2
     )
     trainer = pl.Trainer(
-        max_epochs=max_epochs, callbacks=[callback], logger=TensorBoardLogger(str(tmp_path), name="run"), **QUIET
+        max_epochs=max_epochs,
+        callbacks=[callback],
+        logger=TensorBoardLogger(str(tmp_path), name="run"),
+        **QUIET,
     )
     trainer.fit(ImagesOnlyValidation(), train, images)
     return trainer
@@ -356,7 +363,8 @@ def test_state_survives_a_checkpoint_and_resume(tmp_path):
     trainer2.fit(TinyNet(), train, val, ckpt_path=ckpt)
     assert torch.equal(resumed._batch.inputs.cpu(), callback._batch.inputs.cpu())
     assert len(resumed.history) == 2  # one validation from the first run, one after resuming
-    steps = [e.step for e in _events(trainer2.logger.log_dir).Scalars("cam_drift/features.3/gradcam/change_prev")]
+    events = _events(trainer2.logger.log_dir)
+    steps = [e.step for e in events.Scalars("cam_drift/features.3/gradcam/change_prev")]
     assert steps == [12]
 
 
@@ -385,7 +393,7 @@ def test_two_callbacks_keep_separate_state(tmp_path):
 
 
 def _tensors_in(value, seen):
-    """Every tensor reachable from ``value`` through attributes, dicts, lists and tuples (modules excluded)."""
+    """Every tensor reachable from ``value`` via attributes, dicts, lists and tuples (modules excluded)."""
     if id(value) in seen or isinstance(value, torch.nn.Module):
         return []
     seen.add(id(value))

@@ -1,4 +1,7 @@
-"""Two CPU processes under strategy="ddp" (gloo): the run completes, rank 0 alone writes, training is unchanged."""
+"""Two CPU processes under strategy="ddp" (gloo).
+
+The run completes, rank 0 alone writes, training is unchanged.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +36,9 @@ def test_ddp_two_processes(tmp_path):
     # rank 0 computed and wrote the maps at both validations; rank 1 computed nothing
     assert (tmp_path / "with" / "history0.txt").read_text() == "2"
     assert (tmp_path / "with" / "history1.txt").read_text() == "0"
-    runs = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "with" / "logs") for f in fs if "tfevents" in f]
+    runs = [
+        os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "with" / "logs") for f in fs if "tfevents" in f
+    ]
     images = []
     for path in runs:
         events = EventAccumulator(path, size_guidance={"images": 0})

@@ -11,12 +11,16 @@ from pytorch_lightning.cli import LightningCLI as ClassicCLI
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import cam_callback
-import cam_callback.lightning
 import cam_callback.callback.pl
+import cam_callback.lightning
 
 FLAVOURS = {
-    "pytorch_lightning": (pl, cam_callback.callback.pl.GradCAMCallback, ClassicCLI, "cam_callback.GradCAMCallback"),
-    "lightning": (lpt, cam_callback.lightning.GradCAMCallback, UnifiedCLI, "cam_callback.lightning.GradCAMCallback"),
+    "pytorch_lightning": (
+        pl, cam_callback.callback.pl.GradCAMCallback, ClassicCLI, "cam_callback.GradCAMCallback"
+    ),
+    "lightning": (
+        lpt, cam_callback.lightning.GradCAMCallback, UnifiedCLI, "cam_callback.lightning.GradCAMCallback"
+    ),
 }
 
 

@@ -12,7 +12,6 @@ from conftest import (
     TinyNet,
     assert_same_state,
     explain_leaving_state,
-    fill_deterministic,
     model_state,
 )
 from torch import Tensor, nn

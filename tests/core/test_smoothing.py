@@ -10,15 +10,13 @@ from conftest import (
     TinyNet,
     assert_same_state,
     explain_leaving_state,
-    fill_deterministic,
     hand_activation_and_gradient,
     model_state,
 )
 from torch import Tensor, nn
 
 from cam_callback import CAMEngine, compute_cam
-from cam_callback.capture.guided import guided_gradcam
-from cam_callback.capture.guided import GUIDED_METHODS
+from cam_callback.capture.guided import GUIDED_METHODS, guided_gradcam
 from cam_callback.core.methods import LAYER_METHODS, combine, eigencam
 from cam_callback.core.smoothing import augment, augmentations, check_scales, restore
 

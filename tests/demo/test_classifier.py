@@ -7,8 +7,8 @@ from jsonargparse import ArgumentParser
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from cam_callback.demo.classifier import ImageClassifier, TinyCNN, build_model, images_and_labels, model_names
 from cam_callback.demo import ShapesDataModule
+from cam_callback.demo.classifier import ImageClassifier, TinyCNN, build_model, images_and_labels, model_names
 
 
 @pytest.fixture(autouse=True)

@@ -14,9 +14,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cam_callback import CAMOptions, GradCAMCallback
+from cam_callback.demo import ImageFolderDataModule, ShapesDataModule, ShapesDataset
 from cam_callback.demo.classifier import ImageClassifier
 from cam_callback.demo.cli import main
-from cam_callback.demo import ImageFolderDataModule, ShapesDataModule, ShapesDataset
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -111,7 +111,9 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
     }
     parameters = set(inspect.signature(GradCAMCallback.__init__).parameters) - {"self"}
     assert parameters == set(overrides), "every option must be covered here"
-    args = ["--config", str(ROOT / "configs" / "demo.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    args = [
+        "--config", str(ROOT / "configs" / "demo.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"
+    ]
     args += [f"--trainer.callbacks.init_args.{name}={value}" for name, value in overrides.items()]
     callback = next(c for c in main(args, run=False).trainer.callbacks if isinstance(c, GradCAMCallback))
     assert callback.layers == ["model.features.4"]
@@ -119,7 +121,9 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
     assert (callback.num_samples, callback.target, callback.every_n_epochs) == (3, "predicted", 2)
     assert (callback.alpha, callback.colormap, callback.keys) == (0.25, "turbo", ("image", "label", "mask"))
     assert (callback.mean, callback.std) == ([0.4] * 3, [0.2] * 3)
-    assert (callback.display.log_heatmaps, callback.history.max_side, callback.tag_prefix) == (False, 16, "attention")
+    assert (callback.display.log_heatmaps, callback.history.max_side, callback.tag_prefix) == (
+        False, 16, "attention"
+    )
     assert (callback.strict, callback.display.image_format) == (True, "png")
     assert callback.options == CAMOptions(
         reshape="tokens", eigen_smooth=True, aug_smooth=True, aug_scales=(1.0, 0.8), chunk_size=8
@@ -127,7 +131,10 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
 
 
 def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
-    args = ["fit", "--config", str(ROOT / "configs" / "demo.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    args = [
+        "fit", "--config", str(ROOT / "configs" / "demo.yaml"),
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+    ]
     cli = main(args + TINY + TINY_SHAPES)
     log_dir = cli.trainer.logger.log_dir
     events = _events(log_dir)
@@ -146,7 +153,10 @@ def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
 
 
 def test_shortcut_config_runs_with_the_marker_in_training_images_only(tmp_path):
-    args = ["fit", "--config", str(ROOT / "configs" / "shortcut.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    args = [
+        "fit", "--config", str(ROOT / "configs" / "shortcut.yaml"),
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+    ]
     cli = main(args + TINY + TINY_SHAPES)
     assert cli.datamodule.train_dataset.shortcut and not cli.datamodule.val_dataset.shortcut
     events = _events(cli.trainer.logger.log_dir)

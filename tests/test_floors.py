@@ -1,0 +1,93 @@
+"""The package's floors: each subpackage imports only from the floors below it (read from the source)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cam_callback"
+
+# What each floor may import from the package (besides itself).
+ALLOWED = {
+    "core": set(),
+    "capture": {"core"},
+    "render": {"core"},
+    "sinks": {"core", "render"},
+    "callback": {"core", "capture", "render", "sinks"},
+    "demo": {"core", "capture", "render", "sinks", "callback"},
+}
+LIGHTNING = {"lightning", "pytorch_lightning", "lightning_fabric"}
+# Outside packages a floor must not import (torch and the standard library are always allowed).
+FORBIDDEN = {
+    "core": LIGHTNING | {"cv2", "tensorboard", "torchvision", "numpy"},
+    "capture": LIGHTNING | {"cv2", "tensorboard", "torchvision"},
+    "render": LIGHTNING | {"tensorboard"},
+    "sinks": LIGHTNING,
+    "callback": set(),
+    "demo": set(),
+}
+LIGHTNING_SHELLS = {"callback/pl.py", "callback/lightning.py"}
+
+
+def _imports(path: Path) -> list[str]:
+    """Absolute names of every module ``path`` imports (relative imports resolved inside the package)."""
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = parts[:-1] if parts[-1] != "__init__" else parts[:-1]
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                names.append(".".join(base + ([node.module] if node.module else [])))
+            elif node.module:
+                names.append(node.module)
+    return names
+
+
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if len(p.relative_to(PACKAGE).parts) == 2)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_each_floor_imports_only_from_below(path: Path):
+    floor = path.relative_to(PACKAGE).parts[0]
+    relative = str(path.relative_to(PACKAGE))
+    for name in _imports(path):
+        top, *rest = name.split(".")
+        if top == "cam_callback":
+            assert rest, f"{relative} imports the top-level package"
+            assert rest[0] == floor or rest[0] in ALLOWED[floor], f"{relative} imports {name}"
+        elif top in LIGHTNING and floor == "callback":
+            assert relative in LIGHTNING_SHELLS, f"{relative} imports {name}: only the shells may"
+        else:
+            assert top not in FORBIDDEN[floor], f"{relative} imports {name}"
+
+
+def test_every_module_sits_in_a_floor():
+    loose = {p.name for p in PACKAGE.glob("*.py")}
+    assert loose == {"__init__.py", "__main__.py", "lightning.py"}
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(ALLOWED)
+
+
+def test_importing_the_functional_core_imports_no_lightning_opencv_or_tensorboard():
+    code = (
+        "import sys; import cam_callback; from cam_callback import compute_cam, CAMEngine, CAMOptions; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'lightning', 'pytorch_lightning', 'cv2', 'tensorboard', 'torchvision'}))"
+    )
+    command = [sys.executable, "-c", code]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_no_method_kind_is_compared_as_a_string():
+    """Methods are typed (LayerMethod, PerturbationMethod, GuidedMethod): nothing reads a `kind` string."""
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+        assert "kind" not in names, f"{path.relative_to(PACKAGE)} reads a `.kind` attribute"
