@@ -40,7 +40,7 @@ from torch.nn import functional as F
 from cam_callback import compute_cam
 from cam_callback.demo import ShapesDataModule, ShapesDataset
 from cam_callback.demo.classifier import ImageClassifier
-from cam_callback.render import blend, colorize, colormap_lut
+from cam_callback.render import blend, colorize, colormap_lut, wrap_text
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 INK = (30, 30, 30)
@@ -132,18 +132,6 @@ def text(
     cv2.putText(canvas, line, (centre_x - width // 2, baseline), FONT, scale, colour, thickness, cv2.LINE_AA)
 
 
-def wrap(words: str, room: int, scale: float) -> list[str]:
-    """Break ``words`` into lines at most ``room`` pixels wide."""
-    lines: list[str] = []
-    for word in words.split():
-        trial = f"{lines[-1]} {word}" if lines else word
-        if lines and cv2.getTextSize(trial, FONT, scale, 1)[0][0] <= room:
-            lines[-1] = trial
-        else:
-            lines.append(word)
-    return lines
-
-
 def compose(columns: list[dict], rows: int, side: int, footer: str) -> np.ndarray:
     """Lay out columns of tiles under their headers, with a ``footer`` of small print below.
 
@@ -158,7 +146,7 @@ def compose(columns: list[dict], rows: int, side: int, footer: str) -> np.ndarra
         x += side + GAP
     top = 44 + 17 * max(len(c["head"]) for c in columns)
     bottom = top + rows * (side + GAP)
-    footer_lines = wrap(footer, x - 2 * GAP, 0.4)
+    footer_lines = wrap_text(footer, 0.4, 1, x - 2 * GAP, FONT)
     canvas = np.full((bottom + 16 * len(footer_lines) + 6, x, 3), 255, np.uint8)
     for i, line in enumerate(footer_lines):
         cv2.putText(canvas, line, (GAP, bottom + 14 + 16 * i), FONT, 0.4, MUTED, 1, cv2.LINE_AA)
