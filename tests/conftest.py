@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar, cast
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -9,8 +11,10 @@ from torch import Tensor, nn
 # The test tensors are tiny: splitting them over threads costs more than it saves.
 torch.set_num_threads(1)
 
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
-def fill_deterministic(module: nn.Module, seed: int = 0) -> nn.Module:
+
+def fill_deterministic(module: ModuleT, seed: int = 0) -> ModuleT:
     """Overwrite every parameter and BatchNorm buffer from a private generator (global RNG untouched)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -18,6 +22,8 @@ def fill_deterministic(module: nn.Module, seed: int = 0) -> nn.Module:
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
         for sub in module.modules():
             if isinstance(sub, nn.BatchNorm2d):
+                assert sub.running_mean is not None and sub.running_var is not None
+                assert sub.num_batches_tracked is not None
                 sub.running_mean.copy_(torch.randn(sub.num_features, generator=generator) * 0.1)
                 sub.running_var.copy_(torch.rand(sub.num_features, generator=generator) + 0.5)
                 sub.num_batches_tracked.fill_(7)
@@ -48,7 +54,7 @@ class TinyNet(nn.Module):
         self.forward_calls += 1
         x = self.features(x)
         x = self.pool(x).flatten(1)
-        return self.fc(self.dropout(x))
+        return cast(Tensor, self.fc(self.dropout(x)))
 
 
 @pytest.fixture
@@ -86,7 +92,7 @@ def reference_map(method: str, activations: Tensor, gradients: Tensor | None) ->
             if method == "gradcam":
                 total += g.sum() / (height * width) * a
             elif method == "gradcam++":
-                weight = 0.0
+                weight: float | Tensor = 0.0
                 for i in range(height):
                     for j in range(width):
                         denominator = 2 * g[i, j] ** 2 + a.sum() * g[i, j] ** 3
@@ -137,7 +143,7 @@ def assert_same_state(before: dict[str, object], after: dict[str, object]) -> No
     )
 
 
-def explain_leaving_state(model: nn.Module, images: Tensor, context: str, method: str, **options: object):
+def explain_leaving_state(model: nn.Module, images: Tensor, context: str, method: str, **options: Any):
     """Run ``CAMEngine(model, "features.3", method, **options)`` on a copy of ``images`` (targets 1 and 2)
     under the grad mode ``context``, assert the model and global state came out as they went in, and return
     the engine's result."""
@@ -163,7 +169,7 @@ class FailsOnCall(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self.calls += 1
-        out = self.net(x)
+        out: Tensor = self.net(x)
         if self.calls == self.fail_at:
             raise RuntimeError("boom")
         return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -39,8 +40,9 @@ def make_module_class(namespace: types.ModuleType) -> type:
 
     For ``pytorch_lightning`` or ``lightning.pytorch``, whichever ``namespace`` is.
     """
+    lightning_module: Any = namespace.LightningModule  # only known at run time
 
-    class TinyNet(namespace.LightningModule):
+    class TinyNet(lightning_module):
         def __init__(self, fail_on_val: bool = False) -> None:
             super().__init__()
             self.features = nn.Sequential(
@@ -54,7 +56,7 @@ def make_module_class(namespace: types.ModuleType) -> type:
             self.train_steps = 0
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(self.features(x))
+            return cast(torch.Tensor, self.head(self.features(x)))
 
         @staticmethod
         def _xy(batch):
@@ -76,6 +78,8 @@ def make_module_class(namespace: types.ModuleType) -> type:
 
 
 def loaders(n_train: int = 12, n_val: int = 8, batch_size: int = 2, dict_batches: bool = False):
+    train: Dataset
+    val: Dataset
     if dict_batches:
         train, val = DictData(n_train, 1), DictData(n_val, 2)
     else:

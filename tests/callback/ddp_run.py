@@ -25,7 +25,7 @@ def main(out_dir: str, mode: str) -> None:
         devices=2,
         strategy="ddp",
         max_epochs=2,
-        callbacks=callbacks,
+        callbacks=list(callbacks),
         logger=TensorBoardLogger(out_dir, name="logs"),
         deterministic=True,
         enable_checkpointing=False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import warnings
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -16,9 +17,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from cam_callback import CAMOptions, GradCAMCallback
 
-TinyNet = make_module_class(pl)
+TinyNet: Any = make_module_class(pl)
 
-QUIET = dict(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
+QUIET: dict[str, Any] = dict(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
 
 
 def _events(log_dir: str) -> EventAccumulator:
@@ -52,7 +53,7 @@ def _snapshot(model, trainer):
         "optimizer": trainer.optimizers[0].state_dict(),
         "torch_rng": torch.get_rng_state(),
         "python_rng": random.getstate(),
-        "numpy_rng": np.random.get_state()[1].copy(),
+        "numpy_rng": cast(tuple, np.random.get_state())[1].copy(),
     }
 
 
@@ -180,7 +181,7 @@ JPEG_START, PNG_START = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 
 @pytest.mark.parametrize("image_format", ["jpeg", "png"])
 def test_overlays_are_encoded_as_asked_and_heatmaps_stay_lossless(tmp_path, image_format):
-    options = {} if image_format == "jpeg" else {"image_format": "png"}  # JPEG is the default
+    options: dict[str, Any] = {} if image_format == "jpeg" else {"image_format": "png"}  # JPEG is the default
     callback = GradCAMCallback(layer="features.3", num_samples=4, **options)
     _, trainer = _fit(tmp_path, [callback], max_epochs=1)
     events = _events(trainer.logger.log_dir)
@@ -215,6 +216,7 @@ def test_trainer_validate_runs_under_inference_mode(tmp_path):
         warnings.simplefilter("error", RuntimeWarning)  # a skipped validation would warn
         trainer.validate(model, val)
     assert len(callback.history) == 1
+    assert isinstance(trainer.logger, TensorBoardLogger)
     assert "cam/features.3/gradcam" in _events(trainer.logger.log_dir).Tags()["images"]
 
 
@@ -241,6 +243,7 @@ def test_engine_options_reach_the_engine_and_guided_methods_log_saliency(tmp_pat
     )
     model, trainer = _fit(tmp_path, [callback], max_epochs=1)
     engine = callback._engine
+    assert engine is not None
     assert engine.options == CAMOptions(eigen_smooth=True, aug_smooth=True, aug_scales=(1.0,), chunk_size=3)
     events = _events(trainer.logger.log_dir)
     images = set(events.Tags()["images"])
@@ -300,6 +303,7 @@ def test_without_tensorboard_writes_png_files_and_says_so(tmp_path):
 def test_label_is_the_default_target_and_predicted_otherwise(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=4)
     _fit(tmp_path / "a", [callback], max_epochs=1)
+    assert callback._batch is not None
     labels = callback._batch.labels
     assert callback._target(callback._batch) is labels
     assert torch.equal(labels, torch.stack([loaders()[1].dataset[i][1] for i in range(4)]))
@@ -345,6 +349,7 @@ def test_no_validation_data_uses_training_samples_once_warned(tmp_path):
     )
     with pytest.warns(UserWarning, match="no validation data"):
         trainer.fit(TinyNet(), train)
+    assert callback._batch is not None and isinstance(trainer.logger, TensorBoardLogger)
     assert torch.equal(callback._batch.inputs.cpu(), torch.stack([train.dataset[i][0] for i in range(2)]))
     assert [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")] == [6, 12]
 
@@ -354,6 +359,7 @@ def test_state_survives_a_checkpoint_and_resume(tmp_path):
     _, trainer = _fit(tmp_path / "first", [callback], max_epochs=1, enable_checkpointing=True)
     ckpt = trainer.checkpoint_callback.best_model_path
     state = torch.load(ckpt, weights_only=True)["callbacks"][callback.state_key]
+    assert callback._batch is not None
     assert torch.equal(state["batch"]["inputs"], callback._batch.inputs.cpu())
     resumed = GradCAMCallback(layer="features.3", num_samples=3)
     train, val = loaders()
@@ -361,6 +367,7 @@ def test_state_survives_a_checkpoint_and_resume(tmp_path):
         max_epochs=2, callbacks=[resumed], logger=TensorBoardLogger(str(tmp_path), name="second"), **QUIET
     )
     trainer2.fit(TinyNet(), train, val, ckpt_path=ckpt)
+    assert resumed._batch is not None and isinstance(trainer2.logger, TensorBoardLogger)
     assert torch.equal(resumed._batch.inputs.cpu(), callback._batch.inputs.cpu())
     assert len(resumed.history) == 2  # one validation from the first run, one after resuming
     events = _events(trainer2.logger.log_dir)
@@ -417,6 +424,7 @@ def test_between_validations_only_the_batch_and_history_are_held(tmp_path):
     frames = callback.history.frames()[("features.3", "gradcam")]
     assert frames.shape == (2, 4, 16, 16)  # two validations of 4 maps at the input's 16x16
     batch = callback._batch
+    assert batch is not None
     expected = {id(t) for t in (batch.inputs, batch.labels, batch.masks) if t is not None}
     expected |= {id(t) for t in _tensors_in(callback.history, set())}
     assert {id(t) for t in held} == expected  # nothing else: no activations, gradients or outputs

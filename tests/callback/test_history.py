@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
@@ -177,7 +177,7 @@ def _round_trip(state: dict[str, Any]) -> dict[str, Any]:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
+    return cast(dict[str, Any], torch.load(buffer, weights_only=True))
 
 
 def test_state_dict_round_trip_restores_frames_and_steps() -> None:

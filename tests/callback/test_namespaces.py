@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning.pytorch as lpt
 import pytest
 import pytorch_lightning as pl
@@ -66,7 +68,7 @@ def test_lightning_cli_builds_the_callback_from_yaml(tmp_path, flavour):
         "        mean: [0.5, 0.5, 0.5]\n"
         "        std: [0.25, 0.25, 0.25]\n"
     )
-    cli = cli_class(
+    cli: Any = cli_class(  # two CLI classes with no common base; Trainer.callbacks is set at run time
         make_module_class(namespace),
         run=False,
         args=["--config", str(config), "--trainer.callbacks.init_args.alpha=0.3"],

@@ -113,7 +113,7 @@ def test_shuffled_loader_still_gives_the_first_samples_in_order() -> None:
 
 def test_distributed_sampler_shard_does_not_matter() -> None:
     dataset = Samples(10)
-    sampler = DistributedSampler(dataset, num_replicas=2, rank=1, shuffle=True)
+    sampler: DistributedSampler[int] = DistributedSampler(dataset, num_replicas=2, rank=1, shuffle=True)
     loader = DataLoader(dataset, batch_size=2, sampler=sampler)
     assert list(sampler)[:3] != [0, 1, 2]  # the loader itself would not give samples 0, 1, 2
     assert len(list(sampler)) == 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any, cast
 
 import pytest
 import torch
@@ -32,7 +33,7 @@ def hand_normalized(raw: Tensor, size: tuple[int, int]) -> Tensor:
     return torch.where(span > 0, (up - low) / span.clamp(min=1e-30), torch.zeros_like(up))
 
 
-def snapshot(model: nn.Module) -> dict[str, object]:
+def snapshot(model: nn.Module) -> dict[str, Any]:
     return {
         "training": {name: m.training for name, m in model.named_modules()},
         "grads": {name: None if p.grad is None else p.grad.clone() for name, p in model.named_parameters()},
@@ -43,16 +44,16 @@ def snapshot(model: nn.Module) -> dict[str, object]:
     }
 
 
-def assert_unchanged(model: nn.Module, before: dict[str, object]) -> None:
+def assert_unchanged(model: nn.Module, before: dict[str, Any]) -> None:
     after = snapshot(model)
     assert after["training"] == before["training"]
-    for name, grad in before["grads"].items():  # type: ignore[union-attr]
-        now = after["grads"][name]  # type: ignore[index]
+    for name, grad in before["grads"].items():
+        now = after["grads"][name]
         assert (grad is None) == (now is None), name
         assert grad is None or torch.equal(grad, now), name
-    for name, value in before["state"].items():  # type: ignore[union-attr]
-        assert torch.equal(value, after["state"][name]), name  # type: ignore[index]
-    assert torch.equal(before["rng"], after["rng"])  # type: ignore[arg-type]
+    for name, value in before["state"].items():
+        assert torch.equal(value, after["state"][name]), name
+    assert torch.equal(before["rng"], after["rng"])
     assert after["grad_enabled"] == before["grad_enabled"]
     assert after["inference"] == before["inference"]
     assert_no_hooks(model)
@@ -84,7 +85,7 @@ class PooledLinear(nn.Module):
             self.fc.weight.copy_(torch.tensor(weight))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.features(x).mean(dim=(2, 3)))
+        return cast(Tensor, self.fc(self.features(x).mean(dim=(2, 3))))
 
 
 A1 = [[1.0, 0, 2], [3, 5, 0], [1, 1, 1]]
@@ -106,8 +107,8 @@ def conv_linear() -> nn.Sequential:
         nn.Identity(), nn.Conv2d(1, 1, 2, bias=False), nn.Flatten(), nn.Linear(4, 2, bias=False)
     )
     with torch.no_grad():
-        model[1].weight.copy_(torch.tensor([[[[1.0, 0], [1, 2]]]]))
-        model[3].weight.copy_(torch.tensor([[0.0, 1, 0, 1], [1, 0, 1, 1]]))
+        cast(nn.Conv2d, model[1]).weight.copy_(torch.tensor([[[[1.0, 0], [1, 2]]]]))
+        cast(nn.Linear, model[3]).weight.copy_(torch.tensor([[0.0, 1, 0, 1], [1, 0, 1, 1]]))
     return model
 
 
@@ -239,7 +240,9 @@ def used_net(tiny_net: TinyNet) -> TinyNet:
     tiny_net.features[0].eval()
     generator = torch.Generator().manual_seed(9)
     tiny_net.fc.weight.grad = torch.randn(tiny_net.fc.weight.shape, generator=generator)
-    tiny_net.features[3].bias.grad = torch.randn(tiny_net.features[3].bias.shape, generator=generator)
+    tiny_net.features[3].bias.grad = torch.randn(
+        cast(Tensor, tiny_net.features[3].bias).shape, generator=generator
+    )
     return tiny_net
 
 
@@ -250,7 +253,9 @@ def test_the_lifecycle_checks_see_a_training_step(used_net: TinyNet, images: Ten
     with pytest.raises(AssertionError):
         assert_unchanged(used_net, before)
     assert not torch.equal(before["rng"], torch.get_rng_state())  # dropout drew random numbers
-    assert not torch.equal(before["state"]["features.1.running_mean"], used_net.features[1].running_mean)
+    assert not torch.equal(
+        before["state"]["features.1.running_mean"], cast(Tensor, used_net.features[1].running_mean)
+    )
     assert before["state"]["features.1.num_batches_tracked"] != used_net.features[1].num_batches_tracked
 
 
@@ -501,7 +506,7 @@ class TwoBranches(nn.Module):
         self.fc = nn.Linear(4, 3)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc((self.a(x) + self.c(self.b(x))).mean(dim=(2, 3)))
+        return cast(Tensor, self.fc((self.a(x) + self.c(self.b(x))).mean(dim=(2, 3))))
 
 
 def test_a_later_layer_on_a_branch_that_starts_before_the_earliest_one() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 import torch
@@ -56,7 +57,7 @@ class OneReLU(nn.Module):
             self.fc.weight.copy_(torch.tensor([[1.0, -1, -2, -1, 1, 1], [0, 1, 0, 1, 0, 1]]))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.relu(self.conv(x)).flatten(1))
+        return cast(Tensor, self.fc(self.relu(self.conv(x)).flatten(1)))
 
 
 X = torch.tensor([1.0, -2.0, 3.0]).view(1, 1, 1, 3)
@@ -118,7 +119,7 @@ def test_guided_backprop_through_two_relus_matches_the_chain_rule_by_hand() -> N
     )
     with torch.no_grad():
         for linear, weight in zip([model[1], model[3], model[5]], [w1, w2, w3], strict=True):
-            linear.weight.copy_(weight)
+            cast(nn.Linear, linear).weight.copy_(weight)
     inputs = torch.randn(2, 1, 2, 2, generator=generator)
     classes = [2, 0]
     got = guided_backprop(model, inputs, target=classes)
@@ -238,7 +239,7 @@ def test_guided_pass_leaves_parameter_grads_unset(tiny_net: TinyNet, images: Ten
 # The callback: training untouched bit for bit with the new methods ----------------------------------------
 
 
-def _fit_tiny(tmp_path: object, callbacks: list[object], precision: str) -> dict[str, object]:
+def _fit_tiny(tmp_path: object, callbacks: list[Any], precision: Any) -> dict[str, Any]:
     import pytorch_lightning as pl
     from lit_models import loaders, make_module_class
 
@@ -275,11 +276,11 @@ def test_callback_training_is_bit_for_bit_the_same_with_the_new_methods(tmp_path
     callback = GradCAMCallback(layer="features.3", method=methods, num_samples=2)
     watched = _fit_tiny(tmp_path / "with", [callback], precision)
     assert len(callback.history) >= 2  # the maps were computed at every validation
-    for key, value in plain["weights"].items():  # type: ignore[union-attr]
-        assert torch.equal(value, watched["weights"][key]), key  # type: ignore[index]
-    for pid, state in plain["optimizer"].items():  # type: ignore[union-attr]
+    for key, value in plain["weights"].items():
+        assert torch.equal(value, watched["weights"][key]), key
+    for pid, state in plain["optimizer"].items():
         for name, value in state.items():
-            other = watched["optimizer"][pid][name]  # type: ignore[index]
+            other = watched["optimizer"][pid][name]
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(other)), (pid, name)
-    assert torch.equal(plain["rng"], watched["rng"])  # type: ignore[arg-type]
+    assert torch.equal(plain["rng"], watched["rng"])
     assert torch._C._len_torch_function_stack() == 0

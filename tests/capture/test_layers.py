@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from typing import Any
 
 import pytest
 from torch import nn
@@ -24,7 +25,7 @@ def nested() -> nn.Module:
 
 
 def test_dotted_path_with_names_and_indices() -> None:
-    model = nested()
+    model: Any = nested()
     assert resolve_layer(model, "layer4.1.conv2") == ("layer4.1.conv2", model.layer4[1].conv2)
     assert resolve_layer(model, "stem") == ("stem", model.stem)
 
@@ -42,7 +43,7 @@ def test_negative_indices_count_from_the_end(path: str, canonical: str) -> None:
 
 
 def test_module_object_gives_its_canonical_name() -> None:
-    model = nested()
+    model: Any = nested()
     assert resolve_layer(model, model.layer4[0].relu) == ("layer4.0.relu", model.layer4[0].relu)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import pytest
 import torch
@@ -47,7 +48,7 @@ class TwoChannels(nn.Module):
         self.batch_sizes.append(int(x.shape[0]))
         activations = self.conv(x)
         self.layer_rows.append(int(activations.shape[0]))
-        return self.fc(activations.mean(dim=(2, 3)))
+        return cast(Tensor, self.fc(activations.mean(dim=(2, 3))))
 
 
 # A^0 = [1, 3], A^1 = [2, 0]; pooled (2, 1).
@@ -63,6 +64,7 @@ def test_scorecam_hand_case() -> None:
     # p0 = sigmoid(2.25).
     model = TwoChannels([[1.0, 1.0], [0.5, -1.0]])
     result = CAMEngine(model, "conv", "scorecam")(X)
+    assert result.classes is not None
     assert result.classes.tolist() == [0]
     expected = (sigmoid(0.75) * A0 + sigmoid(2.25) * A1).clamp(min=0).view(1, 1, 2)
     torch.testing.assert_close(result.raw[("conv", "scorecam")], expected)
@@ -185,7 +187,7 @@ class NeedsItsInputAfterTheLayer(TwoChannels):
     def forward(self, x: Tensor) -> Tensor:
         self.batch_sizes.append(int(x.shape[0]))
         activations = self.conv(x)
-        return self.fc(torch.cat([activations.mean(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1))
+        return cast(Tensor, self.fc(torch.cat([activations.mean(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)))
 
 
 class ScoresDifferentlyWhenFannedOut(TwoChannels):
@@ -199,7 +201,7 @@ class ScoresDifferentlyWhenFannedOut(TwoChannels):
         self.batch_sizes.append(int(x.shape[0]))
         activations = self.conv(x)
         shift = 1.0 if activations.shape[0] != x.shape[0] else 0.0
-        return self.fc(activations.mean(dim=(2, 3))) + shift
+        return cast(Tensor, self.fc(activations.mean(dim=(2, 3)))) + shift
 
 
 @pytest.mark.parametrize("model_class", [NeedsItsInputAfterTheLayer, ScoresDifferentlyWhenFannedOut])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -97,7 +99,7 @@ def test_engine_eigen_smooth_projects_the_weighted_activations(
     else:
         weights = hand_scorecam_weights(tiny_net, images, activations, [1, 4])
         weighted = weights[:, :, None, None] * activations
-    tolerance = {"rtol": 1e-4, "atol": 1e-6}
+    tolerance: dict[str, Any] = {"rtol": 1e-4, "atol": 1e-6}
     torch.testing.assert_close(result.raw[("features.3", name)], eigencam(weighted), **tolerance)
     torch.testing.assert_close(plain.raw[("features.3", name)], weighted.sum(dim=1).clamp(min=0), **tolerance)
     assert not torch.allclose(result.raw[("features.3", name)], plain.raw[("features.3", name)])
@@ -124,7 +126,7 @@ class SumNet(nn.Module):
         return torch.stack([total, -total], dim=1)
 
 
-def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+def resize(x: Tensor, size: tuple[int, ...]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
@@ -138,6 +140,7 @@ def test_aug_smooth_brings_every_map_back_to_the_original_geometry() -> None:
     out = compute_cam(model, x, "conv", method="gradcam", target=0, aug_smooth=True, raw=True)
     sizes = {1.0: (10, 10), 1.1: (11, 11), 0.9: (9, 9)}
     expected = sum(2 * resize(resize(x, sizes[s]), (10, 10)) for s in (1.0, 1.1, 0.9)) / 6
+    assert isinstance(expected, Tensor)
     torch.testing.assert_close(out, expected[:, 0])
     assert model.forward_calls == 6
     assert model.sizes == [(10, 10), (11, 11), (9, 9), (10, 10), (11, 11), (9, 9)]
@@ -158,7 +161,7 @@ def test_augmented_passes_keep_the_predicted_classes(
     seen: list[object] = []
     original = CAMEngine._maps
 
-    def spy(self: CAMEngine, inputs: Tensor, target: object):  # type: ignore[no-untyped-def]
+    def spy(self: CAMEngine, inputs: Tensor, target: Any) -> Any:
         seen.append(target)
         return original(self, inputs, target)
 
@@ -212,7 +215,7 @@ def test_smoothing_flags_must_be_bools(tiny_net: TinyNet, flag: str) -> None:
 # The model left as found ---------------------------------------------------------------------------------
 
 
-OPTIONS = {"eigen": {"eigen_smooth": True}, "aug": {"aug_smooth": True}}
+OPTIONS: dict[str, dict[str, Any]] = {"eigen": {"eigen_smooth": True}, "aug": {"aug_smooth": True}}
 
 
 @pytest.mark.parametrize("context", ["plain", "no_grad", "inference_mode"])

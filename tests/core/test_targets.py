@@ -151,6 +151,6 @@ def fresh_eval_logits(model: nn.Module, images: Tensor) -> Tensor:
     training = model.training
     model.eval()
     with torch.no_grad():
-        logits = model(images)
+        logits: Tensor = model(images)
     model.train(training)
     return logits

@@ -82,7 +82,7 @@ def test_channel_positions_in_the_raw_tokens() -> None:
 
 
 def tiny_vit() -> nn.Module:
-    model = torchvision.models.VisionTransformer(
+    model: nn.Module = torchvision.models.VisionTransformer(
         image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=5
     )
     generator = torch.Generator().manual_seed(0)

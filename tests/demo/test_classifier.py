@@ -1,9 +1,11 @@
 import warnings
+from typing import cast
 
 import pytest
 import pytorch_lightning as pl
 import torch
 from jsonargparse import ArgumentParser
+from lightning_fabric.utilities.data import AttributeDict
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -51,7 +53,8 @@ def test_forward_returns_logits():
     model = ImageClassifier("tinycnn", num_classes=3)
     assert model(torch.randn(4, 3, 64, 64)).shape == (4, 3)
     assert isinstance(model.model, TinyCNN)
-    assert model.hparams.arch == "tinycnn" and model.hparams.num_classes == 3
+    assert cast(AttributeDict, model.hparams).arch == "tinycnn"
+    assert cast(AttributeDict, model.hparams).num_classes == 3
 
 
 def test_forward_unwraps_auxiliary_outputs():
@@ -147,4 +150,5 @@ def test_builds_from_parsed_arguments():
     parser.add_class_arguments(ImageClassifier, "model")
     cfg = parser.parse_args(["--model.arch=tinycnn", "--model.num_classes=6", "--model.cosine=true"])
     model = getattr(parser, "instantiate", parser.instantiate_classes)(cfg).model
-    assert isinstance(model, ImageClassifier) and model.hparams.num_classes == 6 and model.cosine
+    assert isinstance(model, ImageClassifier) and cast(AttributeDict, model.hparams).num_classes == 6
+    assert model.cosine

@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import cv2
 import pytest
 import torch
+from lightning_fabric.utilities.data import AttributeDict
+from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cam_callback import CAMOptions, GradCAMCallback
@@ -71,7 +74,7 @@ def test_every_config_parses_and_builds_its_parts(config, tmp_path):
         args.append(f"--data.init_args.train_dir={_image_folder(tmp_path / 'images')}")
     cli = main(args, run=False)
     assert isinstance(cli.model, ImageClassifier)
-    callbacks = [c for c in cli.trainer.callbacks if isinstance(c, GradCAMCallback)]
+    callbacks = [c for c in cast(Any, cli.trainer).callbacks if isinstance(c, GradCAMCallback)]
     assert len(callbacks) == 1
     assert callbacks[0].methods == ["gradcam", "gradcam++"]
     if config.name == "imagefolder.yaml":
@@ -79,9 +82,9 @@ def test_every_config_parses_and_builds_its_parts(config, tmp_path):
         assert callbacks[0].mean == list(cli.datamodule.mean)  # display undoes the data's own normalisation
     else:
         assert isinstance(cli.datamodule, ShapesDataModule)
-        assert cli.datamodule.hparams.shortcut == (config.name == "shortcut.yaml")
+        assert cast(AttributeDict, cli.datamodule.hparams).shortcut == (config.name == "shortcut.yaml")
         assert callbacks[0].mean == list(cli.datamodule.mean) and callbacks[0].std == list(cli.datamodule.std)
-        assert cli.model.hparams.arch == "tinycnn"
+        assert cast(AttributeDict, cli.model.hparams).arch == "tinycnn"
 
 
 def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
@@ -115,7 +118,9 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
         "--config", str(ROOT / "configs" / "demo.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"
     ]
     args += [f"--trainer.callbacks.init_args.{name}={value}" for name, value in overrides.items()]
-    callback = next(c for c in main(args, run=False).trainer.callbacks if isinstance(c, GradCAMCallback))
+    callback = next(
+        c for c in cast(Any, main(args, run=False).trainer).callbacks if isinstance(c, GradCAMCallback)
+    )
     assert callback.layers == ["model.features.4"]
     assert callback.methods == ["layercam", "eigencam"]
     assert (callback.num_samples, callback.target, callback.every_n_epochs) == (3, "predicted", 2)
@@ -136,6 +141,7 @@ def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
         f"--trainer.logger.init_args.save_dir={tmp_path}",
     ]
     cli = main(args + TINY + TINY_SHAPES)
+    assert isinstance(cli.trainer.logger, TensorBoardLogger)
     log_dir = cli.trainer.logger.log_dir
     events = _events(log_dir)
     images, scalars = set(events.Tags()["images"]), set(events.Tags()["scalars"])
@@ -159,6 +165,7 @@ def test_shortcut_config_runs_with_the_marker_in_training_images_only(tmp_path):
     ]
     cli = main(args + TINY + TINY_SHAPES)
     assert cli.datamodule.train_dataset.shortcut and not cli.datamodule.val_dataset.shortcut
+    assert isinstance(cli.trainer.logger, TensorBoardLogger)
     events = _events(cli.trainer.logger.log_dir)
     assert [e.step for e in events.Images("cam/model.features.7/gradcam")] == [3, 6]
 
@@ -173,6 +180,7 @@ def test_imagefolder_config_trains_on_a_folder_of_images(tmp_path):
         "--model.init_args.num_classes=2",
     ]
     cli = main(args + TINY)
+    assert isinstance(cli.trainer.logger, TensorBoardLogger)
     events = _events(cli.trainer.logger.log_dir)
     overlays = events.Images("cam/model.layer4/gradcam")
     assert [e.step for e in overlays] == [2, 4]  # 8 training images (80 % of 10) in batches of 4

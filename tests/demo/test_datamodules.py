@@ -1,10 +1,12 @@
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
 import pytest
 import torch
 from jsonargparse import ArgumentParser
+from lightning_fabric.utilities.data import AttributeDict
 
 from cam_callback.demo import (
     IMAGENET_MEAN,
@@ -13,6 +15,7 @@ from cam_callback.demo import (
     ShapesDataModule,
     ShapesDataset,
 )
+from cam_callback.demo.datamodules import _Transformed
 
 
 def _instantiate(parser: ArgumentParser, cfg):
@@ -37,7 +40,7 @@ def test_shapes_datamodule_attributes_before_setup():
     assert dm.num_classes == 5
     assert dm.mean == ShapesDataset.MEAN and dm.std == ShapesDataset.STD
     assert dm.classes == ["circle", "square", "triangle", "cross", "ring"]
-    assert dm.hparams.num_classes == 5
+    assert cast(AttributeDict, dm.hparams).num_classes == 5
 
 
 def test_shapes_datamodule_batches():
@@ -119,6 +122,7 @@ def test_imagefolder_attributes_before_setup(image_root):
 def test_imagefolder_split_and_batches(image_root):
     dm = ImageFolderDataModule(str(image_root), image_size=16, batch_size=4, val_fraction=0.2)
     dm.setup("fit")
+    assert isinstance(dm.train_dataset, _Transformed) and isinstance(dm.val_dataset, _Transformed)
     assert len(dm.train_dataset) == 12 and len(dm.val_dataset) == 3
     assert set(dm.train_dataset.indices).isdisjoint(dm.val_dataset.indices)
     images, labels = next(iter(dm.train_dataloader()))
@@ -136,6 +140,8 @@ def test_imagefolder_split_is_reproducible(image_root):
     c = ImageFolderDataModule(str(image_root), seed=5)
     for dm in (a, b, c):
         dm.setup()
+    assert isinstance(a.val_dataset, _Transformed) and isinstance(b.val_dataset, _Transformed)
+    assert isinstance(c.val_dataset, _Transformed)
     assert a.val_dataset.indices == b.val_dataset.indices
     assert a.val_dataset.indices != c.val_dataset.indices
 
@@ -148,6 +154,7 @@ def test_imagefolder_normalises_with_its_mean_and_std(tmp_path):
         cv2.imwrite(str(root / name / "1.png"), np.full((8, 8, 3), 255, np.uint8))
     dm = ImageFolderDataModule(str(root), image_size=8, mean=[0.5, 0.25, 0.0], std=[0.5, 0.25, 2.0])
     dm.setup()
+    assert dm.val_dataset is not None
     image, _ = dm.val_dataset[0]
     assert torch.allclose(image[:, 4, 4], torch.tensor([1.0, 3.0, 0.5]), atol=1e-4)
 
@@ -156,6 +163,7 @@ def test_imagefolder_with_val_dir(tmp_path, image_root):
     val_root = _write_folder(tmp_path / "val", ["cat", "dog", "owl"], per_class=2, seed=1)
     dm = ImageFolderDataModule(str(image_root), val_dir=str(val_root), image_size=16, augment=False)
     dm.setup()
+    assert isinstance(dm.train_dataset, _Transformed) and isinstance(dm.val_dataset, _Transformed)
     assert len(dm.train_dataset) == 15 and len(dm.val_dataset) == 6
     first, _ = dm.train_dataset[0]
     assert torch.equal(first, dm.train_dataset[0][0])  # no augmentation

@@ -1,5 +1,6 @@
 import pickle
 import random
+from typing import cast
 
 import cv2
 import numpy as np
@@ -56,7 +57,7 @@ def test_reading_samples_leaves_global_rng_untouched():
     for i in range(len(ds)):
         ds[i]
     assert torch.equal(torch.get_rng_state(), torch_state)
-    assert np.array_equal(np.random.get_state()[1], np_state[1])
+    assert np.array_equal(cast(tuple, np.random.get_state())[1], cast(tuple, np_state)[1])
     assert random.getstate() == py_state
 
 
@@ -199,4 +200,4 @@ def test_bad_arguments(kwargs, match):
 
 def test_wrong_argument_type():
     with pytest.raises(TypeError, match="`image_size`"):
-        ShapesDataset(image_size=64.0)
+        ShapesDataset(image_size=64.0)  # type: ignore[arg-type]

@@ -1,4 +1,5 @@
 import math
+from typing import Any
 
 import cv2
 import numpy as np
@@ -104,7 +105,7 @@ def test_unknown_colormap_lists_closest_names_first():
 
 def test_colormap_type_error():
     with pytest.raises(TypeError, match="`colormap`"):
-        colormap_lut(3)
+        colormap_lut(3)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------------- display
@@ -213,7 +214,9 @@ def test_overlay_grid_shape_dtype_device(device):
 def test_overlay_grid_on_cuda_matches_cpu():
     torch.manual_seed(2)
     images, maps = torch.randn(3, 3, 16, 16), torch.rand(3, 8, 8)
-    kwargs = dict(alpha=0.3, colormap="turbo", mean=[0.4] * 3, std=[0.2] * 3, captions=["a", "b", "c"])
+    kwargs: dict[str, Any] = dict(
+        alpha=0.3, colormap="turbo", mean=[0.4] * 3, std=[0.2] * 3, captions=["a", "b", "c"]
+    )
     on_cpu = overlay_grid(images, maps, **kwargs)
     on_cuda = overlay_grid(images.cuda(), maps.cuda(), **kwargs)
     assert on_cuda.device.type == "cpu"
@@ -271,7 +274,7 @@ def test_captions_change_pixels_only_inside_their_tiles():
     size, pad = 64, 2
     images = torch.full((4, 3, size, size), 0.5)
     maps = torch.zeros(4, size, size)
-    kwargs = dict(alpha=0.0, mean=[0.0] * 3, std=[1.0] * 3, nrow=2, pad=pad)
+    kwargs: dict[str, Any] = dict(alpha=0.0, mean=[0.0] * 3, std=[1.0] * 3, nrow=2, pad=pad)
     plain = overlay_grid(images, maps, **kwargs)
     labelled = overlay_grid(images, maps, captions=["y=3 p=5 0.82", "", "cat", "y=1 p=1 0.99"], **kwargs)
     assert labelled.shape == plain.shape and labelled.dtype == torch.uint8
@@ -292,7 +295,7 @@ def test_captions_change_pixels_only_inside_their_tiles():
 
 def test_long_caption_on_small_tile_stays_in_its_tile():
     images = torch.full((2, 3, 16, 16), 0.5)
-    kwargs = dict(alpha=0.0, mean=[0.0] * 3, std=[1.0] * 3, nrow=2)
+    kwargs: dict[str, Any] = dict(alpha=0.0, mean=[0.0] * 3, std=[1.0] * 3, nrow=2)
     plain = overlay_grid(images, torch.zeros(2, 16, 16), **kwargs)
     captions = ["a very long caption indeed", ""]
     labelled = overlay_grid(images, torch.zeros(2, 16, 16), captions=captions, **kwargs)
@@ -359,7 +362,7 @@ def test_history_grid_with_images_in_the_first_column():
 def test_history_grid_blends_over_images_and_labels_columns():
     frames = constant_maps([255], 32).unsqueeze(1).expand(2, 1, 32, 32)  # T=2, B=1, level 255
     images = torch.full((1, 3, 32, 32), 0.4)
-    kwargs = dict(images=images, mean=[0.0] * 3, std=[1.0] * 3, alpha=0.5, pad=2)
+    kwargs: dict[str, Any] = dict(images=images, mean=[0.0] * 3, std=[1.0] * 3, alpha=0.5, pad=2)
     grid = history_grid(frames, **kwargs)
     expected = np.round(255 * (0.5 * 0.4 + 0.5 * cv2_rgb(255).astype(np.float64) / 255)).astype(np.uint8)
     x = 2 + 34  # second column

@@ -17,6 +17,7 @@ def test_one_file_per_tag_keeps_the_latest_image_in_a_flat_file(tmp_path):
     publish([sink], [ImageRecord("cam_summary/model.features.3/gradcam", last, 5)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam_summary_model.features.3_gradcam.png"]
     read = cv2.imread(str(tmp_path / "cam_summary_model.features.3_gradcam.png"))
+    assert read is not None
     assert read.shape == (2, 3, 3) and np.all(read == 200)
 
 
@@ -36,7 +37,10 @@ class Recorder:
 
 def test_publish_hands_every_record_to_every_sink_then_flushes_once():
     picture = torch.zeros(3, 2, 2, dtype=torch.uint8)
-    records = [ImageRecord("a", picture, 3, "jpeg"), ScalarRecord("b", 0.5, 3)]
+    records: list[ImageRecord | ScalarRecord] = [
+        ImageRecord("a", picture, 3, "jpeg"),
+        ScalarRecord("b", 0.5, 3),
+    ]
     sinks = [Recorder(), Recorder()]
     publish(sinks, records)
     for sink in sinks:

@@ -17,6 +17,7 @@ def picture(seed: int, height: int = 6, width: int = 9) -> torch.Tensor:
 
 def decode_rgb(png_bytes: bytes) -> np.ndarray:
     bgr = cv2.imdecode(np.frombuffer(png_bytes, dtype=np.uint8), cv2.IMREAD_COLOR)
+    assert bgr is not None
     return bgr[:, :, ::-1]
 
 
@@ -121,12 +122,14 @@ def test_png_sink_writes_documented_paths_and_pixels(tmp_path):
     assert path.is_file()
     assert sink.image_path("cam/overlay/val", 12) == path
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert bgr is not None
     assert (bgr[:, :, ::-1] == image.permute(1, 2, 0).numpy()).all()
     # Red stays red: pure red RGB is stored so that OpenCV (BGR) reads (0, 0, 255).
     red = torch.zeros(3, 2, 2, dtype=torch.uint8)
     red[0] = 255
     sink.add_image("red", red, step=1)
-    assert (cv2.imread(str(tmp_path / "out" / "red" / "step_00000001.png"))[0, 0] == [0, 0, 255]).all()
+    read = cv2.imread(str(tmp_path / "out" / "red" / "step_00000001.png"))
+    assert read is not None and (read[0, 0] == [0, 0, 255]).all()
     assert (tmp_path / "out" / "summary" / "step_00000000.png").is_file()
 
 
