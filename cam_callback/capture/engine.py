@@ -19,10 +19,11 @@ from ..core.maps import normalize_maps, upsample_maps
 from ..core.options import CAMOptions
 from ..core.smoothing import DEFAULT_SCALES, average_over_augmentations
 from ..core.targets import Target, select_scores
-from ..core.tokens import ActivationReshape
+from ..core.tokens import ActivationReshape, TokenGrid
 from .guided import GuidedMethod, guided_backprop, saliency_magnitude
 from .hooks import LayerCapture, explaining
 from .layers import resolve_layer
+from .layouts import prefix_tokens, warn_if_channels_last
 from .perturbation import LayerProbe
 from .registry import CAMMethod, get_method
 
@@ -150,11 +151,16 @@ class CAMEngine:
         self.layers: dict[str, nn.Module] = dict(resolve_layer(model, layer) for layer in layers)
         self.methods: list[CAMMethod] = list({m.name: m for m in map(get_method, methods)}.values())
         self.needs_gradients = any(m.needs_gradients for m in self.methods)
+        reshape = self.options.reshape_fn
+        if isinstance(reshape, TokenGrid):  # "tokens": the model's class and register tokens go first
+            reshape = reshape.for_model(prefix_tokens(model, next(iter(self.layers))))
+        self._reshape = reshape
+        self._layout_checked: set[str] = set()
 
     @property
     def reshape(self) -> ActivationReshape | None:
-        """The resolved ``reshape`` function, or None."""
-        return self.options.reshape_fn
+        """The resolved ``reshape`` function (with the model's prefix tokens filled in), or None."""
+        return self._reshape
 
     @property
     def layer_names(self) -> list[str]:
@@ -214,6 +220,9 @@ class CAMEngine:
             fixed = _per_copy_target(classes, target)
             raw: RawMaps = {}
             for name, activation, gradient in zip(self.layers, activations, gradients, strict=True):
+                if self.reshape is None and name not in self._layout_checked:
+                    self._layout_checked.add(name)
+                    warn_if_channels_last(name, self.layers[name], activation)
                 if self.needs_gradients and gradient is None:
                     raise RuntimeError(f"the target scores do not depend on layer {name!r}")
                 probe = LayerProbe(
