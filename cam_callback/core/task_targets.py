@@ -47,7 +47,7 @@ class ScoreTarget:
         raise NotImplementedError(f"{type(self).__name__} must define __call__(outputs) -> scores[B]")
 
     def bind(self, labels: Tensor | None = None, masks: Tensor | None = None) -> ScoreTarget:
-        """A copy of this target that reads the batch's ``labels`` and ``masks`` (or boxes); self by default."""
+        """A copy of this target holding the batch's ``labels`` and ``masks`` (or boxes); self by default."""
         return self
 
     def take(self, samples: Tensor) -> ScoreTarget:
@@ -170,7 +170,7 @@ class SegmentationTarget(ScoreTarget):
 
 
 def box_iou(boxes: Tensor, other: Tensor) -> Tensor:
-    """Intersection over union of every pair ``[N, M]`` of boxes ``[N, 4]`` and ``[M, 4]`` (x1, y1, x2, y2)."""
+    """Intersection over union ``[N, M]`` of every pair of boxes ``[N, 4]``, ``[M, 4]`` (x1, y1, x2, y2)."""
     top_left = torch.maximum(boxes[:, None, :2], other[None, :, :2])
     bottom_right = torch.minimum(boxes[:, None, 2:], other[None, :, 2:])
     inter = (bottom_right - top_left).clamp(min=0).prod(dim=2)
@@ -220,7 +220,8 @@ class DetectionTarget(ScoreTarget):
             raise ValueError(
                 f"DetectionTarget(match='box') needs one ground-truth box [B, 4] per sample, got {got}"
             )
-        return _with(self, _boxes=masks)
+        bound: ScoreTarget = _with(self, _boxes=masks)
+        return bound
 
     def take(self, samples: Tensor) -> ScoreTarget:
         """The boxes of ``samples``."""
@@ -230,8 +231,8 @@ class DetectionTarget(ScoreTarget):
         """Per sample, the index of the chosen box in its output (None when there is none)."""
         if not isinstance(outputs, Sequence) or not all(isinstance(o, Mapping) for o in outputs):
             raise ValueError(
-                "DetectionTarget: expected a list of dicts with 'boxes', 'labels' and 'scores' (a torchvision "
-                f"detector in eval mode), got {type(outputs).__name__}"
+                "DetectionTarget: expected a list of dicts with 'boxes', 'labels' and 'scores' (a "
+                f"torchvision detector in eval mode), got {type(outputs).__name__}"
             )
         if self.uses_batch:
             if self._boxes is None:
@@ -272,7 +273,8 @@ class DetectionTarget(ScoreTarget):
             )
         reference = next(o["scores"] for o, p in zip(outputs, picks, strict=True) if p is not None)
         scores = [
-            o["scores"][p] if p is not None else reference.new_zeros(()) for o, p in zip(outputs, picks, strict=True)
+            o["scores"][p] if p is not None else reference.new_zeros(())
+            for o, p in zip(outputs, picks, strict=True)
         ]
         return torch.stack(scores)
 
@@ -322,7 +324,9 @@ class MultiLabelTarget(ScoreTarget):
                 "batches carry none (set `label_key`), or call .bind(labels=...) in Python"
             )
         if tuple(labels.shape) != (batch, count):
-            raise ValueError(f"MultiLabelTarget: labels {tuple(labels.shape)} do not fit logits {(batch, count)}")
+            raise ValueError(
+                f"MultiLabelTarget: labels {tuple(labels.shape)} do not fit logits {(batch, count)}"
+            )
         positive = labels.to(outputs.device) > 0
         detached = outputs.detach()
         masked = detached.masked_fill(~positive, float("-inf"))
@@ -332,14 +336,15 @@ class MultiLabelTarget(ScoreTarget):
     def __call__(self, outputs: Any) -> Tensor:
         """``[B]`` the chosen class's logit per sample."""
         classes = self.classes(outputs)
-        return outputs.gather(1, classes[:, None])[:, 0]
+        scores: Tensor = outputs.gather(1, classes[:, None])[:, 0]
+        return scores
 
 
 # ---------------------------------------------------------------------------------------------- regression
 
 
 class RegressionTarget(ScoreTarget):
-    """The model's output itself, for regression: outputs ``[B]`` or ``[B, 1]`` (or ``[B, K]`` with ``index``).
+    """The model's output itself, for regression: outputs ``[B]``, ``[B, 1]`` (or ``[B, K]`` with ``index``).
 
     Args:
         index: which of ``K`` outputs to explain; None for a single output.
@@ -367,4 +372,5 @@ class RegressionTarget(ScoreTarget):
                     f"RegressionTarget: `index` {index} is out of range for {outputs.shape[1]} outputs"
                 )
             outputs = outputs[:, index]
-        return -outputs if self.negate else outputs
+        scores: Tensor = -outputs if self.negate else outputs
+        return scores

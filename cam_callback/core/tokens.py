@@ -20,7 +20,15 @@ from dataclasses import dataclass, replace
 
 from torch import Tensor
 
-__all__ = ["ActivationReshape", "TokenGrid", "channels_last_to_first", "resolve_reshape", "tokens_to_grid"]
+__all__ = [
+    "ActivationReshape",
+    "ChannelsLast",
+    "LayerReshape",
+    "TokenGrid",
+    "channels_last_to_first",
+    "resolve_reshape",
+    "tokens_to_grid",
+]
 
 ActivationReshape = Callable[[Tensor], Tensor]
 
@@ -75,8 +83,20 @@ def tokens_to_grid(
     return tokens.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
+class LayerReshape:
+    """Base of ``reshape`` objects: ``reshape(layer_output) -> [B, C, h, w]``.
+
+    Subclass it (and define ``__call__``) to give the callback your own reshape from YAML (``class_path`` /
+    ``init_args``); in Python any callable does.
+    """
+
+    def __call__(self, outputs: Tensor) -> Tensor:
+        """The layer's output as a ``[B, C, h, w]`` feature map."""
+        raise NotImplementedError(f"{type(self).__name__} must define __call__(outputs) -> [B, C, h, w]")
+
+
 @dataclass(frozen=True)
-class TokenGrid:
+class TokenGrid(LayerReshape):
     """A picklable ``reshape``: :func:`tokens_to_grid` with a fixed ``grid`` and prefix-token count.
 
     ``prefix_tokens`` None with ``drop_class_token`` means "the model's": the engine fills it in from the
@@ -96,6 +116,15 @@ class TokenGrid:
         if prefix_tokens is None or self.prefix_tokens is not None or not self.drop_class_token:
             return self
         return replace(self, prefix_tokens=int(prefix_tokens))
+
+
+@dataclass(frozen=True)
+class ChannelsLast(LayerReshape):
+    """A picklable ``reshape="nhwc"``: :func:`channels_last_to_first`."""
+
+    def __call__(self, outputs: Tensor) -> Tensor:
+        """Apply :func:`channels_last_to_first`."""
+        return channels_last_to_first(outputs)
 
 
 def channels_last_to_first(outputs: Tensor) -> Tensor:
@@ -126,7 +155,7 @@ def resolve_reshape(reshape: ActivationReshape | str | None) -> ActivationReshap
             f"`reshape` must be None, a callable or a string like 'tokens', got {type(reshape).__name__}"
         )
     if reshape.strip().lower() == "nhwc":
-        return channels_last_to_first
+        return ChannelsLast()
     match = _SPEC.match(reshape.strip().lower())
     if match is None:
         raise ValueError(

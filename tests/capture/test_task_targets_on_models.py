@@ -21,7 +21,8 @@ from cam_callback.targets import (
 @pytest.fixture(scope="module")
 def deeplab() -> torch.nn.Module:
     torch.manual_seed(0)
-    model = segmentation.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3).eval()
+    model = segmentation.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3)
+    model.eval()
     with torch.no_grad():  # random weights predict class 2 everywhere: make class 1 win
         out = model(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)))["out"]
         model.classifier[-1].bias[1] += (out.amax(1) - out[:, 1]).median()
@@ -66,7 +67,8 @@ def test_segmentation_target_with_the_samples_masks(deeplab, images):
     torch.testing.assert_close(target(deeplab(images)).detach(), expected)
     # a bool mask is the region itself; the whole image is region="all"
     torch.testing.assert_close(
-        SegmentationTarget(1, region="mask").bind(masks=masks == 2)({"out": out}), (out[:, 1] * (masks == 2)).sum((1, 2))
+        SegmentationTarget(1, region="mask").bind(masks=masks == 2)({"out": out}),
+        (out[:, 1] * (masks == 2)).sum((1, 2)),
     )
     torch.testing.assert_close(SegmentationTarget(0, region="all")(out), out[:, 0].sum((1, 2)))
     result = CAMEngine(deeplab, "backbone.16")(images, target)
@@ -123,7 +125,9 @@ def test_detection_target_box_that_overlaps_the_ground_truth(detector, images):
 
 
 def test_a_detector_without_boxes_is_named():
-    empty = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "scores": torch.zeros(0)}]
+    empty = [
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "scores": torch.zeros(0)}
+    ]
     with pytest.raises(NoDetectionsError, match="no box for any of the 1 samples.*box_score_thresh"):
         DetectionTarget()(empty)
     with pytest.raises(ValueError, match="list of dicts"):
@@ -133,7 +137,8 @@ def test_a_detector_without_boxes_is_named():
 def test_multilabel_target_picks_the_highest_scoring_positive_label():
     logits = torch.tensor([[0.5, 2.0, -1.0, 1.0], [3.0, 0.1, 0.2, 0.0], [0.0, 1.0, 2.0, 0.5]])
     labels = torch.tensor([[1, 0, 0, 1], [0, 1, 1, 0], [0, 0, 0, 0]])
-    # sample 0: positives 0 (0.5) and 3 (1.0) -> 3; sample 1: 1 (0.1) and 2 (0.2) -> 2; sample 2: none -> argmax 2
+    # sample 0: positives 0 (0.5) and 3 (1.0) -> 3; sample 1: 1 (0.1) and 2 (0.2) -> 2;
+    # sample 2: no positive label -> its argmax, 2
     target = MultiLabelTarget().bind(labels=labels)
     assert target.classes(logits).tolist() == [3, 2, 2]
     torch.testing.assert_close(target(logits), torch.tensor([1.0, 0.2, 2.0]))
@@ -165,6 +170,7 @@ def test_multilabel_and_regression_targets_on_a_resnet():
 def test_regression_target_shapes_and_errors():
     torch.testing.assert_close(RegressionTarget()(torch.tensor([1.5, -2.0])), torch.tensor([1.5, -2.0]))
     torch.testing.assert_close(RegressionTarget()(torch.tensor([[1.5], [-2.0]])), torch.tensor([1.5, -2.0]))
-    torch.testing.assert_close(RegressionTarget(index=1, negate=True)(torch.tensor([[1.0, 3.0]])), torch.tensor([-3.0]))
+    negated = RegressionTarget(index=1, negate=True)(torch.tensor([[1.0, 3.0]]))
+    torch.testing.assert_close(negated, torch.tensor([-3.0]))
     with pytest.raises(ValueError, match=r"gives 2 outputs per sample; pick one with `index` \(0\.\.1\)"):
         RegressionTarget()(torch.zeros(3, 2))

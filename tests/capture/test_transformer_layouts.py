@@ -29,7 +29,7 @@ def images() -> torch.Tensor:
     return torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
-def _by_hand(model: torch.nn.Module, images: torch.Tensor, layer: torch.nn.Module, prefix: int) -> torch.Tensor:
+def _by_hand(model: torch.nn.Module, images: torch.Tensor, layer: torch.nn.Module, prefix: int):
     """Grad-CAM written out: tokens after ``prefix`` laid out row by row on a square grid."""
     store = {}
     handle = layer.register_forward_hook(lambda m, i, o: store.setdefault("a", o))
@@ -64,7 +64,8 @@ def test_a_wrapping_module_still_finds_the_prefix_tokens(vit_reg, images):
 
 def test_a_grid_that_does_not_hold_exactly_the_patch_tokens_is_refused(vit_reg, images):
     # 21 tokens: dropping one class token would leave 20 = 4x5, register tokens laid out as patches
-    with pytest.raises(ValueError, match=r"`grid` 4x5 does not hold exactly the 16 patch tokens \(after 5 prefix"):
+    message = r"`grid` 4x5 does not hold exactly the 16 patch tokens \(after 5 prefix"
+    with pytest.raises(ValueError, match=message):
         compute_cam(vit_reg, images, "blocks.1.norm1", reshape="tokens:4x5")
     with pytest.raises(ValueError, match=r"`grid` 4x5 does not hold exactly the 16 patch tokens"):
         tokens_to_grid(torch.zeros(1, 21, 3), (4, 5), prefix_tokens=5)
@@ -112,7 +113,8 @@ def test_swin_stage_with_nhwc_equals_a_hand_written_grad_cam(swin, images):
 
 
 def test_a_channels_last_layer_without_reshape_warns(swin, images):
-    with pytest.warns(UserWarning, match=r"'layers.1' gives \(2, 4, 4, 32\), which looks channels-last.*reshape='nhwc'"):
+    message = r"'layers.1' gives \(2, 4, 4, 32\), which looks channels-last.*reshape='nhwc'"
+    with pytest.warns(UserWarning, match=message):
         compute_cam(swin, images, "layers.1")
 
 
