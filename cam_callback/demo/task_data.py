@@ -104,9 +104,14 @@ class ShapesTaskDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.task = check_choice("task", task, TASKS)
-        for name, value in (("num_train", num_train), ("num_val", num_val), ("batch_size", batch_size)):
-            check_int(name, value, minimum=1)
         self.save_hyperparameters()
+        self.splits = {
+            "train": (check_int("num_train", num_train, minimum=1), 2 * seed),
+            "val": (check_int("num_val", num_val, minimum=1), 2 * seed + 1),
+        }
+        self.image_size = check_int("image_size", image_size, minimum=16)
+        self.num_shapes = check_int("num_shapes", num_shapes, minimum=2)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.mean: tuple[float, ...] = ShapesDataset.MEAN
         self.std: tuple[float, ...] = ShapesDataset.STD
         self.train_dataset: ShapesTaskDataset | None = None
@@ -114,15 +119,16 @@ class ShapesTaskDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         """Build both splits."""
-        h = self.hparams
-        self.train_dataset = ShapesTaskDataset(h.task, h.num_train, h.image_size, h.num_shapes, 2 * h.seed)
-        self.val_dataset = ShapesTaskDataset(h.task, h.num_val, h.image_size, h.num_shapes, 2 * h.seed + 1)
+        (num_train, train_seed), (num_val, val_seed) = self.splits["train"], self.splits["val"]
+        task, size, shapes = self.task, self.image_size, self.num_shapes
+        self.train_dataset = ShapesTaskDataset(task, num_train, size, shapes, train_seed)
+        self.val_dataset = ShapesTaskDataset(task, num_val, size, shapes, val_seed)
 
     def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError("call setup() first")
         collate = detection_collate if self.task == "detection" else default_collate
-        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=shuffle, collate_fn=collate)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches."""
