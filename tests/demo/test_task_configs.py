@@ -99,3 +99,16 @@ def test_without_a_target_each_task_gets_its_default(name, tmp_path):
     events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0})
     events.Reload()
     assert len(events.Images(f"cam/{layer}/{methods[0]}")) == 1
+
+
+def test_a_detector_that_keeps_no_box_gets_a_warning_not_an_empty_map(tmp_path):
+    args = [
+        "fit", "--config", str(ROOT / "configs" / "tasks" / "detection.yaml"),
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--model.init_args.box_score_thresh=1.0", *TINY,  # scores are below 1: every box is dropped
+    ]
+    with pytest.warns(RuntimeWarning, match=r"NoDetectionsError: the detector returned no box .*box_score_thresh"):
+        cli = main(args)
+    events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0})
+    events.Reload()
+    assert events.Tags()["images"] == []
