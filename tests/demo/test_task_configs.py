@@ -107,7 +107,8 @@ def test_a_detector_that_keeps_no_box_gets_a_warning_not_an_empty_map(tmp_path):
         f"--trainer.logger.init_args.save_dir={tmp_path}",
         "--model.init_args.box_score_thresh=1.0", *TINY,  # scores are below 1: every box is dropped
     ]
-    with pytest.warns(RuntimeWarning, match=r"NoDetectionsError: the detector returned no box .*box_score_thresh"):
+    message = r"NoDetectionsError: the detector returned no box .*box_score_thresh"
+    with pytest.warns(RuntimeWarning, match=message):
         cli = main(args)
     events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0})
     events.Reload()
