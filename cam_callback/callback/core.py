@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..capture.auto_layer import choose_layer
 from ..capture.engine import CAMEngine
-from ..capture.layers import find_last_feature_layer, resolve_layer
+from ..capture.layers import resolve_layer
 from ..capture.registry import get_method
 from ..core.checks import check_bool, check_choice, check_float, check_int, check_str
 from ..core.options import CAMOptions
@@ -190,6 +191,7 @@ class CAMCallbackCore:
         self._sinks: list[Sink] | None = None
         self._warned: set[str] = set()
         self._validated_this_fit = False
+        self._auto_reshape: str | None = None  # what the automatic layer needs, when `reshape` is None
 
     # ------------------------------------------------------------------ the options, as given
 
@@ -233,6 +235,7 @@ class CAMCallbackCore:
         return {
             "batch": self._batch.state_dict() if self._batch is not None else None,
             "layers": list(self.layers),
+            "auto_reshape": self._auto_reshape,
             "history": self.history.state_dict(),
         }
 
@@ -242,6 +245,7 @@ class CAMCallbackCore:
         self._batch = FixedBatch.from_state_dict(batch) if batch is not None else None
         if not self.layers and state_dict.get("layers"):
             self.layers = list(state_dict["layers"])
+            self._auto_reshape = state_dict.get("auto_reshape")
         self.history.load_state_dict(state_dict.get("history", {}))
 
     # ------------------------------------------------------------------ the hooks (each shell calls them)
@@ -333,9 +337,20 @@ class CAMCallbackCore:
     def _engine_for(self, pl_module: nn.Module, batch: FixedBatch) -> CAMEngine:
         if self._engine is None or self._engine.model is not pl_module:
             if not self.layers:
-                self.layers = [find_last_feature_layer(pl_module, batch.inputs[:1])]
-                self._warn_once("auto-layer", f"no `layer` given; explaining {self.layers[0]!r}")
-            self._engine = CAMEngine(pl_module, self.layers, self.methods, **self.options.keywords())
+                try:
+                    choice = choose_layer(pl_module, batch.inputs[:2])
+                except ValueError as error:
+                    raise CAMConfigurationError(str(error)) from error
+                self.layers = [choice.layer]
+                if self.options.reshape is None:
+                    self._auto_reshape = choice.reshape
+                how = f", reshape={self._auto_reshape!r}" if self._auto_reshape else ""
+                message = f"no `layer` given; explaining {choice.layer!r}{how} ({choice.reason})"
+                self._warn_once("auto-layer", message)
+            keywords = self.options.keywords()
+            if self._auto_reshape is not None:
+                keywords["reshape"] = self._auto_reshape
+            self._engine = CAMEngine(pl_module, self.layers, self.methods, **keywords)
         return self._engine
 
     def _target(self, batch: FixedBatch) -> Any:

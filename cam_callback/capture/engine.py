@@ -20,6 +20,7 @@ from ..core.options import CAMOptions
 from ..core.smoothing import DEFAULT_SCALES, average_over_augmentations
 from ..core.targets import Target, select_scores
 from ..core.tokens import ActivationReshape, TokenGrid
+from .diagnostics import warn_if_all_zero
 from .guided import GuidedMethod, guided_backprop, saliency_magnitude
 from .hooks import LayerCapture, explaining
 from .layers import resolve_layer
@@ -195,6 +196,8 @@ class CAMEngine:
                 )
             saliency = self._guided(inputs, fixed, raw)
             raw = {(name, m.name): raw[(name, m.name)] for name in self.layers for m in self.methods}
+            guided = {m.name for m in self.methods if isinstance(m, GuidedMethod)}
+            warn_if_all_zero(self.model, raw, guided)
             detached = outputs.detach() if isinstance(outputs, Tensor) else outputs
             return CAMResult(raw, detached, classes, scores.detach().float(), input_size, saliency)
 
