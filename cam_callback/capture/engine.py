@@ -157,6 +157,7 @@ class CAMEngine:
             reshape = reshape.for_model(prefix_tokens(model, next(iter(self.layers))))
         self._reshape = reshape
         self._layout_checked: set[str] = set()
+        self._zero_gradients: set[str] = set()  # layers whose gradient was zero everywhere, last pass
 
     @property
     def reshape(self) -> ActivationReshape | None:
@@ -197,7 +198,7 @@ class CAMEngine:
             saliency = self._guided(inputs, fixed, raw)
             raw = {(name, m.name): raw[(name, m.name)] for name in self.layers for m in self.methods}
             guided = {m.name for m in self.methods if isinstance(m, GuidedMethod)}
-            warn_if_all_zero(self.model, raw, guided)
+            warn_if_all_zero(self.model, raw, guided, self._zero_gradients)
             detached = outputs.detach() if isinstance(outputs, Tensor) else outputs
             return CAMResult(raw, detached, classes, scores.detach().float(), input_size, saliency)
 
@@ -222,17 +223,23 @@ class CAMEngine:
                 gradients = torch.autograd.grad(scores.sum(), activations, allow_unused=True)
             fixed = _per_copy_target(classes, target)
             raw: RawMaps = {}
+            self._zero_gradients = set()
             for name, activation, gradient in zip(self.layers, activations, gradients, strict=True):
                 if self.reshape is None and name not in self._layout_checked:
                     self._layout_checked.add(name)
                     warn_if_channels_last(name, self.layers[name], activation)
                 if self.needs_gradients and gradient is None:
                     raise RuntimeError(f"the target scores do not depend on layer {name!r}")
+                spatial_gradient = None
+                if gradient is not None:
+                    spatial_gradient = _as_feature_map(name, gradient, self.reshape)
+                if spatial_gradient is not None and not bool(spatial_gradient.any()):
+                    self._zero_gradients.add(name)  # none reaches the positions (e.g. only a class token)
                 probe = LayerProbe(
                     self.model, inputs, self.layers[name],
                     _as_feature_map(name, activation.detach(), self.reshape),
                     fixed, scores.detach().float(), self.reshape, self.options.chunk_size,
-                    gradients=_as_feature_map(name, gradient, self.reshape) if gradient is not None else None,
+                    gradients=spatial_gradient,
                     eigen_smooth=self.options.eigen_smooth,
                 )
                 for method in self.methods:

@@ -89,3 +89,19 @@ def test_a_map_zero_for_every_sample_warns_and_names_a_better_layer():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         compute_cam(model, X, "blocks.1.norm1", reshape="tokens")
+
+
+def test_a_map_zero_from_the_relu_alone_says_so():
+    """One channel, weight -1 after the layer: the gradient is -1 everywhere, so Grad-CAM is ReLU(-A) = 0."""
+    model = nn.Sequential(
+        nn.Conv2d(3, 1, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 1)
+    )
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[0].bias.fill_(1.0)  # positive activations
+        model[4].weight.fill_(-1.0)
+    x = torch.rand(2, 3, 4, 4)
+    message = r"'1' is zero for all 2 samples: the weighted activations are negative"
+    with pytest.warns(UserWarning, match=message):
+        maps = compute_cam(model, x, "1", target=lambda out: out[:, 0], raw=True)
+    assert maps.abs().amax() == 0
