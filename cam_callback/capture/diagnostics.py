@@ -13,6 +13,11 @@ from .auto_layer import known_family_layer
 __all__ = ["warn_if_all_zero"]
 
 
+def _other_methods(method: str) -> str:
+    others = [m for m in ("layercam", "hirescam") if m != method]
+    return " or ".join(repr(m) for m in others)
+
+
 def warn_if_all_zero(
     model: nn.Module,
     raw: Mapping[tuple[str, str], Tensor],
@@ -37,7 +42,7 @@ def warn_if_all_zero(
             warnings.warn(
                 f"every {method} map at layer {layer!r} is zero for all {len(maps)} samples: the weighted "
                 "activations are negative at every position, so the ReLU leaves nothing (the layer holds "
-                "evidence against the target); try 'layercam' or 'hirescam', another target or layer",
+                f"evidence against the target); try {_other_methods(method)}, another target or layer",
                 UserWarning,
                 stacklevel=3,
             )
@@ -46,11 +51,12 @@ def warn_if_all_zero(
         if better is not None and better.layer != layer:
             fix = f"use layer {better.layer!r} with reshape={better.reshape!r} ({better.reason})"
         else:
-            fix = "use an earlier layer (for a ViT, a block's first LayerNorm, e.g. 'blocks.N.norm1')"
+            fix = "use an earlier layer (in a ViT, a block's first LayerNorm, e.g. 'blocks.N.norm1')"
         warnings.warn(
             f"every {method} map at layer {layer!r} is zero for all {len(maps)} samples: the target's "
-            "gradient is zero at every position of this layer (the last block of a vision transformer "
-            f"reaches the head only through the class token, so its patch tokens get none); {fix}",
+            "gradient is zero at every position of this layer: nothing after it passes the target's "
+            "dependence on these positions back (a ReLU after it that is off everywhere, or, in a vision "
+            f"transformer's last block, a head that reads only the class token); {fix}",
             UserWarning,
             stacklevel=3,
         )
