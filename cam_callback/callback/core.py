@@ -30,7 +30,7 @@ from ..render import IMAGE_FORMATS, check_normalization, colormap_lut
 from ..sinks import PngSink, Sink, TensorBoardSink, publish
 from .history import MapHistory
 from .publishing import Display, summary_records, validation_records
-from .samples import FixedBatch, KeySpec, first_dataloader, take_fixed_batch
+from .samples import DetectionBatch, FixedBatch, KeySpec, first_dataloader, take_fixed_batch
 from .tasks import default_target, explained_boxes, task_captions, task_of
 from .trainer import LightningNamespace, TrainerLike
 
@@ -236,13 +236,15 @@ class CAMCallbackCore:
             "batch": self._batch.state_dict() if self._batch is not None else None,
             "layers": list(self.layers),
             "auto_reshape": self._auto_reshape,
+            "task": task_of(self._batch) if self._batch is not None else None,
             "history": self.history.state_dict(),
         }
 
     def _restore(self, state_dict: dict[str, Any]) -> None:
         """Continue a resumed run with the same images and history."""
         batch = state_dict.get("batch")
-        self._batch = FixedBatch.from_state_dict(batch) if batch is not None else None
+        kind = DetectionBatch if state_dict.get("task") == "detection" else FixedBatch
+        self._batch = kind.from_state_dict(batch) if batch is not None else None
         if not self.layers and state_dict.get("layers"):
             self.layers = list(state_dict["layers"])
             self._auto_reshape = state_dict.get("auto_reshape")

@@ -129,3 +129,23 @@ def test_draw_boxes_outlines_inside_the_box():
     assert out[0, 1][painted.bool()].unique().tolist() == [20]
     assert out[1].sum() == 0  # an empty box draws nothing
     assert tiles.sum() == 0  # the input is not changed
+
+
+def test_a_detection_batch_survives_a_resume():
+    from cam_callback import GradCAMCallback
+
+    boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 5.0, 5.0]])
+    callback = GradCAMCallback(layer="x")
+    callback._batch = DetectionBatch(X, torch.tensor([1, 2]), boxes)
+    resumed = GradCAMCallback(layer="x")
+    resumed.load_state_dict(callback.state_dict())
+    assert isinstance(resumed._batch, DetectionBatch) and task_of(resumed._batch) == "detection"
+    torch.testing.assert_close(resumed._batch.masks, boxes)
+
+
+def test_a_segmentation_output_without_a_target_names_the_target_objects():
+    from cam_callback import compute_cam
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1))
+    with pytest.raises(ValueError, match=r"\(2, 2, 8, 8\), not \[B, classes\] logits.*SegmentationTarget"):
+        compute_cam(model, X, "0")
