@@ -204,6 +204,8 @@ def _take_from_iterable(loader: DataLoader, num_samples: int, input_key: KeySpec
             break
     if not parts:
         raise ValueError("the dataloader yielded no batch")
+    if input_key is None and _detection_batch(parts[0]) is not None:  # tuples of samples: join them
+        return tuple(tuple(x for p in parts for x in p[k])[:num_samples] for k in range(len(parts[0])))
     return _concat(parts, num_samples)
 
 

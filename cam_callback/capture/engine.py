@@ -112,8 +112,11 @@ class CAMEngine:
         layers: one layer or several, each a dotted path (``"layer4"``, ``"features.-1"``) or the module.
         methods: one method name or several (see :func:`cam_callback.method_names`).
         reshape: turns a layer's output into ``[B, C, h, w]``: a callable, or for token outputs
-            ``[B, 1+N, C]`` the strings ``"tokens"`` (square grid) or ``"tokens:HxW"`` (see
-            :func:`cam_callback.core.tokens.resolve_reshape`).
+            ``[B, P+N, C]`` the strings ``"tokens"`` (square grid; ``P`` is the model's
+            ``num_prefix_tokens`` when the layer sits in a module that declares it, else 1) or
+            ``"tokens:HxW"``, or ``"nhwc"`` for channels-last outputs (see
+            :func:`cam_callback.core.tokens.resolve_reshape`). Without it, a 4-D output that looks
+            channels-last gets a warning.
         eigen_smooth: replace each map's weighted sum over channels by the first principal component of the
             weighted activations (see :func:`cam_callback.core.methods.combine`); no effect on Eigen-CAM and
             Guided Backpropagation.

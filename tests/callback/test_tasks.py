@@ -149,3 +149,21 @@ def test_a_segmentation_output_without_a_target_names_the_target_objects():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1))
     with pytest.raises(ValueError, match=r"\(2, 2, 8, 8\), not \[B, classes\] logits.*SegmentationTarget"):
         compute_cam(model, X, "0")
+
+
+def test_detection_batches_from_an_iterable_dataset_are_joined():
+    from torch.utils.data import DataLoader, IterableDataset
+
+    from cam_callback.callback.samples import take_fixed_batch
+    from cam_callback.demo import detection_collate
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            for i in range(5):
+                box = torch.tensor([[float(i), 0.0, i + 2.0, 2.0]])
+                yield torch.full((3, 4, 4), float(i)), {"boxes": box, "labels": torch.tensor([i])}
+
+    batch = take_fixed_batch(DataLoader(Stream(), batch_size=2, collate_fn=detection_collate), 3)
+    assert isinstance(batch, DetectionBatch)
+    assert batch.inputs[:, 0, 0, 0].tolist() == [0.0, 1.0, 2.0] and batch.labels.tolist() == [0, 1, 2]
+    assert batch.masks[:, 0].tolist() == [0.0, 1.0, 2.0]
