@@ -10,8 +10,8 @@ The floors, each importing only from those below it:
 - :mod:`cam_callback.demo`: the demo's classifier, data modules and command line.
 
 Target objects for segmentation, detection, multi-label and regression models are in
-:mod:`cam_callback.targets`. The functional core (``compute_cam``, ``CAMEngine``) needs only torch; ``GradCAMCallback`` (the
-``pytorch_lightning`` flavour) is imported on first use. For the unified ``lightning`` package use
+:mod:`cam_callback.targets`. The functional core (``compute_cam``, ``CAMEngine``) needs only torch;
+``GradCAMCallback`` (the ``pytorch_lightning`` flavour) is imported on first use. For the unified ``lightning`` package use
 ``cam_callback.lightning.GradCAMCallback``.
 """
 
