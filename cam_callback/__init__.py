@@ -11,8 +11,8 @@ The floors, each importing only from those below it:
 
 Target objects for segmentation, detection, multi-label and regression models are in
 :mod:`cam_callback.targets`. The functional core (``compute_cam``, ``CAMEngine``) needs only torch;
-``GradCAMCallback`` (the ``pytorch_lightning`` flavour) is imported on first use. For the unified ``lightning`` package use
-``cam_callback.lightning.GradCAMCallback``.
+``GradCAMCallback`` (the ``pytorch_lightning`` flavour) is imported on first use. For the unified
+``lightning`` package use ``cam_callback.lightning.GradCAMCallback``.
 """
 
 from typing import TYPE_CHECKING, Any
