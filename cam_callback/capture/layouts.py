@@ -39,13 +39,15 @@ def channel_count(module: nn.Module) -> int | None:
 def warn_if_channels_last(name: str, module: nn.Module, output: Tensor) -> bool:
     """Warn (and return True) when a 4-D output looks channels-last ``[B, h, w, C]``.
 
-    That is: its last dimension is at least four times its second and equals the layer's channel count,
-    as for timm's Swin stages and ConvNeXt block internals. Read as ``[B, C, h, w]`` its height would be
-    taken for channels.
+    That is: its last dimension equals the layer's channel count (the size of its last one-dimensional
+    parameter, or a LayerNorm's shape) and its second does not, as for timm's Swin stages and ConvNeXt
+    block internals; read as ``[B, C, h, w]`` its height would be taken for channels. This catches the
+    early stages too, where the last dimension is not much larger than the height.
     """
-    if output.dim() != 4 or output.shape[-1] < 4 * output.shape[1]:
+    if output.dim() != 4:
         return False
-    if channel_count(module) != output.shape[-1]:
+    count = channel_count(module)
+    if count is None or count != output.shape[-1] or count == output.shape[1]:
         return False
     warnings.warn(
         f"layer {name!r} gives {tuple(output.shape)}, which looks channels-last [B, h, w, C] (its last "

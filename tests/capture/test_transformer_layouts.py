@@ -118,6 +118,13 @@ def test_a_channels_last_layer_without_reshape_warns(swin, images):
         compute_cam(swin, images, "layers.1")
 
 
+def test_an_early_swin_stage_is_caught_too(swin, images):
+    # layers.0 gives [2, 8, 8, 16]: the last dimension is not far larger than the height, but it is the
+    # stage's channel count and the second is not
+    with pytest.warns(UserWarning, match=r"'layers.0' gives \(2, 8, 8, 16\), which looks channels-last"):
+        compute_cam(swin, images, "layers.0")
+
+
 def test_convnext_internals_nhwc_and_its_blocks_need_none(images):
     torch.manual_seed(0)
     # conv_mlp=False: each block's norm and MLP run channels-last, [B, h, w, C]
