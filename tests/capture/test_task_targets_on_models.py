@@ -174,3 +174,28 @@ def test_regression_target_shapes_and_errors():
     torch.testing.assert_close(negated, torch.tensor([-3.0]))
     with pytest.raises(ValueError, match=r"gives 2 outputs per sample; pick one with `index` \(0\.\.1\)"):
         RegressionTarget()(torch.zeros(3, 2))
+
+
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam"])
+def test_a_batch_bound_target_scores_each_perturbed_copy_with_its_own_sample(method):
+    """Score-CAM and Ablation-CAM score copies of each sample: the bound labels must follow the rows."""
+    from cam_callback.demo import TinyCNN
+
+    torch.manual_seed(0)
+    model = TinyCNN(4, width=8).eval()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    labels = torch.tensor([[1, 0, 0, 0], [0, 0, 0, 1]])  # one positive each: classes 0 and 3
+    bound = MultiLabelTarget().bind(labels=labels)
+    batch = compute_cam(model, x, "features.5", method=method, target=bound, raw=True, chunk_size=12)
+
+    def one_by_one(classes):
+        maps = []
+        for i, c in enumerate(classes):
+            target = MultiLabelTarget(c)
+            one = compute_cam(model, x[i : i + 1], "features.5", method=method, raw=True, target=target)
+            maps.append(one)
+        return torch.cat(maps)
+
+    assert batch.amax() > 0
+    torch.testing.assert_close(batch, one_by_one([0, 3]), rtol=1e-3, atol=1e-4)  # batched convs round apart
+    assert not torch.allclose(batch, one_by_one([3, 0]), rtol=1e-2, atol=1e-3)  # the rows' classes matter
