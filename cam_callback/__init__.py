@@ -9,9 +9,10 @@ The floors, each importing only from those below it:
 - :mod:`cam_callback.callback`: the Lightning callback (its shells are the only Lightning importers);
 - :mod:`cam_callback.demo`: the demo's classifier, data modules and command line.
 
-The functional core (``compute_cam``, ``CAMEngine``) needs only torch; ``GradCAMCallback`` (the
-``pytorch_lightning`` flavour) is imported on first use. For the unified ``lightning`` package use
-``cam_callback.lightning.GradCAMCallback``.
+Target objects for segmentation, detection, multi-label and regression models are in
+:mod:`cam_callback.targets`. The functional core (``compute_cam``, ``CAMEngine``) needs only torch;
+``GradCAMCallback`` (the ``pytorch_lightning`` flavour) is imported on first use. For the unified
+``lightning`` package use ``cam_callback.lightning.GradCAMCallback``.
 """
 
 from typing import TYPE_CHECKING, Any

@@ -68,10 +68,27 @@ def test_each_floor_imports_only_from_below(path: Path):
             assert top not in FORBIDDEN[floor], f"{relative} imports {name}"
 
 
+# Loose top-level modules: the package, its entry point, and public aliases that only re-export a floor.
+ALIASES = {"lightning.py": "callback", "targets.py": "core"}
+
+
 def test_every_module_sits_in_a_floor():
     loose = {p.name for p in PACKAGE.glob("*.py")}
-    assert loose == {"__init__.py", "__main__.py", "lightning.py"}
+    assert loose == {"__init__.py", "__main__.py", *ALIASES}
     assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(ALLOWED)
+
+
+@pytest.mark.parametrize("alias", sorted(ALIASES))
+def test_public_aliases_only_re_export_their_floor(alias: str):
+    tree = ast.parse((PACKAGE / alias).read_text())
+    body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    for node in body:
+        if isinstance(node, ast.ImportFrom):
+            if node.module == "__future__":
+                continue
+            assert node.level == 1 and (node.module or "").split(".")[0] == ALIASES[alias], ast.dump(node)
+        else:
+            assert isinstance(node, ast.Assign), f"{alias} does more than re-export: {ast.dump(node)[:80]}"
 
 
 def test_importing_the_functional_core_imports_no_lightning_opencv_or_tensorboard():

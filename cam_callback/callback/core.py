@@ -17,17 +17,21 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..capture.auto_layer import choose_layer
 from ..capture.engine import CAMEngine
-from ..capture.layers import find_last_feature_layer, resolve_layer
+from ..capture.layers import resolve_layer
 from ..capture.registry import get_method
 from ..core.checks import check_bool, check_choice, check_float, check_int, check_str
 from ..core.options import CAMOptions
 from ..core.smoothing import DEFAULT_SCALES
+from ..core.task_targets import ScoreTarget
+from ..core.tokens import LayerReshape
 from ..render import IMAGE_FORMATS, check_normalization, colormap_lut
 from ..sinks import PngSink, Sink, TensorBoardSink, publish
 from .history import MapHistory
 from .publishing import Display, summary_records, validation_records
-from .samples import FixedBatch, KeySpec, first_dataloader, take_fixed_batch
+from .samples import DetectionBatch, FixedBatch, KeySpec, first_dataloader, take_fixed_batch
+from .tasks import default_target, explained_boxes, task_captions, task_of
 from .trainer import LightningNamespace, TrainerLike
 
 __all__ = ["CAMCallbackCore", "CAMConfigurationError"]
@@ -55,12 +59,17 @@ def _check_key(name: str, value: Any) -> KeySpec:
     raise TypeError(f"`{name}` must be a tuple position (int), a dict key (str) or None, got {value!r}")
 
 
-def _check_target(target: Any) -> str | int | None:
-    if target is None:
-        return None
+def _check_target(target: Any) -> Any:
+    if target is None or isinstance(target, ScoreTarget):
+        return target
+    if callable(target) and not isinstance(target, str):
+        return target  # Python: any callable outputs -> scores[B]
     if isinstance(target, str):
         if target not in _TARGETS:
-            raise ValueError(f"`target`: unknown {target!r}; use 'label', 'predicted', a class index or None")
+            raise ValueError(
+                f"`target`: unknown {target!r}; use 'label', 'predicted', a class index, a target object "
+                "(cam_callback.targets) or None"
+            )
         return target
     return check_int("target", target, minimum=0)
 
@@ -81,8 +90,12 @@ class CAMCallbackCore:
         method: CAM method name(s) (``"gradcam"``, ``"gradcam++"``, ``"xgradcam"``, ``"hirescam"``,
             ``"layercam"``, ``"eigencam"``, ...).
         num_samples: how many validation samples to explain (the dataset's first ones).
-        target: ``"label"`` (each sample's true class: the same question every epoch), ``"predicted"``, or a
-            class index. ``None``: ``"label"`` when the batches carry labels, else ``"predicted"``.
+        target: ``"label"`` (each sample's true class: the same question every epoch), ``"predicted"``, a
+            class index, or a target object (:mod:`cam_callback.targets`, from YAML by ``class_path``; in
+            Python any callable ``outputs -> scores[B]``). ``None``: ``"label"`` when the batches carry
+            labels, else ``"predicted"``; for regression labels the output itself, for multi-hot labels each
+            sample's highest-scoring positive label, for detection batches the box that best overlaps the
+            sample's ground-truth box (see :mod:`cam_callback.callback.tasks`).
         every_n_epochs: run after the validations of epochs n-1, 2n-1, ... (0-based; Lightning's
             ``check_val_every_n_epoch`` rule); 0 disables.
         alpha: heatmap opacity over the image, in [0, 1].
@@ -99,8 +112,10 @@ class CAMCallbackCore:
         history_size: largest side of the maps kept for drift and the end-of-fit summary.
         tag_prefix: first part of every tag (``<prefix>/<layer>/<method>``).
         strict: re-raise errors instead of warning and skipping that validation's maps.
-        reshape: turn a layer's token output into a feature map (see :class:`CAMEngine`): ``"tokens"``
-            (class token dropped, square grid), ``"tokens:HxW"`` or ``"tokens-all"``.
+        reshape: turn a layer's output into a feature map (see :class:`CAMEngine`): ``"tokens"`` (the
+            model's prefix tokens dropped, square grid), ``"tokens:HxW"``, ``"tokens-all"``, ``"nhwc"``
+            (channels-last outputs), or a :class:`~cam_callback.core.tokens.LayerReshape` object (from YAML
+            by ``class_path``).
         eigen_smooth: replace each map's weighted channel sum by its first principal component.
         aug_smooth: average each map over left-right flips and the resizes ``aug_scales`` (one engine pass
             per combination: six with the default scales).
@@ -120,7 +135,7 @@ class CAMCallbackCore:
         layer: str | list[str] | None = None,
         method: str | list[str] = "gradcam",
         num_samples: int = 16,
-        target: str | int | None = None,
+        target: str | int | ScoreTarget | None = None,
         every_n_epochs: int = 1,
         alpha: float = 0.5,
         colormap: str = "jet",
@@ -134,7 +149,7 @@ class CAMCallbackCore:
         history_size: int = 32,
         tag_prefix: str = "cam",
         strict: bool = False,
-        reshape: str | None = None,
+        reshape: str | LayerReshape | None = None,
         eigen_smooth: bool = False,
         aug_smooth: bool = False,
         aug_scales: list[float] | None = None,
@@ -176,6 +191,7 @@ class CAMCallbackCore:
         self._sinks: list[Sink] | None = None
         self._warned: set[str] = set()
         self._validated_this_fit = False
+        self._auto_reshape: str | None = None  # what the automatic layer needs, when `reshape` is None
 
     # ------------------------------------------------------------------ the options, as given
 
@@ -219,15 +235,19 @@ class CAMCallbackCore:
         return {
             "batch": self._batch.state_dict() if self._batch is not None else None,
             "layers": list(self.layers),
+            "auto_reshape": self._auto_reshape,
+            "task": task_of(self._batch) if self._batch is not None else None,
             "history": self.history.state_dict(),
         }
 
     def _restore(self, state_dict: dict[str, Any]) -> None:
         """Continue a resumed run with the same images and history."""
         batch = state_dict.get("batch")
-        self._batch = FixedBatch.from_state_dict(batch) if batch is not None else None
+        kind = DetectionBatch if state_dict.get("task") == "detection" else FixedBatch
+        self._batch = kind.from_state_dict(batch) if batch is not None else None
         if not self.layers and state_dict.get("layers"):
             self.layers = list(state_dict["layers"])
+            self._auto_reshape = state_dict.get("auto_reshape")
         self.history.load_state_dict(state_dict.get("history", {}))
 
     # ------------------------------------------------------------------ the hooks (each shell calls them)
@@ -319,29 +339,44 @@ class CAMCallbackCore:
     def _engine_for(self, pl_module: nn.Module, batch: FixedBatch) -> CAMEngine:
         if self._engine is None or self._engine.model is not pl_module:
             if not self.layers:
-                self.layers = [find_last_feature_layer(pl_module, batch.inputs[:1])]
-                self._warn_once("auto-layer", f"no `layer` given; explaining {self.layers[0]!r}")
-            self._engine = CAMEngine(pl_module, self.layers, self.methods, **self.options.keywords())
+                try:
+                    choice = choose_layer(pl_module, batch.inputs[:2])
+                except ValueError as error:
+                    raise CAMConfigurationError(str(error)) from error
+                self.layers = [choice.layer]
+                if self.options.reshape is None:
+                    self._auto_reshape = choice.reshape
+                how = f", reshape={self._auto_reshape!r}" if self._auto_reshape else ""
+                message = f"no `layer` given; explaining {choice.layer!r}{how} ({choice.reason})"
+                self._warn_once("auto-layer", message)
+            keywords = self.options.keywords()
+            if self._auto_reshape is not None:
+                keywords["reshape"] = self._auto_reshape
+            self._engine = CAMEngine(pl_module, self.layers, self.methods, **keywords)
         return self._engine
 
     def _target(self, batch: FixedBatch) -> Any:
-        if self.target is None or self.target == "label":
-            return batch.labels if batch.labels is not None else "predicted"
-        return self.target
+        return default_target(task_of(batch), self.target, batch)
 
     def _observe(self, trainer: TrainerLike, pl_module: nn.Module, batch: FixedBatch) -> None:
         engine = self._engine_for(pl_module, batch)
         precision = trainer.precision_plugin
         inputs = precision.convert_input(batch.inputs)
+        target = self._target(batch)
         with precision.forward_context():
-            result = engine(inputs, self._target(batch))
+            result = engine(inputs, target)
         if not trainer.is_global_zero:
             return
         step = int(trainer.global_step)
         # Every pair's numbers first, so a failure while rendering cannot leave the histories out of step.
         maps = {key: result.normalized(*key) for key in result.raw}
         scalars = {key: self.history.record(*key, value, step, batch.masks) for key, value in maps.items()}
-        records = validation_records(result, maps, scalars, batch.inputs, batch.labels, step, self.display)
+        task = task_of(batch)
+        records = validation_records(
+            result, maps, scalars, batch.inputs, batch.labels, step, self.display,
+            texts=task_captions(task, result, batch.labels, target),
+            boxes=[batch.masks, explained_boxes(result.outputs, target)] if task == "detection" else None,
+        )
         publish(self._sinks_for(trainer), records)
 
     def _sinks_for(self, trainer: TrainerLike) -> list[Sink]:

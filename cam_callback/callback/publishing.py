@@ -70,6 +70,9 @@ def validation_records(
     labels: Tensor | None,
     step: int,
     display: Display,
+    *,
+    texts: Sequence[str] | None = None,
+    boxes: Sequence[Tensor | None] | None = None,
 ) -> list[Record]:
     """The images and drift numbers of one validation, pair by pair.
 
@@ -85,13 +88,16 @@ def validation_records(
         labels: the fixed batch's labels, or None.
         step: the global step they are logged at.
         display: how to draw and tag them.
+        texts: the captions, when not the classifier's (:func:`captions`).
+        boxes: ``[B, 4]`` box sets to outline on the overlays (ground truth in green, then the explained
+            detections in yellow), or None.
     """
-    texts = captions(result, labels)
+    texts = texts if texts is not None else captions(result, labels)
     records: list[Record] = []
     for key, normalized in maps.items():
         overlay = overlay_grid(
             inputs, normalized, alpha=display.alpha, colormap=display.colormap, mean=display.mean,
-            std=display.std, captions=texts,
+            std=display.std, captions=texts, boxes=boxes,
         )
         records.append(ImageRecord(display.tag("", key), overlay, step, display.image_format))
         if display.log_heatmaps:

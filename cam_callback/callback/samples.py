@@ -6,14 +6,16 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, default_collate
 
-__all__ = ["FixedBatch", "KeySpec", "preserved_rng", "take_fixed_batch", "first_dataloader"]
+__all__ = [
+    "DetectionBatch", "FixedBatch", "KeySpec", "preserved_rng", "take_fixed_batch", "first_dataloader",
+]
 
 KeySpec = int | str | None
 
@@ -63,6 +65,43 @@ class FixedBatch:
         return cls(state["inputs"], state.get("labels"), state.get("masks"))  # type: ignore[arg-type]
 
 
+@dataclass
+class DetectionBatch(FixedBatch):
+    """A detection batch: labels ``[B]`` the class of each sample's first object and masks its box ``[B, 4]``.
+
+    A sample without objects has label -1 and the empty box ``(0, 0, 0, 0)``.
+    """
+
+    task: ClassVar[str] = "detection"
+
+
+def _detection_batch(batch: Any) -> DetectionBatch | None:
+    """Read torchvision's detection collate, ``(images, targets)`` as tuples (``tuple(zip(*batch))``)."""
+    if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
+        return None
+    images, targets = batch[0], batch[1]
+    if not (isinstance(images, (tuple, list)) and isinstance(targets, (tuple, list)) and images):
+        return None
+    if not all(isinstance(t, Mapping) for t in targets) or not all(isinstance(i, Tensor) for i in images):
+        return None
+    sizes = {tuple(image.shape) for image in images}
+    if len(sizes) != 1:
+        raise ValueError(
+            f"detection images of different sizes {sorted(sizes)}: the callback explains one [B, C, H, W] "
+            "batch, so give the validation images one size"
+        )
+    labels, boxes = [], []
+    for target in targets:
+        found = target.get("boxes")
+        kinds = target.get("labels")
+        has_one = isinstance(found, Tensor) and found.numel() >= 4
+        boxes.append(found.reshape(-1, 4)[0].float() if has_one else torch.zeros(4))
+        labels.append(int(kinds.reshape(-1)[0]) if has_one and isinstance(kinds, Tensor) else -1)
+    return DetectionBatch(
+        torch.stack(list(images)).detach(), torch.tensor(labels), torch.stack(boxes).to(images[0].device)
+    )
+
+
 def first_dataloader(loaders: Any) -> DataLoader | None:
     """The first DataLoader in what Lightning holds (one loader, a list/tuple or a dict of them)."""
     if isinstance(loaders, DataLoader):
@@ -110,16 +149,23 @@ def split_batch(
 ) -> FixedBatch:
     """Read inputs, labels and masks from a collated batch.
 
-    Defaults fit ``(x, y)`` / ``(x, y, mask)`` tuples and dicts with common keys (``image``/``input``/``x``,
-    ``label``/``target``/``y``, ``mask``/``box``).
+    Defaults fit ``(x, y)`` / ``(x, y, mask)`` tuples, dicts with common keys (``image``/``input``/``x``,
+    ``label``/``target``/``y``, ``mask``/``box``) and torchvision's detection batches ``(images, targets)``
+    (tuples of image tensors and of dicts with ``boxes`` and ``labels``, read as a :class:`DetectionBatch`).
     """
+    if input_key is None:
+        detection = _detection_batch(batch)
+        if detection is not None:
+            return detection
     inputs = _pick(batch, input_key, INPUT_KEYS, 0, "input")
     if not isinstance(inputs, Tensor) or inputs.dim() != 4:
         got = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
         raise ValueError(f"`input_key`: expected an image batch [B, C, H, W], found {got}")
     labels = _pick(batch, label_key, LABEL_KEYS, 1, "label")
     masks = _pick(batch, mask_key, MASK_KEYS, 2, "mask")
-    labels = labels if isinstance(labels, Tensor) and labels.dim() == 1 else None
+    # [B] classes or regression targets, [B, C] multi-hot labels or [B, 1] regression targets
+    fits = isinstance(labels, Tensor) and labels.dim() in (1, 2) and len(labels) == len(inputs)
+    labels = labels if fits else None
     masks = masks if isinstance(masks, Tensor) else None
     return FixedBatch(inputs.detach(), labels, masks)
 
@@ -158,6 +204,8 @@ def _take_from_iterable(loader: DataLoader, num_samples: int, input_key: KeySpec
             break
     if not parts:
         raise ValueError("the dataloader yielded no batch")
+    if input_key is None and _detection_batch(parts[0]) is not None:  # tuples of samples: join them
+        return tuple(tuple(x for p in parts for x in p[k])[:num_samples] for k in range(len(parts[0])))
     return _concat(parts, num_samples)
 
 

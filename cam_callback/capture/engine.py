@@ -19,10 +19,12 @@ from ..core.maps import normalize_maps, upsample_maps
 from ..core.options import CAMOptions
 from ..core.smoothing import DEFAULT_SCALES, average_over_augmentations
 from ..core.targets import Target, select_scores
-from ..core.tokens import ActivationReshape
+from ..core.tokens import ActivationReshape, TokenGrid
+from .diagnostics import warn_if_all_zero
 from .guided import GuidedMethod, guided_backprop, saliency_magnitude
 from .hooks import LayerCapture, explaining
 from .layers import resolve_layer
+from .layouts import prefix_tokens, warn_if_channels_last
 from .perturbation import LayerProbe
 from .registry import CAMMethod, get_method
 
@@ -110,8 +112,11 @@ class CAMEngine:
         layers: one layer or several, each a dotted path (``"layer4"``, ``"features.-1"``) or the module.
         methods: one method name or several (see :func:`cam_callback.method_names`).
         reshape: turns a layer's output into ``[B, C, h, w]``: a callable, or for token outputs
-            ``[B, 1+N, C]`` the strings ``"tokens"`` (square grid) or ``"tokens:HxW"`` (see
-            :func:`cam_callback.core.tokens.resolve_reshape`).
+            ``[B, P+N, C]`` the strings ``"tokens"`` (square grid; ``P`` is the model's
+            ``num_prefix_tokens`` when the layer sits in a module that declares it, else 1) or
+            ``"tokens:HxW"``, or ``"nhwc"`` for channels-last outputs (see
+            :func:`cam_callback.core.tokens.resolve_reshape`). Without it, a 4-D output that looks
+            channels-last gets a warning.
         eigen_smooth: replace each map's weighted sum over channels by the first principal component of the
             weighted activations (see :func:`cam_callback.core.methods.combine`); no effect on Eigen-CAM and
             Guided Backpropagation.
@@ -150,11 +155,17 @@ class CAMEngine:
         self.layers: dict[str, nn.Module] = dict(resolve_layer(model, layer) for layer in layers)
         self.methods: list[CAMMethod] = list({m.name: m for m in map(get_method, methods)}.values())
         self.needs_gradients = any(m.needs_gradients for m in self.methods)
+        reshape = self.options.reshape_fn
+        if isinstance(reshape, TokenGrid):  # "tokens": the model's class and register tokens go first
+            reshape = reshape.for_model(prefix_tokens(model, next(iter(self.layers))))
+        self._reshape = reshape
+        self._layout_checked: set[str] = set()
+        self._zero_gradients: set[str] = set()  # layers whose gradient was zero everywhere, last pass
 
     @property
     def reshape(self) -> ActivationReshape | None:
-        """The resolved ``reshape`` function, or None."""
-        return self.options.reshape_fn
+        """The resolved ``reshape`` function (with the model's prefix tokens filled in), or None."""
+        return self._reshape
 
     @property
     def layer_names(self) -> list[str]:
@@ -189,6 +200,8 @@ class CAMEngine:
                 )
             saliency = self._guided(inputs, fixed, raw)
             raw = {(name, m.name): raw[(name, m.name)] for name in self.layers for m in self.methods}
+            guided = {m.name for m in self.methods if isinstance(m, GuidedMethod)}
+            warn_if_all_zero(self.model, raw, guided, self._zero_gradients)
             detached = outputs.detach() if isinstance(outputs, Tensor) else outputs
             return CAMResult(raw, detached, classes, scores.detach().float(), input_size, saliency)
 
@@ -213,14 +226,23 @@ class CAMEngine:
                 gradients = torch.autograd.grad(scores.sum(), activations, allow_unused=True)
             fixed = _per_copy_target(classes, target)
             raw: RawMaps = {}
+            self._zero_gradients = set()
             for name, activation, gradient in zip(self.layers, activations, gradients, strict=True):
+                if self.reshape is None and name not in self._layout_checked:
+                    self._layout_checked.add(name)
+                    warn_if_channels_last(name, self.layers[name], activation)
                 if self.needs_gradients and gradient is None:
                     raise RuntimeError(f"the target scores do not depend on layer {name!r}")
+                spatial_gradient = None
+                if gradient is not None:
+                    spatial_gradient = _as_feature_map(name, gradient, self.reshape)
+                if spatial_gradient is not None and not bool(spatial_gradient.any()):
+                    self._zero_gradients.add(name)  # none reaches the positions (e.g. only a class token)
                 probe = LayerProbe(
                     self.model, inputs, self.layers[name],
                     _as_feature_map(name, activation.detach(), self.reshape),
                     fixed, scores.detach().float(), self.reshape, self.options.chunk_size,
-                    gradients=_as_feature_map(name, gradient, self.reshape) if gradient is not None else None,
+                    gradients=spatial_gradient,
                     eigen_smooth=self.options.eigen_smooth,
                 )
                 for method in self.methods:

@@ -102,7 +102,8 @@ def _copy_scores(outputs: Any, probe: LayerProbe, samples: Tensor, *, probabilit
             outputs = outputs.float().softmax(dim=1)
         scores, _ = select_scores(outputs, probe.target[samples.to(probe.target.device)])
     else:
-        scores, _ = select_scores(outputs, probe.target)
+        take = getattr(probe.target, "take", None)  # a target that reads the batch: the copies' rows of it
+        scores, _ = select_scores(outputs, take(samples) if callable(take) else probe.target)
         if scores.numel() != samples.numel():
             raise ValueError(
                 f"`target` callable returned {scores.numel()} scores for a batch of {samples.numel()} "

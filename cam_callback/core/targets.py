@@ -64,7 +64,9 @@ def select_scores(outputs: Any, target: Target) -> tuple[Tensor, Tensor | None]:
     if not isinstance(outputs, Tensor) or outputs.dim() != 2:
         got = tuple(outputs.shape) if isinstance(outputs, Tensor) else type(outputs).__name__
         raise ValueError(
-            f"the model's output is {got}, not [B, classes] logits; pass `target` as a callable "
+            f"the model's output is {got}, not [B, classes] logits; pass `target` as a target object "
+            "(cam_callback.targets: SegmentationTarget for [B, C, H, W] or {'out': ...} outputs, "
+            "DetectionTarget for a detector's list of dicts, RegressionTarget for [B]) or a callable "
             "outputs -> scores[B]"
         )
     classes = _classes(target, outputs)

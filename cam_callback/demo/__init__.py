@@ -1,8 +1,10 @@
-"""The demo: an image classifier, the synthetic shapes and image-folder data modules, and the command line."""
+"""The demo: an image classifier, the synthetic shapes (also recast for other tasks), and the command line."""
 
 from .classifier import ImageClassifier, TinyCNN, build_model, model_names
 from .datamodules import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataModule, ShapesDataModule
 from .shapes import SHAPE_NAMES, ShapesDataset
+from .task_data import ShapesTaskDataModule, ShapesTaskDataset, detection_collate
+from .task_models import ShapesDetector, ShapesMultiLabel, ShapesRegressor, ShapesSegmenter
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -12,7 +14,14 @@ __all__ = [
     "ImageFolderDataModule",
     "ShapesDataModule",
     "ShapesDataset",
+    "ShapesDetector",
+    "ShapesMultiLabel",
+    "ShapesRegressor",
+    "ShapesSegmenter",
+    "ShapesTaskDataModule",
+    "ShapesTaskDataset",
     "TinyCNN",
     "build_model",
+    "detection_collate",
     "model_names",
 ]

@@ -23,6 +23,7 @@ from torchvision.utils import make_grid
 
 from ..core.checks import check_int
 from ..core.maps import upsample_maps
+from .boxes import BOX_COLORS, draw_boxes
 from .captions import caption_tiles, check_captions
 from .colormaps import colorize
 from .display import blend, three_channels, to_display
@@ -96,6 +97,7 @@ def overlay_grid(
     nrow: int | None = None,
     captions: Sequence[str] | None = None,
     pad: int = 2,
+    boxes: Sequence[Tensor | None] | None = None,
 ) -> Tensor:
     """Blend colour-mapped maps over their images and tile them into one picture.
 
@@ -117,6 +119,8 @@ def overlay_grid(
             at the top of its tile, font scaled to the tile; an empty string leaves its tile bare. ``None``
             draws nothing.
         pad: padding in pixels between and around tiles (none for a single tile, as in ``make_grid``).
+        boxes: sets of ``[B, 4]`` boxes (x1, y1, x2, y2 in input pixels), one box per tile and set, outlined
+            in :data:`~cam_callback.render.boxes.BOX_COLORS` order (green, yellow, ...); None entries skipped.
 
     Returns:
         uint8 ``[3, H', W']`` RGB on the CPU, ready for :class:`~cam_callback.sinks.Sink.add_image`.
@@ -128,6 +132,9 @@ def overlay_grid(
         raise ValueError(f"`images` has {images.shape[0]} samples but `maps` has {maps.shape[0]}")
     maps = upsample_maps(maps.float(), (int(images.shape[-2]), int(images.shape[-1])))
     tiles = _to_uint8(blend(to_display(images, mean, std), colorize(maps, colormap), alpha))
+    for index, box_set in enumerate(boxes or []):
+        if box_set is not None:
+            tiles = draw_boxes(tiles, box_set, BOX_COLORS[index % len(BOX_COLORS)])
     return _tiled(tiles, nrow, pad, captions)
 
 

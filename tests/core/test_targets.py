@@ -74,7 +74,7 @@ def test_callable_must_return_one_score_per_sample() -> None:
 
 
 def test_non_logit_outputs_need_a_callable() -> None:
-    with pytest.raises(ValueError, match="not \\[B, classes\\] logits; pass `target` as a callable"):
+    with pytest.raises(ValueError, match="not \\[B, classes\\] logits; pass `target` as a target object"):
         select_scores({"logits": LOGITS}, 0)
 
 
@@ -135,7 +135,7 @@ def test_callable_target_on_a_dict_model(tiny_net, images) -> None:
     assert set(result.outputs) == {"logits", "extra"}
     expected = compute_cam(tiny_net, images, "features.3", target=2)
     torch.testing.assert_close(result.normalized("inner.features.3", "gradcam"), expected)
-    with pytest.raises(ValueError, match="pass `target` as a callable"):
+    with pytest.raises(ValueError, match="pass `target` as a target object .* or a callable"):
         compute_cam(wrapped, images, "inner.features.3", target=2)
 
 

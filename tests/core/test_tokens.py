@@ -30,7 +30,7 @@ def test_tokens_to_grid_hand_layout() -> None:
 def test_tokens_to_grid_errors() -> None:
     with pytest.raises(ValueError, match="do not form a square grid; pass `grid="):
         tokens_to_grid(torch.zeros(1, 6, 3))
-    with pytest.raises(ValueError, match="`grid` 2x3 does not hold the 4 patch tokens"):
+    with pytest.raises(ValueError, match="`grid` 2x3 does not hold exactly the 4 patch tokens"):
         tokens_to_grid(torch.zeros(1, 5, 3), grid=(2, 3))
     with pytest.raises(ValueError, match=r"batch-first \[B, tokens, C\], got \(1, 5, 3, 1\)"):
         tokens_to_grid(torch.zeros(1, 5, 3, 1))

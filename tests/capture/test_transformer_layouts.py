@@ -1,0 +1,148 @@
+"""timm transformers with random weights: prefix tokens read from the model, channels-last layers."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from cam_callback import CAMEngine, compute_cam
+from cam_callback.core.tokens import TokenGrid, tokens_to_grid
+
+timm = pytest.importorskip("timm")
+
+
+def _vit(**kwargs) -> torch.nn.Module:
+    torch.manual_seed(0)
+    options = {"img_size": 32, "num_classes": 3, "depth": 2, "embed_dim": 48, "num_heads": 2, **kwargs}
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, **options).eval()
+
+
+@pytest.fixture(scope="module")
+def vit_reg() -> torch.nn.Module:
+    return _vit(reg_tokens=4, patch_size=8)  # 1 class + 4 register tokens + a 4x4 patch grid
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def _by_hand(model: torch.nn.Module, images: torch.Tensor, layer: torch.nn.Module, prefix: int):
+    """Grad-CAM written out: tokens after ``prefix`` laid out row by row on a square grid."""
+    store = {}
+    handle = layer.register_forward_hook(lambda m, i, o: store.setdefault("a", o))
+    try:
+        logits = model(images)
+    finally:
+        handle.remove()
+    tokens = store["a"]
+    grad = torch.autograd.grad(logits.gather(1, logits.argmax(1, keepdim=True)).sum(), tokens)[0]
+    side = int((tokens.shape[1] - prefix) ** 0.5)
+    a = tokens[:, prefix:].reshape(len(images), side, side, -1).permute(0, 3, 1, 2)
+    g = grad[:, prefix:].reshape(len(images), side, side, -1).permute(0, 3, 1, 2)
+    return torch.relu((g.mean((2, 3), keepdim=True) * a).sum(1))
+
+
+def test_register_tokens_are_read_from_the_model(vit_reg, images):
+    assert vit_reg.num_prefix_tokens == 5
+    layer = vit_reg.blocks[-1].norm1
+    ours = compute_cam(vit_reg, images, "blocks.1.norm1", reshape="tokens", raw=True)
+    torch.testing.assert_close(ours, _by_hand(vit_reg, images, layer, prefix=5))
+    assert ours.shape == (2, 4, 4) and ours.amax() > 0
+    assert CAMEngine(vit_reg, "blocks.1.norm1", reshape="tokens").reshape == TokenGrid(None, True, 5)
+
+
+def test_a_wrapping_module_still_finds_the_prefix_tokens(vit_reg, images):
+    wrapper = torch.nn.Module()
+    wrapper.model = vit_reg
+    wrapper.forward = lambda x: vit_reg(x)  # type: ignore[method-assign]
+    engine = CAMEngine(wrapper, "model.blocks.1.norm1", reshape="tokens")
+    assert engine.reshape == TokenGrid(None, True, 5)
+
+
+def test_a_grid_that_does_not_hold_exactly_the_patch_tokens_is_refused(vit_reg, images):
+    # 21 tokens: dropping one class token would leave 20 = 4x5, register tokens laid out as patches
+    message = r"`grid` 4x5 does not hold exactly the 16 patch tokens \(after 5 prefix"
+    with pytest.raises(ValueError, match=message):
+        compute_cam(vit_reg, images, "blocks.1.norm1", reshape="tokens:4x5")
+    with pytest.raises(ValueError, match=r"`grid` 4x5 does not hold exactly the 16 patch tokens"):
+        tokens_to_grid(torch.zeros(1, 21, 3), (4, 5), prefix_tokens=5)
+
+
+def test_no_class_token_with_registers_and_gap():
+    model = _vit(reg_tokens=4, class_token=False, global_pool="avg", patch_size=8)
+    assert model.num_prefix_tokens == 4
+    x = torch.rand(1, 3, 32, 32)
+    ours = compute_cam(model, x, "blocks.1.norm1", reshape="tokens", raw=True)
+    torch.testing.assert_close(ours, _by_hand(model, x, model.blocks[-1].norm1, prefix=4))
+
+
+def test_a_plain_vit_drops_one_class_token(images):
+    model = _vit(patch_size=8)
+    assert model.num_prefix_tokens == 1
+    ours = compute_cam(model, images, "blocks.1.norm1", reshape="tokens", raw=True)
+    torch.testing.assert_close(ours, _by_hand(model, images, model.blocks[-1].norm1, prefix=1))
+
+
+@pytest.fixture(scope="module")
+def swin() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return timm.create_model(
+        "swin_tiny_patch4_window7_224", pretrained=False, img_size=32, num_classes=3, depths=(1, 1),
+        embed_dim=16, num_heads=(1, 1), window_size=2,
+    ).eval()
+
+
+def test_swin_stage_with_nhwc_equals_a_hand_written_grad_cam(swin, images):
+    store = {}
+    handle = swin.layers[-1].register_forward_hook(lambda m, i, o: store.setdefault("a", o))
+    try:
+        logits = swin(images)
+    finally:
+        handle.remove()
+    a = store["a"]  # [B, h, w, C]
+    assert a.shape == (2, 4, 4, 32)
+    g = torch.autograd.grad(logits.gather(1, logits.argmax(1, keepdim=True)).sum(), a)[0]
+    expected = torch.relu((g.mean((1, 2), keepdim=True) * a).sum(-1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nhwc given: no layout warning
+        ours = compute_cam(swin, images, "layers.1", reshape="nhwc", raw=True)
+    torch.testing.assert_close(ours, expected)
+
+
+def test_a_channels_last_layer_without_reshape_warns(swin, images):
+    message = r"'layers.1' gives \(2, 4, 4, 32\), which looks channels-last.*reshape='nhwc'"
+    with pytest.warns(UserWarning, match=message):
+        compute_cam(swin, images, "layers.1")
+
+
+def test_an_early_swin_stage_is_caught_too(swin, images):
+    # layers.0 gives [2, 8, 8, 16]: the last dimension is not far larger than the height, but it is the
+    # stage's channel count and the second is not
+    with pytest.warns(UserWarning, match=r"'layers.0' gives \(2, 8, 8, 16\), which looks channels-last"):
+        compute_cam(swin, images, "layers.0")
+
+
+def test_convnext_internals_nhwc_and_its_blocks_need_none(images):
+    torch.manual_seed(0)
+    # conv_mlp=False: each block's norm and MLP run channels-last, [B, h, w, C]
+    model = timm.create_model("convnext_atto", pretrained=False, num_classes=3, conv_mlp=False).eval()
+    inner = "stages.2.blocks.1.norm"
+    with pytest.warns(UserWarning, match=r"\(2, 2, 2, 160\), which looks channels-last"):
+        compute_cam(model, images, inner)
+    store = {}
+    handle = model.stages[2].blocks[1].norm.register_forward_hook(lambda m, i, o: store.setdefault("a", o))
+    try:
+        logits = model(images)
+    finally:
+        handle.remove()
+    a = store["a"]
+    g = torch.autograd.grad(logits.gather(1, logits.argmax(1, keepdim=True)).sum(), a)[0]
+    expected = torch.relu((g.mean((1, 2), keepdim=True) * a).sum(-1))
+    torch.testing.assert_close(compute_cam(model, images, inner, reshape="nhwc", raw=True), expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        block = compute_cam(model, images, "stages.2", raw=True)  # a stage's output is [B, C, h, w]
+    assert block.shape == (2, 2, 2)

@@ -1,0 +1,115 @@
+"""The experiments under ``configs/tasks/`` (one per shipped target object) run through LightningCLI."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cam_callback import GradCAMCallback
+from cam_callback.core.tokens import TokenGrid
+from cam_callback.demo.cli import main
+from cam_callback.targets import DetectionTarget, MultiLabelTarget, RegressionTarget, SegmentationTarget
+
+ROOT = Path(__file__).resolve().parents[2]
+TASK_CONFIGS = sorted((ROOT / "configs" / "tasks").glob("*.yaml"))
+
+TINY = [
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=1",
+    "--trainer.limit_val_batches=1",
+    "--trainer.callbacks.init_args.num_samples=2",
+    "--data.init_args.num_train=4",
+    "--data.init_args.num_val=2",
+    "--data.init_args.batch_size=2",
+]
+
+EXPECTED = {  # config -> (target class, explained layer, overlay tags' methods)
+    "segmentation.yaml": (SegmentationTarget, "model.backbone.16", ["gradcam", "layercam"]),
+    "detection.yaml": (DetectionTarget, "model.backbone.body.12", ["gradcam"]),
+    "multilabel.yaml": (MultiLabelTarget, "model.features.7", ["gradcam", "gradcam++"]),
+    "regression.yaml": (RegressionTarget, "model.features.7", ["gradcam"]),
+}
+
+
+def test_there_is_one_config_per_shipped_target():
+    assert [c.name for c in TASK_CONFIGS] == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("config", TASK_CONFIGS, ids=[c.name for c in TASK_CONFIGS])
+def test_task_config_trains_and_logs_its_maps(config, tmp_path):
+    target_class, layer, methods = EXPECTED[config.name]
+    args = ["fit", "--config", str(config), f"--trainer.logger.init_args.save_dir={tmp_path}", *TINY]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = main(args)
+    skipped = [str(w.message) for w in caught if "skipped" in str(w.message)]
+    assert skipped == []  # no validation's maps were skipped
+    callback = next(c for c in cli.trainer.callbacks if isinstance(c, GradCAMCallback))
+    assert type(callback.target) is target_class
+    events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    for method in methods:
+        assert [e.step for e in events.Images(f"cam/{layer}/{method}")] == [cli.trainer.global_step]
+        assert len(events.Images(f"cam_heatmap/{layer}/{method}")) == 1
+    if config.name in ("segmentation.yaml", "regression.yaml", "multilabel.yaml"):  # batches carry masks
+        scalars = set(events.Tags()["scalars"])
+        assert f"cam_drift/{layer}/{methods[0]}/energy_in_mask" in scalars
+
+
+def test_a_reshape_object_is_built_from_the_command_line(tmp_path):
+    reshape = (
+        '{"class_path": "cam_callback.core.tokens.TokenGrid", '
+        '"init_args": {"grid": [4, 4], "prefix_tokens": 5}}'
+    )
+    args = [
+        "--config", str(ROOT / "configs" / "demo.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}",
+        f"--trainer.callbacks.init_args.reshape={reshape}",
+    ]
+    callback = next(c for c in main(args, run=False).trainer.callbacks if isinstance(c, GradCAMCallback))
+    assert callback.options.reshape_fn == TokenGrid((4, 4), True, 5)
+
+
+def test_a_target_object_with_arguments_from_the_command_line(tmp_path):
+    target = '{"class_path": "cam_callback.targets.DetectionTarget", "init_args": {"class_index": 2}}'
+    args = [
+        "--config", str(ROOT / "configs" / "tasks" / "detection.yaml"),
+        f"--trainer.logger.init_args.save_dir={tmp_path}", f"--trainer.callbacks.init_args.target={target}",
+    ]
+    callback = next(c for c in main(args, run=False).trainer.callbacks if isinstance(c, GradCAMCallback))
+    assert isinstance(callback.target, DetectionTarget)
+    # the config's own init_args (match: box) are kept, the given one is added
+    assert (callback.target.class_index, callback.target.match) == (2, "box")
+
+
+@pytest.mark.parametrize("name", ["detection.yaml", "multilabel.yaml", "regression.yaml"])
+def test_without_a_target_each_task_gets_its_default(name, tmp_path):
+    _, layer, methods = EXPECTED[name]
+    args = [
+        "fit", "--config", str(ROOT / "configs" / "tasks" / name),
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.callbacks.init_args.target=null", "--trainer.callbacks.init_args.strict=true", *TINY,
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = main(args)
+    assert [str(w.message) for w in caught if "GradCAMCallback" in str(w.message)] == []
+    events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0})
+    events.Reload()
+    assert len(events.Images(f"cam/{layer}/{methods[0]}")) == 1
+
+
+def test_a_detector_that_keeps_no_box_gets_a_warning_not_an_empty_map(tmp_path):
+    args = [
+        "fit", "--config", str(ROOT / "configs" / "tasks" / "detection.yaml"),
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--model.init_args.box_score_thresh=1.0", *TINY,  # scores are below 1: every box is dropped
+    ]
+    message = r"NoDetectionsError: the detector returned no box .*box_score_thresh"
+    with pytest.warns(RuntimeWarning, match=message):
+        cli = main(args)
+    events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0})
+    events.Reload()
+    assert events.Tags()["images"] == []
