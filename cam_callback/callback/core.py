@@ -24,7 +24,7 @@ from ..core.checks import check_bool, check_choice, check_float, check_int, chec
 from ..core.options import CAMOptions
 from ..core.smoothing import DEFAULT_SCALES
 from ..render import IMAGE_FORMATS, check_normalization, colormap_lut
-from ..sinks import PngSink, Sink, TensorBoardSink, publish
+from ..sinks import BackgroundWriter, PngSink, Sink, TensorBoardSink
 from .history import MapHistory
 from .publishing import Display, summary_records, validation_records
 from .samples import FixedBatch, KeySpec, first_dataloader, take_fixed_batch
@@ -115,6 +115,9 @@ class CAMCallbackCore:
     namespace: ClassVar[LightningNamespace]
     """The Lightning namespace's classes, declared by each shell."""
 
+    writer_queue_size: ClassVar[int] = 2
+    """Validations whose records may wait for the background writer; the next one waits for room."""
+
     def __init__(
         self,
         layer: str | list[str] | None = None,
@@ -174,6 +177,7 @@ class CAMCallbackCore:
         self._batch: FixedBatch | None = None
         self._engine: CAMEngine | None = None
         self._sinks: list[Sink] | None = None
+        self._writer: BackgroundWriter | None = None
         self._warned: set[str] = set()
         self._validated_this_fit = False
 
@@ -236,6 +240,7 @@ class CAMCallbackCore:
         """Check layer names against the model before the first training step (errors are never skipped)."""
         for layer in self.layers:
             resolve_layer(pl_module, layer)
+        self._close_writer()
         self._engine = None
         self._sinks = None
         self._validated_this_fit = False
@@ -256,16 +261,25 @@ class CAMCallbackCore:
 
     def _on_fit_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
         """Log the summary image: samples as rows, validations as columns."""
-        if not trainer.is_global_zero or len(self.history) == 0:
-            return
-        try:
-            self._log_summary(trainer)
-        except Exception as error:  # noqa: BLE001 - a summary must never kill a finished run
-            self._fail(error, "the summary image")
+        if trainer.is_global_zero and len(self.history) > 0:
+            try:
+                self._log_summary(trainer)
+            except Exception as error:  # noqa: BLE001 - a summary must never kill a finished run
+                self._fail(error, "the summary image")
+        self._close_writer()
+
+    def _teardown(self, trainer: TrainerLike, pl_module: nn.Module, stage: str) -> None:
+        """Write whatever is still queued, at the end of every fit, validate, test or predict."""
+        self._close_writer()
+
+    def _on_exception(self, trainer: TrainerLike, pl_module: nn.Module, exception: BaseException) -> None:
+        """Write whatever is still queued when the run raises or is interrupted; never raise over it."""
+        self._close_writer(quiet=True)
 
     # ------------------------------------------------------------------ the work
 
     def _maybe_observe(self, trainer: TrainerLike, pl_module: nn.Module, source: str) -> None:
+        self._report_writer_errors(self._writer)
         # Lightning's own rule (check_val_every_n_epoch): epochs n-1, 2n-1, ... counting from 0.
         if self.every_n_epochs == 0 or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
@@ -342,7 +356,30 @@ class CAMCallbackCore:
         maps = {key: result.normalized(*key) for key in result.raw}
         scalars = {key: self.history.record(*key, value, step, batch.masks) for key, value in maps.items()}
         records = validation_records(result, maps, scalars, batch.inputs, batch.labels, step, self.display)
-        publish(self._sinks_for(trainer), records)
+        self._writer_for(trainer).submit(records)
+
+    def _writer_for(self, trainer: TrainerLike) -> BackgroundWriter:
+        if self._writer is None:
+            self._writer = BackgroundWriter(self._sinks_for(trainer), self.writer_queue_size)
+        return self._writer
+
+    def _report_writer_errors(self, writer: BackgroundWriter | None, quiet: bool = False) -> None:
+        """Warn (raise under ``strict``, unless ``quiet``) about what the writer failed to write."""
+        for error in writer.take_errors() if writer is not None else []:
+            if quiet:
+                message = f"{type(self).__name__} could not write: {type(error).__name__}: {error}"
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
+            else:
+                self._fail(error, "writing some maps of an earlier validation")
+
+    def _close_writer(self, quiet: bool = False) -> None:
+        """Write every queued record, stop the writer's thread, then report its failures."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            finally:
+                self._report_writer_errors(writer, quiet)
 
     def _sinks_for(self, trainer: TrainerLike) -> list[Sink]:
         if self._sinks is None:
@@ -362,7 +399,7 @@ class CAMCallbackCore:
         steps = {key: self.history.steps(*key) for key in frames}
         records = summary_records(frames, steps, images, int(trainer.global_step), self.display)
         summary_file = PngSink(_run_directory(trainer), one_file_per_tag=True)
-        publish([*self._sinks_for(trainer), summary_file], records)
+        self._writer_for(trainer).submit(records, [*self._sinks_for(trainer), summary_file])
 
 
 def _device_of(module: nn.Module) -> torch.device:
