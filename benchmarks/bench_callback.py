@@ -44,8 +44,10 @@ from bench_engine import (
     add_timing_options,
     build_inputs,
     build_model,
+    check_device,
     floor_gradcam,
     floor_two_layers,
+    on_device,
     paired_ratio,
     plain_forward,
     print_header,
@@ -360,16 +362,6 @@ SMALL_LABELS = {
 }
 
 
-def synchronized(clock: Callable[[], float]) -> Callable[[], float]:
-    """``clock`` read after the GPU finished its queued work (CUDA runs asynchronously)."""
-
-    def read() -> float:
-        torch.cuda.synchronize()
-        return clock()
-
-    return read
-
-
 def print_table(times: dict[str, list[float]], keys: list[str], labels: dict[str, str], base: str,
                 plain: str, targets: dict[str, float], images: int) -> dict[str, float]:
     med = {key: statistics.median(values) for key, values in times.items() if values}
@@ -395,7 +387,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 images of 64x64, 2 repetitions")
     parser.add_argument("--images", type=int, default=None, help="images explained (default 16)")
     add_timing_options(parser, 9, "the writer's thread included")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the model runs")
     parser.add_argument("--no-validate", action="store_true", help="skip the `trainer.validate` rows")
     parser.add_argument("--no-multi", action="store_true", help="skip the 2 layers x 3 methods rows")
     parser.add_argument("--no-small", action="store_true", help="skip the small CNN at 256 x 32 px")
@@ -409,10 +400,8 @@ def main() -> None:
     reps = args.reps or (2 if quick else 9)
     warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
     DEVICE = args.device
-    if DEVICE == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device here")
-    clock = CLOCKS[args.clock] if DEVICE == "cpu" else synchronized(CLOCKS[args.clock])
-    device = torch.device(DEVICE)
+    device = check_device(DEVICE)
+    clock = on_device(CLOCKS[args.clock], DEVICE)
 
     warnings.filterwarnings("ignore", module=r"(pytorch_)?lightning.*")
     warnings.filterwarnings("ignore", message=r".*(num_workers|does not have many workers).*")
