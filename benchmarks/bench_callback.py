@@ -168,6 +168,7 @@ def build_loader(
 
 ACCELERATOR = {"cpu": "cpu", "cuda": "gpu"}
 DEVICE = "cpu"  # set by --device
+IMAGES = 16  # set by --images
 
 
 def make_trainer(callbacks: list[pl.Callback], root: Path, name: str) -> pl.Trainer:
@@ -185,7 +186,9 @@ def make_trainer(callbacks: list[pl.Callback], root: Path, name: str) -> pl.Trai
 
 
 def make_callback(**options: Any) -> GradCAMCallback:
-    settings: dict[str, Any] = {"layer": LAYER, "method": METHOD, "target": "predicted", "strict": True}
+    settings: dict[str, Any] = {
+        "layer": LAYER, "method": METHOD, "target": "predicted", "strict": True, "num_samples": IMAGES,
+    }
     settings.update(options)
     return GradCAMCallback(**settings)
 
@@ -382,7 +385,7 @@ def print_table(times: dict[str, list[float]], keys: list[str], labels: dict[str
 
 
 def main() -> None:
-    global DEVICE
+    global DEVICE, IMAGES
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 images of 64x64, 2 repetitions")
     parser.add_argument("--images", type=int, default=None, help="images explained (default 16)")
@@ -395,7 +398,7 @@ def main() -> None:
     args = parser.parse_args()
 
     quick = args.quick
-    images = args.images or (2 if quick else 16)
+    images = IMAGES = args.images or (2 if quick else 16)
     size = args.size or (64 if quick else 224)
     reps = args.reps or (2 if quick else 9)
     warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
@@ -446,7 +449,7 @@ def main() -> None:
         if not args.no_small:
             small_module = Classifier(SmallNet()).eval()
             small_x, small_loader = build_loader(args.small_images, args.small_size, classes=10)
-            small_cb = make_callback(layer=SMALL_LAYER, tag_prefix="small")
+            small_cb = make_callback(layer=SMALL_LAYER, tag_prefix="small", num_samples=args.small_images)
             small = setups["small"] = set_up(small_cb, small_module, small_loader, root, "small")
         torch.set_num_threads(args.threads)  # in case the Trainer changed it
         if module.training or torch.get_num_threads() != args.threads:
