@@ -4,26 +4,32 @@ Model: torchvision resnet18 (weights=None, eval mode) inside a small LightningMo
 images with random labels, layer ``net.layer4`` (resnet18's ``layer4``), method ``gradcam``, target = the
 predicted class (the floor's target). Prints a Markdown table of medians and ratios.
 
-    .venv/bin/python benchmarks/bench_callback.py            # full run (about 3 minutes on 2 cores)
+    .venv/bin/python benchmarks/bench_callback.py            # full run (about 6 minutes on 2 cores)
     .venv/bin/python benchmarks/bench_callback.py --quick    # smoke run: 2 images of 64x64, 2 repetitions
+    .venv/bin/python benchmarks/bench_callback.py --device cuda   # the same tables on a GPU
 
 Each callback is set up by a real ``pytorch_lightning.Trainer`` with a ``TensorBoardLogger`` in a temporary
 folder: one ``trainer.validate`` takes the fixed batch, builds the engine and opens the logger. The timed call
 is then the callback's hook ``on_validation_end(trainer, module)`` itself, under ``torch.inference_mode()``
 as in Lightning's validation loop: the maps, the overlay grid with captions, the heatmap grid, the drift
-scalars, the event file writes and the flush. The floor is ``floor_gradcam`` of bench_engine.py (imported),
-which includes the upsampling and min-max normalisation the callback's maps also get.
+scalars, handing the records to the background writer. Outside the clock the writer is drained (its time
+is a row of its own: encoding, event framing, file writes), so its work never overlaps the next timed call.
+A second table does the same for a small CNN on 256 images of 32x32. The floor is ``floor_gradcam`` of
+bench_engine.py (imported), which includes the upsampling and min-max normalisation the callback's maps
+also get.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import logging
 import os
 import statistics
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,8 +44,10 @@ from bench_engine import (
     add_timing_options,
     build_inputs,
     build_model,
+    check_device,
     floor_gradcam,
     floor_two_layers,
+    on_device,
     paired_ratio,
     plain_forward,
     print_header,
@@ -47,8 +55,8 @@ from bench_engine import (
 )
 from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
-from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
-from torch import Tensor
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as python_masked_crc32c
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import image as image_summary
@@ -57,12 +65,16 @@ from cam_callback import CAMEngine, GradCAMCallback
 from cam_callback.core.drift import shrink_maps
 from cam_callback.render import encode_jpeg, heatmap_grid, overlay_grid
 from cam_callback.sinks import TensorBoardSink
+from cam_callback.sinks.events import masked_crc32c
 
 LAYER = "net.layer4"
 METHOD = "gradcam"
 MULTI_LAYERS = ["net.layer3", "net.layer4"]
 MULTI_METHODS = ["gradcam", "gradcam++", "layercam"]
-CALLBACK_TARGET = 1.5  # per-validation cost of the callback, x floor
+CALLBACK_TARGET = 1.10  # per-validation cost of the callback on the training thread, x floor
+PAIR_TARGET = 0.10  # each further (layer, method) pair, x floor
+SMALL_TARGET = 2.0  # the small CNN's hook at 256 x 32 px, x its floor
+SMALL_LAYER = "net.features.6"
 NUM_CLASSES = 1000  # torchvision's default head, as in bench_engine.build_model
 
 
@@ -72,9 +84,9 @@ NUM_CLASSES = 1000  # torchvision's default head, as in bench_engine.build_model
 class Classifier(pl.LightningModule):
     """resnet18 as ``self.net``; the validation step computes and logs a cross-entropy."""
 
-    def __init__(self) -> None:
+    def __init__(self, net: nn.Module | None = None) -> None:
         super().__init__()
-        self.net = build_model()
+        self.net = build_model() if net is None else net
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -84,6 +96,55 @@ class Classifier(pl.LightningModule):
         loss = F.cross_entropy(self(x), y)
         self.log("val/loss", loss, batch_size=len(y))
         return loss
+
+
+def small_cnn() -> nn.Module:
+    """A small CNN for 32x32 inputs (CIFAR-like): three 3x3 convolutions, 10 classes."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Sequential(  # features; its index 6 is the last convolution's ReLU, where the maps are taken
+            nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+        ),
+        nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)),
+    ).eval()
+
+
+class SmallNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        body = small_cnn()
+        self.features, self.head = body[0], body[1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+def floor_gradcam_at(model: nn.Module, layer: nn.Module, x: Tensor) -> Tensor:
+    """bench_engine's floor at any layer: one hooked forward, gradients to the layer, weights, upsampling."""
+    captured: dict[str, Tensor] = {}
+
+    def hook(module: nn.Module, args: object, output: Tensor) -> Tensor:
+        act = output.detach().requires_grad_(True)
+        captured["act"] = act
+        torch.set_grad_enabled(True)
+        return act
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            outputs = model(x)
+            score = outputs.gather(1, outputs.argmax(dim=1, keepdim=True))
+            (grad,) = torch.autograd.grad(score.sum(), captured["act"])
+    finally:
+        handle.remove()
+    act = captured["act"].detach()
+    cam = torch.relu((grad.mean(dim=(2, 3))[:, :, None, None] * act).sum(dim=1))
+    cam = F.interpolate(cam[:, None], size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
+    flat = cam.flatten(1)
+    low = flat.amin(dim=1).view(-1, 1, 1)
+    span = flat.amax(dim=1).view(-1, 1, 1) - low
+    return torch.where(span > 0, (cam - low) / span.clamp_min(torch.finfo(cam.dtype).tiny), 0.0)
 
 
 def natural_inputs(images: int, size: int) -> Tensor:
@@ -97,15 +158,22 @@ def natural_inputs(images: int, size: int) -> Tensor:
     return (x - x.mean(dim=(1, 2, 3), keepdim=True)) / x.std(dim=(1, 2, 3), keepdim=True)
 
 
-def build_loader(images: int, size: int, natural: bool = False) -> tuple[Tensor, DataLoader]:
+def build_loader(
+    images: int, size: int, natural: bool = False, classes: int = NUM_CLASSES
+) -> tuple[Tensor, DataLoader]:
     x = natural_inputs(images, size) if natural else build_inputs(images, size)
-    labels = torch.randint(0, NUM_CLASSES, (images,), generator=torch.Generator().manual_seed(2))
+    labels = torch.randint(0, classes, (images,), generator=torch.Generator().manual_seed(2))
     return x, DataLoader(TensorDataset(x, labels), batch_size=images, shuffle=False, num_workers=0)
+
+
+ACCELERATOR = {"cpu": "cpu", "cuda": "gpu"}
+DEVICE = "cpu"  # set by --device
+IMAGES = 16  # set by --images
 
 
 def make_trainer(callbacks: list[pl.Callback], root: Path, name: str) -> pl.Trainer:
     return pl.Trainer(
-        accelerator="cpu",
+        accelerator=ACCELERATOR[DEVICE],
         devices=1,
         logger=TensorBoardLogger(save_dir=str(root), name=name, version=0),
         callbacks=callbacks,
@@ -118,7 +186,9 @@ def make_trainer(callbacks: list[pl.Callback], root: Path, name: str) -> pl.Trai
 
 
 def make_callback(**options: Any) -> GradCAMCallback:
-    settings: dict[str, Any] = {"layer": LAYER, "method": METHOD, "target": "predicted", "strict": True}
+    settings: dict[str, Any] = {
+        "layer": LAYER, "method": METHOD, "target": "predicted", "strict": True, "num_samples": IMAGES,
+    }
     settings.update(options)
     return GradCAMCallback(**settings)
 
@@ -157,6 +227,7 @@ class Setup:
     trainer: pl.Trainer
     calls: int = 0  # on_validation_end calls that did the work, the set-up validation included
     growth: list[int] | None = None  # event-file bytes added by each timed call
+    drains: list[float] | None = None  # seconds the writer needed after each timed hook returned
 
     @property
     def log_dir(self) -> str:
@@ -167,8 +238,13 @@ class Setup:
             self.callback.on_validation_end(self.trainer, module)
 
     def after(self, before: int) -> None:
-        """Outside the clock: the call must have written and flushed its images."""
+        """Outside the clock: drain the writer (timed apart), then the call must have written its images."""
         self.calls += 1
+        writer = self.callback._writer
+        start = time.perf_counter()
+        if writer is not None:
+            writer.drain()
+        self.drains = (self.drains or []) + [time.perf_counter() - start]
         added = event_bytes(self.log_dir) - before
         if added <= 0:
             raise SystemExit(f"a timed callback call wrote nothing to {self.log_dir}; not a valid timing")
@@ -259,41 +335,76 @@ LABELS = {
     "floor": "floor: Grad-CAM at layer4, written out (bench_engine)",
     "engine": "`CAMEngine` layer4 gradcam + normalised maps (the callback's maps)",
     "render": "`overlay_grid` with captions + `heatmap_grid` (rendering alone)",
-    "sink": "`TensorBoardSink`: overlay (JPEG) + heatmaps (PNG) + 4 scalars + flush (logging alone)",
-    "crc": "of which: CRC-32C of the 2 image records (tensorboard's pure-Python fallback, writer thread)",
-    "callback": "**callback** `on_validation_end`: maps, overlay + heatmap grids, drift, TensorBoard",
+    "sink": "`TensorBoardSink`: overlay (JPEG) + heatmaps (PNG) + 4 scalars + flush (the writer's job)",
+    "crc_python": "CRC-32C of the 2 encoded images, TensorBoard's pure Python (what its writer runs)",
+    "crc_native": "CRC-32C of the same bytes, `google-crc32c` (what the callback's event file uses)",
+    "callback": "**callback** `on_validation_end` (training thread): maps, grids, drift, hand-over",
+    "callback_drain": "its writer after the hook returned (background: encode, frame, write), per call",
+    "split": "callback minus `CAMEngine` (rendering + drift + hand-over), per round",
     "noheat": "callback, `log_heatmaps=False`",
     "png": "callback, `image_format=\"png\"` (lossless overlays)",
-    "split": "callback minus `CAMEngine` (rendering + drift + logging), per round",
+    "natural": "callback on natural-like images (1/f spectrum) instead of white noise",
+    "methods3": "callback, layer4 x gradcam, gradcam++, layercam (3 pairs)",
     "insitu": "callback hook timed inside `trainer.validate`",
-    "validate_diff": "`trainer.validate` with the callback minus without, per round",
+    "validate_diff": "`trainer.validate` with the callback minus without (drained at teardown), per round",
     "validate_without": "`trainer.validate` without the callback ({images}-image validation, context)",
     "floor_l3_l4": "2-layer floor: grads at layer3 + layer4, raw Grad-CAM (bench_engine)",
-    "natural": "callback on natural-like images (1/f spectrum) instead of white noise",
-    "multi": "callback, layer3 + layer4 x gradcam, gradcam++, layercam (6 overlay + 6 heatmap grids)",
+    "multi": "callback, layer3 + layer4 x gradcam, gradcam++, layercam (6 pairs)",
 }
 ROW_ORDER = [
-    "plain", "floor", "engine", "render", "sink", "crc", "callback", "split", "noheat", "png", "natural",
-    "insitu", "validate_diff", "validate_without", "floor_l3_l4", "multi",
+    "plain", "floor", "engine", "render", "sink", "crc_python", "crc_native", "callback", "callback_drain",
+    "split", "noheat", "png", "natural", "methods3", "insitu", "validate_diff", "validate_without",
+    "floor_l3_l4", "multi",
 ]  # fmt: skip
 TARGETS = {"callback": CALLBACK_TARGET, "natural": CALLBACK_TARGET}
+SMALL_LABELS = {
+    "small_plain": "plain forward, `torch.inference_mode()`",
+    "small_floor": f"floor: Grad-CAM at `{SMALL_LAYER}`, written out",
+    "small_callback": "**callback** `on_validation_end` (training thread)",
+    "small_callback_drain": "its writer after the hook returned (background), per call",
+}
+
+
+def print_table(times: dict[str, list[float]], keys: list[str], labels: dict[str, str], base: str,
+                plain: str, targets: dict[str, float], images: int) -> dict[str, float]:
+    med = {key: statistics.median(values) for key, values in times.items() if values}
+    print("| variant | median ms | x floor | x floor (paired) | x plain forward | target | met |")
+    print("|---|---:|---:|---:|---:|---|---|")
+    for key in keys:
+        if key not in med:
+            continue
+        ratio = med[key] / med[base]
+        target, ok = verdict(ratio, targets.get(key))
+        paired = f"{paired_ratio(times, key, base):.3f}" if len(times[key]) == len(times[base]) else ""
+        print(
+            f"| {labels[key].format(images=images)} | {med[key] * 1e3:.0f} | {ratio:.3f} | "
+            f"{paired} | {med[key] / med[plain]:.3f} | {target} | {ok} |"
+        )
+    print()
+    return med
 
 
 def main() -> None:
+    global DEVICE, IMAGES
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 images of 64x64, 2 repetitions")
     parser.add_argument("--images", type=int, default=None, help="images explained (default 16)")
-    add_timing_options(parser, 9, "the event writer's thread included")
+    add_timing_options(parser, 9, "the writer's thread included")
     parser.add_argument("--no-validate", action="store_true", help="skip the `trainer.validate` rows")
     parser.add_argument("--no-multi", action="store_true", help="skip the 2 layers x 3 methods rows")
+    parser.add_argument("--no-small", action="store_true", help="skip the small CNN at 256 x 32 px")
+    parser.add_argument("--small-images", type=int, default=256, help="images for the small CNN (256)")
+    parser.add_argument("--small-size", type=int, default=32, help="image side for the small CNN (32)")
     args = parser.parse_args()
 
     quick = args.quick
-    images = args.images or (2 if quick else 16)
+    images = IMAGES = args.images or (2 if quick else 16)
     size = args.size or (64 if quick else 224)
     reps = args.reps or (2 if quick else 9)
     warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
-    clock = CLOCKS[args.clock]
+    DEVICE = args.device
+    device = check_device(DEVICE)
+    clock = on_device(CLOCKS[args.clock], DEVICE)
 
     warnings.filterwarnings("ignore", module=r"(pytorch_)?lightning.*")
     warnings.filterwarnings("ignore", message=r".*(num_workers|does not have many workers).*")
@@ -302,13 +413,15 @@ def main() -> None:
     logging.getLogger("lightning_fabric").setLevel(logging.ERROR)
 
     torch.set_num_threads(args.threads)
-    print_header("bench_callback.py", args.threads, f", pytorch_lightning {pl.__version__}")
+    gpu = f", {torch.cuda.get_device_name()}" if DEVICE == "cuda" else ""
+    print_header("bench_callback.py", args.threads, f", pytorch_lightning {pl.__version__}{gpu}")
     print(
-        f"resnet18 (weights=None, eval) in a LightningModule, {images} random {size}x{size} images, layer4, "
-        f"gradcam, target = predicted class; {args.clock}-clock medians of {reps} interleaved rounds after "
-        f"{warmup} warm-up round(s). Callback: the hook `on_validation_end` called directly on a Trainer "
-        "that ran `trainer.validate` once (fixed batch taken, engine built, logger open), TensorBoardLogger "
-        "writing to a temporary folder.\n"
+        f"resnet18 (weights=None, eval) in a LightningModule on {DEVICE}, {images} random {size}x{size} "
+        f"images, layer4, gradcam, target = predicted class; {args.clock}-clock medians of {reps} "
+        f"interleaved rounds after {warmup} warm-up round(s). Callback: the hook `on_validation_end` called "
+        "directly on a Trainer that ran `trainer.validate` once (fixed batch taken, engine built, logger "
+        "open), TensorBoardLogger writing to a temporary folder; the background writer drained outside the "
+        "clock after each call.\n"
     )
     sys.stdout.flush()
 
@@ -324,15 +437,24 @@ def main() -> None:
         noheat = set_up(noheat_cb, module, loader, root, "noheat")
         png_cb = make_callback(image_format="png", tag_prefix="png")
         setups = {"callback": full, "noheat": noheat, "png": set_up(png_cb, module, loader, root, "png")}
+        methods3_cb = make_callback(method=MULTI_METHODS, tag_prefix="methods3")
+        setups["methods3"] = set_up(methods3_cb, module, loader, root, "methods3")
         if not args.no_multi:
             multi_cb = make_callback(layer=MULTI_LAYERS, method=MULTI_METHODS, tag_prefix="multi")
             setups["multi"] = set_up(multi_cb, module, loader, root, "multi")
         _, natural_loader = build_loader(images, size, natural=True)
         natural_cb = make_callback(tag_prefix="natural")
         setups["natural"] = set_up(natural_cb, module, natural_loader, root, "natural")
+        small: Setup | None = None
+        if not args.no_small:
+            small_module = Classifier(SmallNet()).eval()
+            small_x, small_loader = build_loader(args.small_images, args.small_size, classes=10)
+            small_cb = make_callback(layer=SMALL_LAYER, tag_prefix="small", num_samples=args.small_images)
+            small = setups["small"] = set_up(small_cb, small_module, small_loader, root, "small")
         torch.set_num_threads(args.threads)  # in case the Trainer changed it
         if module.training or torch.get_num_threads() != args.threads:
             raise SystemExit("the module must stay in eval mode and torch on the requested threads")
+        x = x.to(device)
         map_diff = check_maps(full, floor_gradcam(module.net, x), history_size)
 
         # The callback's parts, from the public functions, on maps and captions computed once here.
@@ -365,9 +487,9 @@ def main() -> None:
                 sink.add_scalar(f"cam_drift/{name}", 0.5, 0)
             sink.flush()
 
-        def direct(setup: Setup) -> Variant:
+        def direct(setup: Setup, on: pl.LightningModule = module) -> Variant:
             return Variant(
-                call=lambda: setup.hook(module),
+                call=lambda: setup.hook(on),
                 before=lambda: event_bytes(setup.log_dir),
                 after=setup.after,
             )
@@ -378,15 +500,29 @@ def main() -> None:
             "engine": Variant(lambda: engine(x, "predicted").normalized(LAYER, METHOD)),
             "render": Variant(render),
             "sink": Variant(log_to_sink),
-            "crc": Variant(lambda: [masked_crc32c(record) for record in records]),
+            "crc_python": Variant(lambda: [python_masked_crc32c(record) for record in records]),
+            "crc_native": Variant(lambda: [masked_crc32c(record) for record in records]),
             "callback": direct(full),
             "noheat": direct(noheat),
             "png": direct(setups["png"]),
             "natural": direct(setups["natural"]),
+            "methods3": direct(setups["methods3"]),
         }
         if not args.no_multi:
             variants["floor_l3_l4"] = Variant(lambda: floor_two_layers(module.net, x))
             variants["multi"] = direct(setups["multi"])
+        if small is not None:
+            small_x = small_x.to(device)
+            small_net = small_module.net
+            small_layer = small_net.features[6]
+            check_small = floor_gradcam_at(small_net, small_layer, small_x)
+            frames = small.callback.history.frames()[(SMALL_LAYER, METHOD)]
+            if float((frames[-1] - shrink_maps(check_small.cpu(), history_size)).abs().max()) > 1e-4:
+                raise SystemExit("the small CNN's callback maps and its floor's differ; not timing")
+            variants["small_plain"] = Variant(lambda: plain_forward(small_net, small_x))
+            small_floor = functools.partial(floor_gradcam_at, small_net, small_layer, small_x)
+            variants["small_floor"] = Variant(small_floor)
+            variants["small_callback"] = direct(small, small_module)
 
         if not args.no_validate:
             # The same callback as "callback", run by Lightning: the hook is timed where it is called.
@@ -421,12 +557,13 @@ def main() -> None:
 
         # Outside the timing: what the calls wrote.
         for setup in setups.values():
+            setup.callback._close_writer()
             setup.trainer.logger.finalize("success")
         writer.close()
         prefix = {"callback": "cam", **{key: key for key in setups if key != "callback"}}
         for key, setup in setups.items():
-            layers = MULTI_LAYERS if key == "multi" else [LAYER]
-            methods = MULTI_METHODS if key == "multi" else [METHOD]
+            layers = MULTI_LAYERS if key == "multi" else [SMALL_LAYER] if key == "small" else [LAYER]
+            methods = MULTI_METHODS if key in ("multi", "methods3") else [METHOD]
             pairs = [(layer, method) for layer in layers for method in methods]
             tags = [f"{prefix[key]}/{layer}/{method}" for layer, method in pairs]
             if key != "noheat":
@@ -437,55 +574,58 @@ def main() -> None:
         growth = statistics.median(full.growth or [0])
         growth_noheat = statistics.median(noheat.growth or [0])
 
+    times["callback_drain"] = full.drains or []
+    if small is not None:
+        times["small_callback_drain"] = small.drains or []
     if "validate_with" in times:
         times["validate_diff"] = difference(times, "validate_with", "validate_without")
     times["split"] = difference(times, "callback", "engine")
-    med = {key: statistics.median(values) for key, values in times.items()}
 
-    print(f"Time per validation ({args.clock} clock), {images} images of {size}x{size}")
+    print(f"Time per validation ({args.clock} clock, {DEVICE}), {images} images of {size}x{size}")
     print()
-    print("| variant | median ms | x floor | x floor (paired) | x plain forward | target | met |")
-    print("|---|---:|---:|---:|---:|---|---|")
-    for key in ROW_ORDER:
-        if key not in times:
-            continue
-        ratio = med[key] / med["floor"]
-        target, ok = verdict(ratio, TARGETS.get(key))
-        print(
-            f"| {LABELS[key].format(images=images)} | {med[key] * 1e3:.0f} | {ratio:.3f} | "
-            f"{paired_ratio(times, key, 'floor'):.3f} | {med[key] / med['plain']:.3f} | {target} | {ok} |"
-        )
-    print()
+    med = print_table(times, ROW_ORDER, LABELS, "floor", "plain", TARGETS, images)
     print(
         '`x floor (paired)`: median over rounds of the per-round ratio; rows marked "per round" are '
-        "medians of same-round differences."
+        "medians of same-round differences; the writer's rows are wall-clock waits for the drain, not paired."
     )
-    rest = med["callback"] - med["engine"] - med["render"] - med["sink"]
+    per_pair = (med["methods3"] - med["callback"]) / 2 / med["floor"]
+    paired_pair = statistics.median(
+        (a - b) / 2 / f for a, b, f in zip(times["methods3"], times["callback"], times["floor"], strict=True)
+    )
+    verdict_pair = verdict(per_pair, PAIR_TARGET)
     print(
-        f"- callback split: maps {med['engine'] * 1e3:.0f} ms, rendering + drift + logging "
-        f"{med['split'] * 1e3:.0f} ms per round ({med['split'] / med['callback']:.0%} of the callback); of "
-        f"that, rendering alone {med['render'] * 1e3:.0f} ms, TensorBoard writes + flush alone "
-        f"{med['sink'] * 1e3:.0f} ms (encoding, and {med['crc'] * 1e3:.0f} ms of CRC-32C in the writer's "
-        f"thread, which the flush waits for); "
-        + (
-            f"the rest (captions, drift, call overhead) {rest * 1e3:.0f} ms."
-            if rest > 0
-            else "measured alone the parts add up to a little more than the whole."
-        )
+        f"- each further (layer, method) pair: (3 methods - 1 method) / 2 = {per_pair:.3f} x floor (paired "
+        f"{paired_pair:.3f}); target {verdict_pair[0]}: {verdict_pair[1]}."
     )
     if "multi" in med:
+        extra = (med["multi"] - med["floor_l3_l4"] - (med["callback"] - med["floor"])) / 5 / med["floor"]
         print(
             f"- 2 layers x 3 methods: callback vs the 2-layer floor {med['multi'] / med['floor_l3_l4']:.3f} "
-            f"(paired {paired_ratio(times, 'multi', 'floor_l3_l4'):.3f})."
+            f"(paired {paired_ratio(times, 'multi', 'floor_l3_l4'):.3f}); beyond the 2-layer floor and the "
+            f"one-pair overhead, {extra:.3f} x floor per further pair (5 of them)."
         )
+    print(
+        f"- callback split: maps {med['engine'] * 1e3:.0f} ms, rendering + drift + hand-over "
+        f"{med['split'] * 1e3:.0f} ms per round ({med['split'] / med['callback']:.0%} of the hook); "
+        f"rendering alone {med['render'] * 1e3:.0f} ms. The writer's work for one validation, alone: "
+        f"{med['sink'] * 1e3:.0f} ms; the CRC of its images {med['crc_native'] * 1e3:.2f} ms native against "
+        f"{med['crc_python'] * 1e3:.0f} ms in TensorBoard's pure Python."
+    )
     print(
         f"- checks: the callback's maps equal the floor's (max abs difference {map_diff:.1g} at "
         f"{history_size}x{history_size}); every call wrote all its images and drift scalars, read back from "
         f"the event files ({', '.join(f'{key} {n} calls' for key, n in calls.items())}); each timed call "
-        f"added a median {growth / 1024:.0f} KiB to the event file ({growth_noheat / 1024:.0f} KiB "
-        "without heatmaps), flushed before the hook returned."
+        f"added a median {growth / 1024:.0f} KiB to the event files ({growth_noheat / 1024:.0f} KiB "
+        "without heatmaps), written before the next call."
     )
-    print(f"\n1-minute load average at the end (this run included): {os.getloadavg()[0]:.2f}")
+    if small is not None:
+        print(
+            f"\nSmall CNN ({args.small_images} images of {args.small_size}x{args.small_size}, 3 "
+            f"convolutions, layer `{SMALL_LAYER}`, gradcam), same rounds ({args.clock} clock, {DEVICE})\n"
+        )
+        print_table(times, list(SMALL_LABELS), SMALL_LABELS, "small_floor", "small_plain",
+                    {"small_callback": SMALL_TARGET}, args.small_images)
+    print(f"1-minute load average at the end (this run included): {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -256,8 +256,26 @@ def verdict(value: float, limit: float | None) -> tuple[str, str]:
     return f"<= {limit:.2f}", "yes" if value <= limit else "**no**"
 
 
+def on_device(clock: Callable[[], float], device: str) -> Callable[[], float]:
+    """``clock``, read after the GPU finished its queued work when ``device`` is CUDA (asynchronous)."""
+    if device != "cuda":
+        return clock
+
+    def read() -> float:
+        torch.cuda.synchronize()
+        return clock()
+
+    return read
+
+
+def check_device(device: str) -> torch.device:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here")
+    return torch.device(device)
+
+
 def add_timing_options(parser: argparse.ArgumentParser, reps: int, clock_note: str) -> None:
-    """The options every timing script here takes: --size, --reps, --warmup, --threads, --clock."""
+    """The options every timing script here takes: --size, --reps, --warmup, --threads, --clock, --device."""
     parser.add_argument("--size", type=int, default=None, help="image side (default 224)")
     parser.add_argument("--reps", type=int, default=None, help=f"timed rounds (default {reps})")
     parser.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 2)")
@@ -268,6 +286,7 @@ def add_timing_options(parser: argparse.ArgumentParser, reps: int, clock_note: s
         default="wall",
         help=f"wall: elapsed time (default); cpu: CPU time of this process, all threads ({clock_note})",
     )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the model runs (cpu)")
 
 
 def print_header(script: str, threads: int, extra: str = "") -> None:
@@ -298,10 +317,12 @@ def main() -> None:
     mem_reps = args.mem_reps or (1 if quick else 3)
 
     torch.set_num_threads(args.threads)
-    model = build_model()
+    device = check_device(args.device)
+    model = build_model().to(device)
     print_header("bench_engine.py", args.threads)
     print(
-        f"resnet18 (weights=None, eval), {size}x{size} random images, target = predicted class, "
+        f"resnet18 (weights=None, eval) on {args.device}, {size}x{size} random images, "
+        "target = predicted class, "
         f"{args.clock}-clock medians of {reps} interleaved runs after {warmup} warm-up round(s); "
         "the floor includes the bilinear upsampling and min-max normalisation, like `compute_cam`.\n"
     )
@@ -309,9 +330,10 @@ def main() -> None:
     rows: list[str] = []
     notes: list[str] = []
     for batch in batches:
-        x = build_inputs(batch, size)
+        x = build_inputs(batch, size).to(device)
         diff = check_agreement(model, x)
-        times = time_variants(make_variants(model, x), reps, warmup, CLOCKS[args.clock])
+        clock = on_device(CLOCKS[args.clock], args.device)
+        times = time_variants(make_variants(model, x), reps, warmup, clock)
         med = {key: statistics.median(values) for key, values in times.items()}
         for key in times:
             ratio = med[key] / med["floor"]
@@ -338,7 +360,7 @@ def main() -> None:
         print(f"- {note}")
     sys.stdout.flush()
 
-    if args.no_memory:
+    if args.no_memory or args.device != "cpu":  # the memory part measures host RSS of CPU runs
         print(f"\n1-minute load average at the end (this run included): {os.getloadavg()[0]:.2f}")
         return
     memory = measure_memory(batches, size, args.threads, mem_reps)

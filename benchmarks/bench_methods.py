@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from bench_engine import build_inputs, build_model, floor_gradcam, machine_line
+from bench_engine import build_inputs, build_model, check_device, floor_gradcam, machine_line
 from torch import Tensor
 
 from cam_callback import CAMEngine
@@ -48,9 +48,16 @@ ROWS: list[tuple[str, str, dict[str, Any], str]] = [
 SLOW = {"scorecam", "ablationcam"}
 
 
+SYNC = False  # --device cuda: wait for the GPU before reading the clock
+
+
 def seconds(fn: Callable[[], object]) -> float:
+    if SYNC:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     fn()
+    if SYNC:
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -78,14 +85,18 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="row labels to run (default: all)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default 8; quick 2)")
     parser.add_argument("--size", type=int, default=None, help="image side (default 224; quick 64)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the model runs (cpu)")
     args = parser.parse_args()
+    global SYNC
+    device = check_device(args.device)
+    SYNC = args.device == "cuda"
     batch, size = (2, 64) if args.quick else (8, 224)
     batch, size = args.batch or batch, args.size or size
     reps = args.reps or (2 if args.quick else 5)
     slow_reps = min(args.slow_reps, reps)
 
-    model = build_model()
-    x = build_inputs(batch, size)
+    model = build_model().to(device)
+    x = build_inputs(batch, size).to(device)
     channels = model.layer4[-1].conv2.out_channels
 
     def floor() -> Tensor:
@@ -94,7 +105,7 @@ def main() -> None:
     floor()  # warm-up
     threads = torch.get_num_threads()
     print(f"Machine: {machine_line(threads)}  ")
-    print(f"resnet18, layer4 (K = {channels}), batch {batch}, {size}x{size}  ")
+    print(f"resnet18 on {args.device}, layer4 (K = {channels}), batch {batch}, {size}x{size}  ")
     print(f"floor: bench_engine's floor_gradcam, timed alternately with each row ({reps} reps)")
     copies = batch * channels
     print(f"Score-CAM: {copies} masked images, "

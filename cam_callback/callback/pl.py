@@ -46,6 +46,14 @@ class GradCAMCallback(CAMCallbackCore, Callback):
         self._on_fit_end(trainer, pl_module)
 
     @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._teardown(trainer, pl_module, stage)
+
+    @override
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._on_exception(trainer, pl_module, exception)
+
+    @override
     def state_dict(self) -> dict[str, Any]:
         return self._state()
 

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from ..capture.engine import CAMResult
-from ..render import heatmap_grid, history_grid, image_grid, overlay_grid, saliency_to_image
+from ..core.maps import upsample_maps
+from ..render import (
+    colorize,
+    heatmap_grid,
+    history_grid,
+    image_grid,
+    overlay_grid,
+    saliency_to_image,
+    to_display,
+)
 from ..sinks import ImageRecord, Record, ScalarRecord
 
 __all__ = ["Display", "captions", "summary_records", "validation_records"]
@@ -94,14 +103,18 @@ def validation_records(
     """
     texts = texts if texts is not None else captions(result, labels)
     records: list[Record] = []
+    shown = to_display(inputs, display.mean, display.std)  # once for every pair
+    size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
     for key, normalized in maps.items():
+        heat = colorize(upsample_maps(normalized.float(), size), display.colormap)  # once for both grids
         overlay = overlay_grid(
             inputs, normalized, alpha=display.alpha, colormap=display.colormap, mean=display.mean,
-            std=display.std, captions=texts, boxes=boxes,
+            std=display.std, captions=texts, boxes=boxes, shown=shown, heat=heat,
         )
         records.append(ImageRecord(display.tag("", key), overlay, step, display.image_format))
         if display.log_heatmaps:
-            heatmaps = heatmap_grid(normalized, colormap=display.colormap)
+            same_size = tuple(normalized.shape[-2:]) == size
+            heatmaps = heatmap_grid(normalized, colormap=display.colormap, heat=heat if same_size else None)
             records.append(ImageRecord(display.tag("_heatmap", key), heatmaps, step, "png"))
         if key in result.saliency:
             shown = image_grid(saliency_to_image(result.saliency[key]), captions=texts)

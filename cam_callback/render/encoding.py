@@ -9,12 +9,18 @@ from torch import Tensor
 
 from ..core.checks import check_choice
 
-__all__ = ["IMAGE_FORMATS", "JPEG_QUALITY", "check_image", "encode_image", "encode_jpeg", "encode_png"]
+__all__ = [
+    "IMAGE_FORMATS", "JPEG_QUALITY", "PNG_COMPRESSION", "check_image", "encode_image", "encode_jpeg",
+    "encode_png",
+]
 
 IMAGE_FORMATS = ("png", "jpeg")
 """How an image may be encoded: lossless PNG, or JPEG (far fewer bytes for detailed images)."""
 
 JPEG_QUALITY = 90
+
+PNG_COMPRESSION = 1
+"""zlib level of PNGs: 1 is the fastest; the maps' smooth grids compress well even so."""
 
 
 def check_image(image: Tensor) -> Tensor:
@@ -40,9 +46,9 @@ def encode_jpeg(image: Tensor, quality: int = JPEG_QUALITY) -> bytes:
     return encoded.tobytes()
 
 
-def encode_png(image: Tensor) -> bytes:
-    """Lossless PNG bytes of a ``uint8 [3, H, W]`` RGB image."""
-    ok, encoded = cv2.imencode(".png", _bgr(image))
+def encode_png(image: Tensor, compression: int = PNG_COMPRESSION) -> bytes:
+    """Lossless PNG bytes of a ``uint8 [3, H, W]`` RGB image, zlib level ``compression`` (0-9)."""
+    ok, encoded = cv2.imencode(".png", _bgr(image), [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
     if not ok:
         raise OSError("OpenCV could not encode the image as PNG")
     return encoded.tobytes()

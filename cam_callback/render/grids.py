@@ -98,6 +98,8 @@ def overlay_grid(
     captions: Sequence[str] | None = None,
     pad: int = 2,
     boxes: Sequence[Tensor | None] | None = None,
+    shown: Tensor | None = None,
+    heat: Tensor | None = None,
 ) -> Tensor:
     """Blend colour-mapped maps over their images and tile them into one picture.
 
@@ -121,6 +123,9 @@ def overlay_grid(
         pad: padding in pixels between and around tiles (none for a single tile, as in ``make_grid``).
         boxes: sets of ``[B, 4]`` boxes (x1, y1, x2, y2 in input pixels), one box per tile and set, outlined
             in :data:`~cam_callback.render.boxes.BOX_COLORS` order (green, yellow, ...); None entries skipped.
+        shown: ``to_display(images, mean, std)``, when several grids share it (computed here if None).
+        heat: ``colorize(maps resized to (H, W), colormap)``, when a heatmap grid shares it (computed here
+            if None).
 
     Returns:
         uint8 ``[3, H', W']`` RGB on the CPU, ready for :class:`~cam_callback.sinks.Sink.add_image`.
@@ -130,8 +135,13 @@ def overlay_grid(
         raise ValueError(f"`images` must be [B, C, H, W], got shape {tuple(images.shape)}")
     if images.shape[0] != maps.shape[0]:
         raise ValueError(f"`images` has {images.shape[0]} samples but `maps` has {maps.shape[0]}")
-    maps = upsample_maps(maps.float(), (int(images.shape[-2]), int(images.shape[-1])))
-    tiles = _to_uint8(blend(to_display(images, mean, std), colorize(maps, colormap), alpha))
+    if shown is None:
+        shown = to_display(images, mean, std)
+    if heat is None:
+        heat = colorize(upsample_maps(maps.float(), (int(images.shape[-2]), int(images.shape[-1]))), colormap)
+    if heat.shape != shown.shape:
+        raise ValueError(f"`heat` {tuple(heat.shape)} and `shown` {tuple(shown.shape)} must have one shape")
+    tiles = _to_uint8(blend(shown, heat, alpha))
     for index, box_set in enumerate(boxes or []):
         if box_set is not None:
             tiles = draw_boxes(tiles, box_set, BOX_COLORS[index % len(BOX_COLORS)])
@@ -167,6 +177,7 @@ def heatmap_grid(
     colormap: str = "jet",
     nrow: int | None = None,
     pad: int = 2,
+    heat: Tensor | None = None,
 ) -> Tensor:
     """Tile colour-mapped maps, without images.
 
@@ -175,11 +186,17 @@ def heatmap_grid(
         colormap: an OpenCV colour map name (see :func:`cam_callback.render.colormap_names`).
         nrow: tiles per grid row; default ``ceil(sqrt(B))``.
         pad: padding in pixels between and around tiles.
+        heat: ``colorize(maps, colormap)``, when an overlay grid shares it (computed here if None).
 
     Returns:
         uint8 ``[3, H', W']`` RGB on the CPU.
     """
-    return _tiled(_to_uint8(colorize(_maps_3d(maps), colormap)), nrow, pad)
+    maps = _maps_3d(maps)
+    if heat is None:
+        heat = colorize(maps, colormap)
+    elif heat.shape != (maps.shape[0], 3, *maps.shape[1:]):
+        raise ValueError(f"`heat` must be [B, 3, H, W] for maps {tuple(maps.shape)}, got {tuple(heat.shape)}")
+    return _tiled(_to_uint8(heat), nrow, pad)
 
 
 def history_grid(

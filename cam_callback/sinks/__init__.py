@@ -3,5 +3,9 @@
 from .base import ImageRecord, Record, ScalarRecord, Sink, publish
 from .files import PngSink
 from .tensorboard import TensorBoardSink
+from .writer import BackgroundWriter
 
-__all__ = ["ImageRecord", "PngSink", "Record", "ScalarRecord", "Sink", "TensorBoardSink", "publish"]
+__all__ = [
+    "BackgroundWriter", "ImageRecord", "PngSink", "Record", "ScalarRecord", "Sink", "TensorBoardSink",
+    "publish",
+]

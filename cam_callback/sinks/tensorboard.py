@@ -1,23 +1,28 @@
-"""The TensorBoard sink: a ``SummaryWriter`` (what Lightning's ``TensorBoardLogger.experiment`` is)."""
+"""The TensorBoard sink: events in the run folder of a ``SummaryWriter`` (a ``TensorBoardLogger``'s)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from torch import Tensor
 
 from ..core.checks import check_choice
-from ..render.encoding import IMAGE_FORMATS, check_image, encode_jpeg
+from ..render.encoding import IMAGE_FORMATS, check_image, encode_image
 from .base import check_step
+from .events import EventFile, image_event, scalar_event
 
 __all__ = ["TensorBoardSink"]
 
 
 class TensorBoardSink:
-    """Log to a ``torch.utils.tensorboard.SummaryWriter``.
+    """Log to the run folder of a ``torch.utils.tensorboard.SummaryWriter``.
 
-    Lightning's ``TensorBoardLogger.experiment`` is such a writer. The sink does not own it: ``flush``
-    flushes it, nothing here closes it.
+    Lightning's ``TensorBoardLogger.experiment`` is such a writer. The sink writes its own event file
+    (:class:`~cam_callback.sinks.events.EventFile`, native CRC-32C) into the writer's folder,
+    ``writer.get_logdir()``, where TensorBoard reads it as part of the same run; the writer itself is
+    neither written to nor closed. Each image is encoded once, with OpenCV. A writer without
+    ``get_logdir`` gets the records through its own ``add_image``/``add_scalar``/``flush``.
 
     Args:
         writer: the ``SummaryWriter`` (anything with its ``add_image``/``add_scalar``/``flush``).
@@ -30,34 +35,36 @@ class TensorBoardSink:
                     f"`writer` must be a SummaryWriter (with `{method}`), got {type(writer).__name__}"
                 )
         self.writer = writer
+        get_logdir = getattr(writer, "get_logdir", None)
+        self.events = EventFile(get_logdir()) if callable(get_logdir) else None
 
     def add_image(self, tag: str, image: Tensor, step: int, image_format: str = "png") -> None:
-        """Log a ``uint8 [3, H, W]`` RGB image at ``global_step=step``.
+        """Log a ``uint8 [3, H, W]`` RGB image at ``step``, encoded as ``image_format``.
 
-        ``"png"`` goes through ``writer.add_image`` (lossless). ``"jpeg"``
-        (quality :data:`cam_callback.render.JPEG_QUALITY`) writes the image summary itself: TensorBoard's
-        event writer checksums every byte in pure Python
-        (a few MB/s), so a 224x224 grid of 16 noise-like images costs several hundred milliseconds as
-        PNG and a fifth of that as JPEG. TensorBoard shows both. A writer without a file writer gets PNG.
+        ``"png"`` is lossless (OpenCV, fastest compression level); ``"jpeg"`` is quality
+        :data:`cam_callback.render.JPEG_QUALITY`, far fewer bytes for detailed images. TensorBoard shows both.
         """
         step = check_step(step)
         image = check_image(image)
-        file_writer = getattr(self.writer, "_get_file_writer", None)
-        if check_choice("image_format", image_format, IMAGE_FORMATS) == "png" or file_writer is None:
+        image_format = check_choice("image_format", image_format, IMAGE_FORMATS)
+        if self.events is None:
             self.writer.add_image(tag, image, global_step=step, dataformats="CHW")
             return
-        from tensorboard.compat.proto.summary_pb2 import Summary
-
-        picture = Summary.Image(
-            height=int(image.shape[1]), width=int(image.shape[2]), colorspace=3,
-            encoded_image_string=encode_jpeg(image),
-        )
-        file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=picture)]), step)
+        encoded = encode_image(image, image_format)
+        height, width = int(image.shape[1]), int(image.shape[2])
+        self.events.add(image_event(tag, encoded, height, width, step, time.time()))
 
     def add_scalar(self, tag: str, value: float, step: int) -> None:
-        """Log ``float(value)`` under ``tag`` at ``global_step=step``."""
-        self.writer.add_scalar(tag, float(value), global_step=check_step(step))
+        """Log ``float(value)`` under ``tag`` at ``step``."""
+        step = check_step(step)
+        if self.events is None:
+            self.writer.add_scalar(tag, float(value), global_step=step)
+            return
+        self.events.add(scalar_event(tag, float(value), step, time.time()))
 
     def flush(self) -> None:
-        """Flush the writer's pending events to disk."""
-        self.writer.flush()
+        """Append the pending events to the event file (or flush the writer without a folder)."""
+        if self.events is None:
+            self.writer.flush()
+            return
+        self.events.flush()

@@ -1,0 +1,195 @@
+"""The callback's background writer on a real tiny Trainer: everything written by the end, in order."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import types
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+from lit_models import loaders, make_module_class
+from pytorch_lightning.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cam_callback import GradCAMCallback
+from cam_callback.sinks import BackgroundWriter, ScalarRecord, TensorBoardSink
+
+TinyNet = make_module_class(pl)
+QUIET = dict(
+    enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1, enable_checkpointing=False
+)
+
+
+def _events(log_dir: str) -> EventAccumulator:
+    acc = EventAccumulator(log_dir, size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    return acc
+
+
+def _trainer(tmp_path: Path, callback: GradCAMCallback, max_epochs: int) -> pl.Trainer:
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        callbacks=[callback],
+        logger=TensorBoardLogger(str(tmp_path), name="run"),
+        deterministic=True,
+        **QUIET,
+    )
+
+
+def _writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "cam_callback-writer"]
+
+
+@pytest.fixture
+def slow_images(monkeypatch):
+    """Make the TensorBoard sink slow, so records are still queued when the run ends."""
+    original = TensorBoardSink.add_image
+
+    def slow(self, *args, **kwargs):
+        time.sleep(0.15)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(TensorBoardSink, "add_image", slow)
+
+
+def test_every_image_and_number_of_every_validation_is_in_the_event_files_in_order(tmp_path, slow_images):
+    pl.seed_everything(7, verbose=False)
+    callback = GradCAMCallback(layer="features.3", method=["gradcam", "layercam"], num_samples=4)
+    trainer = _trainer(tmp_path, callback, max_epochs=3)
+    train, val = loaders()
+    trainer.fit(TinyNet(), train, val)
+    assert callback._writer is None and not _writer_threads()  # drained and stopped by the end of fit
+
+    events = _events(trainer.logger.log_dir)
+    steps = [6, 12, 18]  # 6 training batches per epoch, a validation after each
+    for method in ("gradcam", "layercam"):
+        for kind in ("cam", "cam_heatmap"):
+            assert [e.step for e in events.Images(f"{kind}/features.3/{method}")] == steps
+        assert [e.step for e in events.Images(f"cam_summary/features.3/{method}")] == [18]
+        for name in ("change_prev", "change_first", "shift_prev", "shift_first"):
+            assert [e.step for e in events.Scalars(f"cam_drift/features.3/{method}/{name}")] == steps[1:]
+    # The numbers are the history's: drift against the first validation, recomputed from the kept maps.
+    # Per sample 1 - cos, with two blank maps at distance 0 and a blank against a non-blank one at 1.
+    for method in ("gradcam", "layercam"):
+        frames = callback.history.frames()[("features.3", method)].flatten(2).double()
+        distances = []
+        for last, first in zip(frames[2], frames[0], strict=True):
+            norms = float(last.norm()) * float(first.norm())
+            blank = (float(last.norm()) == 0) + (float(first.norm()) == 0)
+            distances.append(1 - float(last @ first) / norms if norms else [0.0, 1.0, 0.0][blank])
+        logged = [e.value for e in events.Scalars(f"cam_drift/features.3/{method}/change_first")]
+        assert logged[-1] == pytest.approx(sum(distances) / len(distances), abs=1e-5)
+    # The logger's own numbers are in its file, at the same steps.
+    assert [e.step for e in events.Scalars("val_loss")] == [5, 11, 17]
+    assert len(list(Path(trainer.logger.log_dir).glob("*tfevents*.cam_callback"))) == 1
+
+
+class FailsAtEpoch(TinyNet):  # type: ignore[misc, valid-type]
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+    def training_step(self, batch, index):
+        if self.current_epoch == 1 and index == 2:
+            raise self.error
+        return super().training_step(batch, index)
+
+
+def test_an_exception_in_fit_still_writes_what_was_queued(tmp_path, slow_images):
+    callback = GradCAMCallback(layer="features.3", num_samples=4)
+    trainer = _trainer(tmp_path, callback, max_epochs=3)
+    with pytest.raises(ValueError, match="user code failed"):
+        trainer.fit(FailsAtEpoch(ValueError("user code failed")), *loaders())
+    assert callback._writer is None and not _writer_threads()
+    events = _events(trainer.logger.log_dir)
+    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [6]
+    assert [e.step for e in events.Images("cam_heatmap/features.3/gradcam")] == [6]
+
+
+def test_a_keyboard_interrupt_in_fit_still_writes_what_was_queued(tmp_path, slow_images):
+    handler = signal.getsignal(signal.SIGINT)
+    callback = GradCAMCallback(layer="features.3", num_samples=4)
+    trainer = _trainer(tmp_path, callback, max_epochs=3)
+    try:
+        with pytest.raises(SystemExit):  # Lightning's graceful shutdown exits after on_exception
+            trainer.fit(FailsAtEpoch(KeyboardInterrupt()), *loaders())
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl+C while shutting down
+    assert not _writer_threads()
+    assert [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")] == [6]
+
+
+class Failing:
+    """A sink whose every write fails."""
+
+    def add_image(self, tag, image, step, image_format="png"):
+        raise OSError("disk full")
+
+    def add_scalar(self, tag, value, step):
+        raise OSError("disk full")
+
+    def flush(self):
+        pass
+
+
+def _failed_writer() -> BackgroundWriter:
+    writer = BackgroundWriter([Failing()])
+    writer.submit([ScalarRecord("cam/x", 1.0, 3)])
+    writer.drain()
+    return writer
+
+
+def _idle_trainer() -> types.SimpleNamespace:
+    return types.SimpleNamespace(sanity_checking=False, current_epoch=0)
+
+
+def test_a_writer_failure_warns_at_the_next_hook_and_once():
+    callback = GradCAMCallback(layer="features.3", every_n_epochs=0)  # the hook then does nothing else
+    callback._writer = _failed_writer()
+    with pytest.warns(
+        RuntimeWarning, match="skipped writing some maps of an earlier validation: OSError: disk full"
+    ):
+        callback.on_validation_end(_idle_trainer(), TinyNet())
+    with warnings_as_errors():
+        callback.on_validation_end(_idle_trainer(), TinyNet())  # reported once only
+    callback._close_writer()
+
+
+def test_a_writer_failure_is_raised_at_the_next_hook_under_strict():
+    callback = GradCAMCallback(layer="features.3", every_n_epochs=0, strict=True)
+    callback._writer = _failed_writer()
+    with pytest.raises(OSError, match="disk full"):
+        callback.on_validation_end(_idle_trainer(), TinyNet())
+    callback._close_writer()
+
+
+def test_a_failure_while_writing_during_fit_warns_and_training_goes_on(tmp_path, monkeypatch):
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(TensorBoardSink, "add_image", broken)
+    callback = GradCAMCallback(layer="features.3", num_samples=2)
+    trainer = _trainer(tmp_path, callback, max_epochs=2)
+    with pytest.warns(RuntimeWarning, match="OSError: disk full"):
+        trainer.fit(TinyNet(), *loaders())
+    assert trainer.current_epoch == 2
+    # The scalars of the same validations were still written.
+    assert [
+        e.step for e in _events(trainer.logger.log_dir).Scalars("cam_drift/features.3/gradcam/change_prev")
+    ] == [12]
+
+
+class warnings_as_errors:
+    def __enter__(self):
+        import warnings
+
+        self._catcher = warnings.catch_warnings()
+        self._catcher.__enter__()
+        warnings.simplefilter("error")
+
+    def __exit__(self, *exc):
+        self._catcher.__exit__(*exc)
+        return False
