@@ -7,6 +7,7 @@ import threading
 import time
 import types
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import pytorch_lightning as pl
@@ -18,7 +19,7 @@ from cam_callback import GradCAMCallback
 from cam_callback.sinks import BackgroundWriter, ScalarRecord, TensorBoardSink
 
 TinyNet = make_module_class(pl)
-QUIET = dict(
+QUIET: dict[str, Any] = dict(
     enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1, enable_checkpointing=False
 )
 
@@ -63,6 +64,7 @@ def test_every_image_and_number_of_every_validation_is_in_the_event_files_in_ord
     trainer.fit(TinyNet(), train, val)
     assert callback._writer is None and not _writer_threads()  # drained and stopped by the end of fit
 
+    assert isinstance(trainer.logger, TensorBoardLogger)
     events = _events(trainer.logger.log_dir)
     steps = [6, 12, 18]  # 6 training batches per epoch, a validation after each
     for method in ("gradcam", "layercam"):
@@ -104,6 +106,7 @@ def test_an_exception_in_fit_still_writes_what_was_queued(tmp_path, slow_images)
     with pytest.raises(ValueError, match="user code failed"):
         trainer.fit(FailsAtEpoch(ValueError("user code failed")), *loaders())
     assert callback._writer is None and not _writer_threads()
+    assert isinstance(trainer.logger, TensorBoardLogger)
     events = _events(trainer.logger.log_dir)
     assert [e.step for e in events.Images("cam/features.3/gradcam")] == [6]
     assert [e.step for e in events.Images("cam_heatmap/features.3/gradcam")] == [6]
@@ -119,6 +122,7 @@ def test_a_keyboard_interrupt_in_fit_still_writes_what_was_queued(tmp_path, slow
     finally:
         signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl+C while shutting down
     assert not _writer_threads()
+    assert isinstance(trainer.logger, TensorBoardLogger)
     assert [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")] == [6]
 
 
@@ -142,8 +146,8 @@ def _failed_writer() -> BackgroundWriter:
     return writer
 
 
-def _idle_trainer() -> types.SimpleNamespace:
-    return types.SimpleNamespace(sanity_checking=False, current_epoch=0)
+def _idle_trainer() -> pl.Trainer:
+    return cast(pl.Trainer, types.SimpleNamespace(sanity_checking=False, current_epoch=0))
 
 
 def test_a_writer_failure_warns_at_the_next_hook_and_once():
@@ -176,6 +180,7 @@ def test_a_failure_while_writing_during_fit_warns_and_training_goes_on(tmp_path,
     with pytest.warns(RuntimeWarning, match="OSError: disk full"):
         trainer.fit(TinyNet(), *loaders())
     assert trainer.current_epoch == 2
+    assert isinstance(trainer.logger, TensorBoardLogger)
     # The scalars of the same validations were still written.
     assert [
         e.step for e in _events(trainer.logger.log_dir).Scalars("cam_drift/features.3/gradcam/change_prev")

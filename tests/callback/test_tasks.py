@@ -104,6 +104,7 @@ def test_a_detection_batch_is_read_from_tuples_of_lists():
     batch = split_batch((images, targets))
     assert isinstance(batch, DetectionBatch)
     torch.testing.assert_close(batch.inputs, torch.stack(images))
+    assert batch.labels is not None and batch.masks is not None
     assert batch.labels.tolist() == [3, -1, 2]  # each sample's first object; -1: none
     assert batch.masks.tolist() == [[1.0, 2.0, 5.0, 6.0], [0.0] * 4, [2.0, 2.0, 4.0, 4.0]]
     with pytest.raises(ValueError, match=r"detection images of different sizes"):
@@ -164,6 +165,6 @@ def test_detection_batches_from_an_iterable_dataset_are_joined():
                 yield torch.full((3, 4, 4), float(i)), {"boxes": box, "labels": torch.tensor([i])}
 
     batch = take_fixed_batch(DataLoader(Stream(), batch_size=2, collate_fn=detection_collate), 3)
-    assert isinstance(batch, DetectionBatch)
+    assert isinstance(batch, DetectionBatch) and batch.labels is not None and batch.masks is not None
     assert batch.inputs[:, 0, 0, 0].tolist() == [0.0, 1.0, 2.0] and batch.labels.tolist() == [0, 1, 2]
     assert batch.masks[:, 0].tolist() == [0.0, 1.0, 2.0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -15,7 +17,9 @@ from cam_callback.callback.core import CAMConfigurationError
 
 timm = pytest.importorskip("timm")
 
-QUIET = {"enable_progress_bar": False, "enable_model_summary": False, "enable_checkpointing": False}
+QUIET: dict[str, Any] = {
+    "enable_progress_bar": False, "enable_model_summary": False, "enable_checkpointing": False
+}
 
 
 class Classifier(pl.LightningModule):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import warnings
+from typing import cast
 
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torchvision.models import VisionTransformer, resnet18, segmentation
 from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
 
@@ -21,14 +22,16 @@ X = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 def _timm_vit(**kwargs) -> nn.Module:
     torch.manual_seed(0)
     options = {"img_size": 32, "patch_size": 8, "num_classes": 3, "depth": 2, "embed_dim": 32, "num_heads": 2}
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, **options, **kwargs).eval()
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **options, **kwargs)
+    return cast(nn.Module, model.eval())
 
 
 def _tv_vit() -> nn.Module:
     torch.manual_seed(0)
-    return VisionTransformer(
+    model = VisionTransformer(
         image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=3
-    ).eval()
+    )
+    return cast(nn.Module, model.eval())
 
 
 def test_known_families_get_a_proper_layer_and_reshape():
@@ -97,9 +100,9 @@ def test_a_map_zero_from_the_relu_alone_says_so():
         nn.Conv2d(3, 1, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 1)
     )
     with torch.no_grad():
-        model[0].weight.fill_(1.0)
-        model[0].bias.fill_(1.0)  # positive activations
-        model[4].weight.fill_(-1.0)
+        cast(nn.Conv2d, model[0]).weight.fill_(1.0)
+        cast(Tensor, cast(nn.Conv2d, model[0]).bias).fill_(1.0)  # positive activations
+        cast(nn.Linear, model[4]).weight.fill_(-1.0)
     x = torch.rand(2, 3, 4, 4)
     message = r"'1' is zero for all 2 samples: the weighted activations are negative"
     with pytest.warns(UserWarning, match=message):

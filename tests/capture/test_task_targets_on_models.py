@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 import torch
 from torchvision.models import segmentation
@@ -26,7 +28,7 @@ def deeplab() -> torch.nn.Module:
     with torch.no_grad():  # random weights predict class 2 everywhere: make class 1 win
         out = model(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)))["out"]
         model.classifier[-1].bias[1] += (out.amax(1) - out[:, 1]).median()
-    return model
+    return cast(torch.nn.Module, model)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def detector() -> torch.nn.Module:
     model = fasterrcnn_mobilenet_v3_large_320_fpn(
         weights=None, weights_backbone=None, num_classes=3, min_size=64, max_size=64, box_score_thresh=0.0
     )
-    return model.eval()
+    return cast(torch.nn.Module, model.eval())
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +141,7 @@ def test_multilabel_target_picks_the_highest_scoring_positive_label():
     labels = torch.tensor([[1, 0, 0, 1], [0, 1, 1, 0], [0, 0, 0, 0]])
     # sample 0: positives 0 (0.5) and 3 (1.0) -> 3; sample 1: 1 (0.1) and 2 (0.2) -> 2;
     # sample 2: no positive label -> its argmax, 2
-    target = MultiLabelTarget().bind(labels=labels)
+    target = cast(MultiLabelTarget, MultiLabelTarget().bind(labels=labels))
     assert target.classes(logits).tolist() == [3, 2, 2]
     torch.testing.assert_close(target(logits), torch.tensor([1.0, 0.2, 2.0]))
     torch.testing.assert_close(MultiLabelTarget(class_index=1)(logits), torch.tensor([2.0, 0.1, 1.0]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any, cast
 
 import pytest
 import torch
@@ -16,7 +17,8 @@ timm = pytest.importorskip("timm")
 def _vit(**kwargs) -> torch.nn.Module:
     torch.manual_seed(0)
     options = {"img_size": 32, "num_classes": 3, "depth": 2, "embed_dim": 48, "num_heads": 2, **kwargs}
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, **options).eval()
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **options)
+    return cast(torch.nn.Module, model.eval())
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def images() -> torch.Tensor:
 
 def _by_hand(model: torch.nn.Module, images: torch.Tensor, layer: torch.nn.Module, prefix: int):
     """Grad-CAM written out: tokens after ``prefix`` laid out row by row on a square grid."""
-    store = {}
+    store: dict[str, torch.Tensor] = {}
     handle = layer.register_forward_hook(lambda m, i, o: store.setdefault("a", o))
     try:
         logits = model(images)
@@ -57,7 +59,7 @@ def test_register_tokens_are_read_from_the_model(vit_reg, images):
 def test_a_wrapping_module_still_finds_the_prefix_tokens(vit_reg, images):
     wrapper = torch.nn.Module()
     wrapper.model = vit_reg
-    wrapper.forward = lambda x: vit_reg(x)  # type: ignore[method-assign]
+    wrapper.forward = lambda x: vit_reg(x)
     engine = CAMEngine(wrapper, "model.blocks.1.norm1", reshape="tokens")
     assert engine.reshape == TokenGrid(None, True, 5)
 
@@ -76,27 +78,28 @@ def test_no_class_token_with_registers_and_gap():
     assert model.num_prefix_tokens == 4
     x = torch.rand(1, 3, 32, 32)
     ours = compute_cam(model, x, "blocks.1.norm1", reshape="tokens", raw=True)
-    torch.testing.assert_close(ours, _by_hand(model, x, model.blocks[-1].norm1, prefix=4))
+    torch.testing.assert_close(ours, _by_hand(model, x, cast(Any, model).blocks[-1].norm1, prefix=4))
 
 
 def test_a_plain_vit_drops_one_class_token(images):
     model = _vit(patch_size=8)
     assert model.num_prefix_tokens == 1
     ours = compute_cam(model, images, "blocks.1.norm1", reshape="tokens", raw=True)
-    torch.testing.assert_close(ours, _by_hand(model, images, model.blocks[-1].norm1, prefix=1))
+    torch.testing.assert_close(ours, _by_hand(model, images, cast(Any, model).blocks[-1].norm1, prefix=1))
 
 
 @pytest.fixture(scope="module")
 def swin() -> torch.nn.Module:
     torch.manual_seed(0)
-    return timm.create_model(
+    model = timm.create_model(
         "swin_tiny_patch4_window7_224", pretrained=False, img_size=32, num_classes=3, depths=(1, 1),
         embed_dim=16, num_heads=(1, 1), window_size=2,
-    ).eval()
+    )
+    return cast(torch.nn.Module, model.eval())
 
 
 def test_swin_stage_with_nhwc_equals_a_hand_written_grad_cam(swin, images):
-    store = {}
+    store: dict[str, torch.Tensor] = {}
     handle = swin.layers[-1].register_forward_hook(lambda m, i, o: store.setdefault("a", o))
     try:
         logits = swin(images)
@@ -132,7 +135,7 @@ def test_convnext_internals_nhwc_and_its_blocks_need_none(images):
     inner = "stages.2.blocks.1.norm"
     with pytest.warns(UserWarning, match=r"\(2, 2, 2, 160\), which looks channels-last"):
         compute_cam(model, images, inner)
-    store = {}
+    store: dict[str, torch.Tensor] = {}
     handle = model.stages[2].blocks[1].norm.register_forward_hook(lambda m, i, o: store.setdefault("a", o))
     try:
         logits = model(images)

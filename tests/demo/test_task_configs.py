@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cam_callback import GradCAMCallback
@@ -47,8 +49,9 @@ def test_task_config_trains_and_logs_its_maps(config, tmp_path):
         cli = main(args)
     skipped = [str(w.message) for w in caught if "skipped" in str(w.message)]
     assert skipped == []  # no validation's maps were skipped
-    callback = next(c for c in cli.trainer.callbacks if isinstance(c, GradCAMCallback))
+    callback = next(c for c in cast(Any, cli.trainer).callbacks if isinstance(c, GradCAMCallback))
     assert type(callback.target) is target_class
+    assert isinstance(cli.trainer.logger, TensorBoardLogger)
     events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0, "scalars": 0})
     events.Reload()
     for method in methods:
@@ -68,7 +71,8 @@ def test_a_reshape_object_is_built_from_the_command_line(tmp_path):
         "--config", str(ROOT / "configs" / "demo.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}",
         f"--trainer.callbacks.init_args.reshape={reshape}",
     ]
-    callback = next(c for c in main(args, run=False).trainer.callbacks if isinstance(c, GradCAMCallback))
+    trainer = cast(Any, main(args, run=False).trainer)
+    callback = next(c for c in trainer.callbacks if isinstance(c, GradCAMCallback))
     assert callback.options.reshape_fn == TokenGrid((4, 4), True, 5)
 
 
@@ -78,7 +82,8 @@ def test_a_target_object_with_arguments_from_the_command_line(tmp_path):
         "--config", str(ROOT / "configs" / "tasks" / "detection.yaml"),
         f"--trainer.logger.init_args.save_dir={tmp_path}", f"--trainer.callbacks.init_args.target={target}",
     ]
-    callback = next(c for c in main(args, run=False).trainer.callbacks if isinstance(c, GradCAMCallback))
+    trainer = cast(Any, main(args, run=False).trainer)
+    callback = next(c for c in trainer.callbacks if isinstance(c, GradCAMCallback))
     assert isinstance(callback.target, DetectionTarget)
     # the config's own init_args (match: box) are kept, the given one is added
     assert (callback.target.class_index, callback.target.match) == (2, "box")
@@ -96,6 +101,7 @@ def test_without_a_target_each_task_gets_its_default(name, tmp_path):
         warnings.simplefilter("always")
         cli = main(args)
     assert [str(w.message) for w in caught if "GradCAMCallback" in str(w.message)] == []
+    assert isinstance(cli.trainer.logger, TensorBoardLogger)
     events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0})
     events.Reload()
     assert len(events.Images(f"cam/{layer}/{methods[0]}")) == 1
@@ -110,6 +116,7 @@ def test_a_detector_that_keeps_no_box_gets_a_warning_not_an_empty_map(tmp_path):
     message = r"NoDetectionsError: the detector returned no box .*box_score_thresh"
     with pytest.warns(RuntimeWarning, match=message):
         cli = main(args)
+    assert isinstance(cli.trainer.logger, TensorBoardLogger)
     events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0})
     events.Reload()
     assert events.Tags()["images"] == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -14,7 +16,7 @@ def test_shared_display_images_and_heat_give_the_same_grids():
     maps = torch.rand(4, 12, 12, generator=generator)
     shown = to_display(images, [0.5, 0.4, 0.3], [0.2, 0.2, 0.2])
     heat = colorize(maps, "turbo")
-    options = dict(
+    options: dict[str, Any] = dict(
         alpha=0.3, colormap="turbo", mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.2], captions=list("abcd")
     )
     alone = overlay_grid(images, maps, **options)
