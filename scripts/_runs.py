@@ -61,7 +61,11 @@ def events(run: str | Path) -> EventAccumulator:
 
 
 def per_validation(accumulator: EventAccumulator, tag: str) -> list[float]:
-    """The values of a scalar logged once per validation (or per epoch), oldest first ([] if absent)."""
+    """The values of a scalar logged once per validation (or per epoch), oldest first ([] if absent).
+
+    What the callback logs at step 0, when training starts (before any validation), is left out.
+    """
     if tag not in accumulator.Tags()["scalars"]:
         return []
-    return [event.value for event in sorted(accumulator.Scalars(tag), key=lambda e: (e.step, e.wall_time))]
+    events = sorted(accumulator.Scalars(tag), key=lambda e: (e.step, e.wall_time))
+    return [event.value for event in events if event.step > 0]

@@ -82,6 +82,8 @@ def logged_maps(run: Path, layer: str, method: str) -> tuple[list[int], np.ndarr
     per_row, pad = math.ceil(math.sqrt(count)), 2
     steps, frames = [], []
     for event in run_events(run).Images(f"cam_heatmap/{layer}/{method}"):
+        if event.step == 0:
+            continue  # the callback's maps when training starts, before the first epoch
         grid = cv2.imdecode(np.frombuffer(event.encoded_image_string, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
         tiles = []
         for k in range(count):

@@ -78,9 +78,12 @@ def reference_map(method: str, activations: Tensor, gradients: Tensor | None) ->
     maps = torch.zeros(batch, height, width, dtype=torch.float64)
     for b in range(batch):
         if method == "eigencam":
+            # The first principal component: centre each channel over the positions, then project the
+            # centred [hw, K] matrix on its first right singular vector (an SVD, not the code's eigh).
             matrix = a_all[b].reshape(channels, height * width).T  # rows: positions, columns: channels
-            _, vectors = torch.linalg.eigh(matrix.T @ matrix)
-            projection = matrix @ vectors[:, -1]
+            centred = matrix - matrix.mean(dim=0)
+            _, _, right = torch.linalg.svd(centred, full_matrices=False)
+            projection = centred @ right[0]
             if projection[projection.abs().argmax()] < 0:
                 projection = -projection
             maps[b] = projection.clamp(min=0).reshape(height, width)

@@ -42,14 +42,14 @@ def test_train_shapes_logs_overlays_and_drift_scalars(tmp_path, shortcut):
     for layer in ("model.features.7", "model.features.5"):  # features.-1 is logged under its resolved name
         for method in ("gradcam", "gradcam++"):
             overlays = events.Images(f"cam/{layer}/{method}")
-            assert [e.step for e in overlays] == [3, 6]  # 24 images in batches of 8: 3 steps an epoch
+            assert [e.step for e in overlays] == [0, 3, 6]  # training starts; 24 images in batches of 8
             assert (overlays[0].width, overlays[0].height) == (2 * 32 + 3 * 2,) * 2  # 4 tiles, 2 x 2
             assert f"cam_heatmap/{layer}/{method}" in images
             assert f"cam_summary/{layer}/{method}" in images
             for name in ("energy_in_mask", "pointing_game"):
                 values = [e.value for e in events.Scalars(f"cam_drift/{layer}/{method}/{name}")]
-                assert len(values) == 2 and all(0.0 <= v <= 1.0 for v in values)
-            assert len(events.Scalars(f"cam_drift/{layer}/{method}/change_prev")) == 1  # from the 2nd on
+                assert len(values) == 3 and all(0.0 <= v <= 1.0 for v in values)  # step 0 too
+            assert len(events.Scalars(f"cam_drift/{layer}/{method}/change_prev")) == 2  # from the 2nd on
             assert (run / f"cam_summary_{layer}_{method}.png").is_file()
     assert {"val/acc", "train/acc"} <= scalars
     assert len(events.Scalars("val/acc")) == 2

@@ -29,6 +29,7 @@ from ..core.tokens import LayerReshape
 from ..render import IMAGE_FORMATS, check_normalization, colormap_lut
 from ..sinks import BackgroundWriter, PngSink, Sink, TensorBoardSink
 from .history import MapHistory
+from .preflight import CAMConfigurationError, check_first_maps
 from .publishing import Display, summary_records, validation_records
 from .samples import DetectionBatch, FixedBatch, KeySpec, first_dataloader, take_fixed_batch
 from .tasks import default_target, explained_boxes, task_captions, task_of
@@ -37,10 +38,6 @@ from .trainer import LightningNamespace, TrainerLike
 __all__ = ["CAMCallbackCore", "CAMConfigurationError"]
 
 _TARGETS = ("label", "predicted")
-
-
-class CAMConfigurationError(ValueError):
-    """A setting of the callback that cannot work with this model or data; raised even when not strict."""
 
 
 def _as_list(name: str, value: str | Sequence[str] | None) -> list[str]:
@@ -57,6 +54,23 @@ def _check_key(name: str, value: Any) -> KeySpec:
     if value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     raise TypeError(f"`{name}` must be a tuple position (int), a dict key (str) or None, got {value!r}")
+
+
+def _check_tag_prefix(value: Any) -> str:
+    """The prefix without its outer slashes: a name, or names joined by ``/``, each fit for a folder."""
+    text = check_str("tag_prefix", value).strip("/")
+    if not text:
+        raise ValueError(
+            f"`tag_prefix` must name something, got {value!r} (the tags would start with '/'); use a name "
+            "such as 'cam'"
+        )
+    for part in text.split("/"):
+        if part in ("", ".", "..") or "\\" in part or "\0" in part:
+            raise ValueError(
+                f"`tag_prefix`: {value!r} cannot be a folder of the PNG files ({part!r}); use plain names "
+                "joined by '/', such as 'cam' or 'attention/cam'"
+            )
+    return text
 
 
 def _check_target(target: Any) -> Any:
@@ -86,6 +100,13 @@ class CAMCallbackCore:
     validation, also when it raises or is interrupted. Training is untouched: weights, buffers, optimizer
     state, RNG streams, ``.grad`` and train/eval modes are the same bit for bit as without the callback.
 
+    When training starts it computes the maps once (logged at step 0: the untrained model's maps, the origin
+    of ``change_first``); settings that cannot work fail there with :class:`CAMConfigurationError`, before
+    the first training step, strict or not (see :mod:`~cam_callback.callback.preflight`). Each ``fit``,
+    ``validate`` or ``test`` run takes its own samples and starts its own history, unless restored from a
+    checkpoint; the history keeps at most :data:`~cam_callback.callback.history.MAX_FRAMES` frames per
+    (layer, method).
+
     Args:
         layer: layer path(s) as in ``model.named_modules()`` (``"layer4"``, ``"features.-1"``). ``None``
             picks the last module whose output is a spatial feature map.
@@ -105,15 +126,18 @@ class CAMCallbackCore:
         input_key, label_key, mask_key: where to read inputs, labels and object masks (or boxes
             ``[B, 4]``) from a batch: a position in a tuple or a dict key. ``None`` fits ``(x, y[, mask])``
             and dicts with common keys (``image``, ``label``, ``mask``, ...).
-        mean, std: per-channel normalisation to undo for display; ``None`` shows each image min-max scaled.
+        mean, std: the normalisation to undo for display, one number per channel or one for all;
+            ``None`` shows each image min-max scaled.
         log_heatmaps: also log a grid of the plain heatmaps.
         image_format: ``"jpeg"`` (quality 90) or ``"png"`` for the overlay and saliency grids in TensorBoard.
             Photographs make large PNGs (a 16-image 224x224 grid of noise-like images about 1.9 MB against
             0.35 MB). Heatmap and summary grids are always PNG (smooth, small, and lossless so their colours
             map back to values). Encoding and writing happen in a background thread either way.
         history_size: largest side of the maps kept for drift and the end-of-fit summary.
-        tag_prefix: first part of every tag (``<prefix>/<layer>/<method>``).
-        strict: re-raise errors instead of warning and skipping that validation's maps.
+        tag_prefix: first part of every tag (``<prefix>/<layer>/<method>``): a name, or names joined by
+            ``/``, each fit for a folder of the PNG files.
+        strict: re-raise errors instead of warning and skipping that validation's maps (errors of the
+            run's first maps stop the run either way).
         reshape: turn a layer's output into a feature map (see :class:`CAMEngine`): ``"tokens"`` (the
             model's prefix tokens dropped, square grid), ``"tokens:HxW"``, ``"tokens-all"``, ``"nhwc"``
             (channels-last outputs), or a :class:`~cam_callback.core.tokens.LayerReshape` object (from YAML
@@ -147,8 +171,8 @@ class CAMCallbackCore:
         input_key: int | str | None = None,
         label_key: int | str | None = None,
         mask_key: int | str | None = None,
-        mean: list[float] | None = None,
-        std: list[float] | None = None,
+        mean: float | list[float] | None = None,
+        std: float | list[float] | None = None,
         log_heatmaps: bool = True,
         image_format: str = "jpeg",
         history_size: int = 32,
@@ -172,7 +196,7 @@ class CAMCallbackCore:
         colormap_lut(colormap, "cpu")  # raises with the valid names
         normalization = check_normalization(mean, std)
         self.display = Display(
-            tag_prefix=check_str("tag_prefix", tag_prefix).strip("/"),
+            tag_prefix=_check_tag_prefix(tag_prefix),
             alpha=check_float("alpha", alpha, low=0.0, high=1.0),
             colormap=colormap,
             mean=normalization[0] if normalization else None,
@@ -198,6 +222,8 @@ class CAMCallbackCore:
         self._warned: set[str] = set()
         self._validated_this_fit = False
         self._auto_reshape: str | None = None  # what the automatic layer needs, when `reshape` is None
+        self._checked = False  # whether this run's first maps were computed (see the preflight module)
+        self._directory: str | None = None  # this run's folder for files, once chosen
 
     # ------------------------------------------------------------------ the options, as given
 
@@ -259,13 +285,40 @@ class CAMCallbackCore:
     # ------------------------------------------------------------------ the hooks (each shell calls them)
 
     def _setup(self, trainer: TrainerLike, pl_module: nn.Module, stage: str) -> None:
-        """Check layer names against the model before the first training step (errors are never skipped)."""
+        """Start a new run: forget the last run's samples and maps, and check the layer names.
+
+        Lightning restores a checkpoint's callback state after ``setup``, so a resumed run gets its samples
+        and history back (:meth:`_restore`). Layer errors are never skipped.
+        """
+        self.layers = list(self._configured_layers)
         for layer in self.layers:
             resolve_layer(pl_module, layer)
         self._close_writer()
+        self._batch = None
+        self.history.clear()
+        self._auto_reshape = None
         self._engine = None
         self._sinks = None
+        self._directory = None
+        self._warned.clear()
         self._validated_this_fit = False
+        self._checked = False
+
+    def _on_train_start(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
+        """Compute the run's first maps before the first training step: a step-0 frame and the checks.
+
+        A resumed run (its history restored) is checked the same way, but logs nothing: its last frame is
+        already there. When Lightning has not loaded the validation data yet (``check_val_every_n_epoch``
+        above 1 without a sanity check), the first validation the callback runs at does this instead.
+        """
+        if self.every_n_epochs == 0 or self._checked:
+            return
+        source = "val" if trainer.enable_validation else "train"
+        if source == "val" and first_dataloader(trainer.val_dataloaders) is None:
+            return
+        if source == "train":
+            self._warn_once("no-val", "no validation data: explaining the first training samples instead")
+        self._check_first(trainer, pl_module, source, "when training starts", keep=self.history.recorded == 0)
 
     def _on_validation_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
         """Explain the fixed batch after a validation (not the sanity check)."""
@@ -305,6 +358,9 @@ class CAMCallbackCore:
         # Lightning's own rule (check_val_every_n_epoch): epochs n-1, 2n-1, ... counting from 0.
         if self.every_n_epochs == 0 or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
+        if not self._checked:  # the run's first maps (under validate, or no validation data at train start)
+            self._check_first(trainer, pl_module, source, f"at the validation of step {trainer.global_step}")
+            return
         if not self._computes_here(trainer):
             return
         try:
@@ -314,6 +370,18 @@ class CAMCallbackCore:
             raise
         except Exception as error:  # noqa: BLE001 - a long run must survive a failing visualisation
             self._fail(error, f"the maps at step {trainer.global_step}")
+
+    def _check_first(
+        self, trainer: TrainerLike, pl_module: nn.Module, source: str, when: str, *, keep: bool = True
+    ) -> None:
+        """The run's first maps, on every rank at once; any failure stops the run (strict or not)."""
+        self._checked = True
+
+        def attempt() -> None:
+            if self._computes_here(trainer):
+                self._observe(trainer, pl_module, self._fixed_batch(trainer, pl_module, source), keep=keep)
+
+        check_first_maps(trainer, attempt, when)
 
     def _computes_here(self, trainer: TrainerLike) -> bool:
         """Rank 0 computes alone, except under sharded strategies, where every forward gathers parameters."""
@@ -340,17 +408,42 @@ class CAMCallbackCore:
             loader = first_dataloader(loaders)
             if loader is None:
                 raise RuntimeError(f"no {source} DataLoader to take the samples from")
-            self._batch = take_fixed_batch(loader, self.num_samples, *self.keys)
+            batch = take_fixed_batch(loader, self.num_samples, *self.keys)
+            self._check_labels(batch)
+            if len(batch.inputs) < self.num_samples:
+                data = "validation" if source == "val" else "training"
+                self._warn_once(
+                    "few-samples",
+                    f"`num_samples` is {self.num_samples}, but the {data} data has only {len(batch.inputs)} "
+                    f"samples: explaining those {len(batch.inputs)}",
+                )
+            self._batch = batch
         if self._batch.inputs.device != device:
             self._batch = self._batch.to(device)
-        if self.target == "label" and self._batch.labels is None:
-            message = (
-                "`target='label'` but the batches carry no labels; set `label_key` or use target='predicted'"
-            )
-            if self.strict:
-                raise CAMConfigurationError(message)
-            self._warn_once("no-labels", f"{message}. Explaining the predicted class instead")
         return self._batch
+
+    def _check_labels(self, batch: FixedBatch) -> None:
+        """Labels that ``target`` cannot use are an error when asked for, and a warning by default."""
+        labels = batch.labels
+        if self.target == "label" and labels is None:
+            raise CAMConfigurationError(
+                "`target='label'` but the batches carry no labels; set `label_key` to where they are, or use "
+                "target='predicted'"
+            )
+        if labels is not None and labels.is_floating_point():
+            if self.target == "label":
+                raise CAMConfigurationError(
+                    f"`target='label'` explains each sample's true class, but the labels are "
+                    f"{str(labels.dtype).removeprefix('torch.')} numbers, not class indices (regression "
+                    "targets?); use target='predicted' (for a single output: the output itself) or a class "
+                    "index"
+                )
+            if self.target is None:
+                self._warn_once(
+                    "float-labels",
+                    "the labels are not class indices but numbers (regression targets?): explaining the "
+                    "predicted class (for a single output, the output itself); set `target` to choose",
+                )
 
     def _engine_for(self, pl_module: nn.Module, batch: FixedBatch) -> CAMEngine:
         if self._engine is None or self._engine.model is not pl_module:
@@ -374,7 +467,10 @@ class CAMCallbackCore:
     def _target(self, batch: FixedBatch) -> Any:
         return default_target(task_of(batch), self.target, batch)
 
-    def _observe(self, trainer: TrainerLike, pl_module: nn.Module, batch: FixedBatch) -> None:
+    def _observe(
+        self, trainer: TrainerLike, pl_module: nn.Module, batch: FixedBatch, *, keep: bool = True
+    ) -> None:
+        """Explain the batch, record the maps and publish them; with ``keep=False`` only draw them."""
         engine = self._engine_for(pl_module, batch)
         precision = trainer.precision_plugin
         inputs = precision.convert_input(batch.inputs)
@@ -384,15 +480,19 @@ class CAMCallbackCore:
         if not trainer.is_global_zero:
             return
         step = int(trainer.global_step)
-        # Every pair's numbers first, so a failure while rendering cannot leave the histories out of step.
         maps = {key: result.normalized(*key) for key in result.raw}
-        scalars = {key: self.history.record(*key, value, step, batch.masks) for key, value in maps.items()}
+        # Every pair's numbers first, so a failure while rendering cannot leave the histories out of step;
+        # a resumed run's check (keep=False) records nothing: its last frame is already in the history.
+        record = self.history.record
+        scalars = {key: record(*key, value, step, batch.masks) for key, value in maps.items()} if keep else {}
         task = task_of(batch)
         records = validation_records(
             result, maps, scalars, batch.inputs, batch.labels, step, self.display,
             texts=task_captions(task, result, batch.labels, target),
             boxes=[batch.masks, explained_boxes(result.outputs, target)] if task == "detection" else None,
         )
+        if not keep:
+            return
         self._writer_for(trainer).submit(records)
 
     def _writer_for(self, trainer: TrainerLike) -> BackgroundWriter:
@@ -423,20 +523,30 @@ class CAMCallbackCore:
             tensorboard = self.namespace.tensorboard_logger
             writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, tensorboard)]
             self._sinks = [TensorBoardSink(w) for w in writers]
-            if not self._sinks:
-                directory = _run_directory(trainer)
+            if not self._sinks and (directory := self._file_directory(trainer)) is not None:
                 where = os.path.join(directory, self.tag_prefix)
                 self._warn_once("png", f"no TensorBoard logger: writing PNG files under {where}")
                 self._sinks = [PngSink(directory)]
         return self._sinks
+
+    def _file_directory(self, trainer: TrainerLike) -> str | None:
+        """This run's folder for PNG files (chosen once a run), or None under ``fast_dev_run``."""
+        if getattr(trainer, "fast_dev_run", False):  # its loggers are a dummy that writes nothing
+            message = "fast_dev_run: the maps are computed and checked, but no file is written"
+            self._warn_once("fast-dev-run", message)
+            return None
+        if self._directory is None:
+            self._directory = _run_directory(trainer)
+        return self._directory
 
     def _log_summary(self, trainer: TrainerLike) -> None:
         images = self._batch.inputs.cpu() if self._batch is not None else None  # the history is on the CPU
         frames = self.history.frames()
         steps = {key: self.history.steps(*key) for key in frames}
         records = summary_records(frames, steps, images, int(trainer.global_step), self.display)
-        summary_file = PngSink(_run_directory(trainer), one_file_per_tag=True)
-        self._writer_for(trainer).submit(records, [*self._sinks_for(trainer), summary_file])
+        directory = self._file_directory(trainer)
+        files = [PngSink(directory, one_file_per_tag=True)] if directory is not None else []
+        self._writer_for(trainer).submit(records, [*self._sinks_for(trainer), *files])
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -448,12 +558,19 @@ def _device_of(module: nn.Module) -> torch.device:
 
 
 def _run_directory(trainer: TrainerLike) -> str:
-    """The run's log directory, read from the first logger.
+    """The run's log directory: the first logger's, else a new ``lightning_logs/version_<n>`` folder.
 
-    Not ``trainer.log_dir``: it broadcasts, so rank 0 alone must not call it.
+    The new folder lies under ``trainer.default_root_dir``, numbered after the versions already there (as
+    Lightning numbers its loggers' runs), and is made at once, so two runs never share one. Not
+    ``trainer.log_dir``: it broadcasts, so rank 0 alone must not call it.
     """
     for logger in trainer.loggers:
         directory = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
         if directory:
             return str(directory)
-    return str(trainer.default_root_dir)
+    root = os.path.join(str(trainer.default_root_dir), "lightning_logs")
+    taken = os.listdir(root) if os.path.isdir(root) else []
+    numbers = [int(name[8:]) for name in taken if name.startswith("version_") and name[8:].isdigit()]
+    directory = os.path.join(root, f"version_{max(numbers, default=-1) + 1}")
+    os.makedirs(directory)
+    return directory

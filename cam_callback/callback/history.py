@@ -9,29 +9,68 @@ from torch import Tensor
 
 from ..core.drift import as_masks, centre_of_mass, cosine_distance, energy_in_mask, pointing_game, shrink_maps
 
-__all__ = ["MapHistory"]
+__all__ = ["MAX_FRAMES", "MapHistory", "kept_ordinals"]
 
 _SEPARATOR = "::"
 
+MAX_FRAMES = 12
+"""The most frames the history keeps per (layer, method), so also the summary's most columns."""
+
+
+def kept_ordinals(count: int, max_frames: int = MAX_FRAMES) -> list[int]:
+    """Which of ``count`` recordings (numbered 0, 1, ...) a history of at most ``max_frames`` keeps.
+
+    The first, the latest, and every ``s``-th between them, ``s`` the smallest power of two that fits them
+    in ``max_frames``: all of them while they fit, then evenly spaced ones whose spacing doubles as the run
+    grows. Each kept set holds every later one's older members, so frames are only ever dropped, never
+    needed back. With ``max_frames`` 12: 60 recordings keep 0, 8, ..., 56 and 59.
+    """
+    if count <= 0:
+        return []
+    last = count - 1
+    stride = 1
+    while last // stride + 1 + (last % stride != 0) > max_frames:
+        stride *= 2
+    return sorted({*range(0, last + 1, stride), last})
+
 
 class MapHistory:
-    """Small copies (at most ``max_side`` pixels a side, on the CPU) of every validation's maps.
+    """Small copies (at most ``max_side`` pixels a side, on the CPU) of the maps of past validations.
 
     :meth:`record` adds one validation's maps and returns its drift scalars:
     ``change_prev`` / ``change_first`` (mean ``1 - cosine`` similarity against the previous / first
     recorded maps), ``shift_prev`` / ``shift_first`` (mean distance travelled by the maps' centre of mass, in
     input pixels), and with object masks ``energy_in_mask`` (mean share of each map inside its object) and
     ``pointing_game`` (share of maps whose peak lies on the object).
+
+    Bounded: per (layer, method) at most ``max_frames`` frames are kept, the first, the latest and evenly
+    spaced ones between (see :func:`kept_ordinals`), so memory and ``state_dict`` stay the same size however
+    long the run. The first and the previous maps, which the drift compares against, are always kept.
     """
 
-    def __init__(self, max_side: int = 32) -> None:
+    def __init__(self, max_side: int = 32, max_frames: int = MAX_FRAMES) -> None:
+        if max_frames < 2:
+            raise ValueError(f"`max_frames` must be at least 2 (the first and the latest), got {max_frames}")
         self.max_side = max_side
+        self.max_frames = max_frames
         self._maps: dict[tuple[str, str], list[Tensor]] = {}
         self._steps: dict[tuple[str, str], list[int]] = {}
-        self._input_size: tuple[int, int] | None = None
+        self._ordinals: dict[tuple[str, str], list[int]] = {}
 
     def __len__(self) -> int:
+        """The most frames kept for one (layer, method): at most ``max_frames``."""
         return max((len(v) for v in self._maps.values()), default=0)
+
+    @property
+    def recorded(self) -> int:
+        """How many times maps were recorded for one (layer, method), kept or not (the most of any pair)."""
+        return max((v[-1] + 1 for v in self._ordinals.values() if v), default=0)
+
+    def clear(self) -> None:
+        """Forget every frame (a new run starts its own history)."""
+        self._maps.clear()
+        self._steps.clear()
+        self._ordinals.clear()
 
     def record(
         self, layer: str, method: str, maps: Tensor, step: int, masks: Tensor | None = None
@@ -39,7 +78,6 @@ class MapHistory:
         """Add ``maps`` (``[B, H, W]`` in [0, 1] at the input's size) and return the drift scalars."""
         key = (layer, method)
         size = (int(maps.shape[-2]), int(maps.shape[-1]))
-        self._input_size = size
         small = shrink_maps(maps.float(), self.max_side)
         scalars: dict[str, float] = {}
         previous = self._maps.get(key, [])
@@ -53,40 +91,57 @@ class MapHistory:
             objects = as_masks(masks, size)
             scalars["energy_in_mask"] = float(energy_in_mask(maps, objects).mean())
             scalars["pointing_game"] = float(pointing_game(maps, objects).mean())
+        ordinals = self._ordinals.setdefault(key, [])
+        ordinal = ordinals[-1] + 1 if ordinals else 0
         # A copy, never the caller's tensor (small maps are not shrunk).
         self._maps.setdefault(key, []).append(small.detach().to("cpu", copy=True))
         self._steps.setdefault(key, []).append(int(step))
+        ordinals.append(ordinal)
+        self._thin(key)
         return scalars
 
+    def _thin(self, key: tuple[str, str]) -> None:
+        """Drop the frames of ``key`` that :func:`kept_ordinals` no longer keeps."""
+        ordinals = self._ordinals[key]
+        keep = set(kept_ordinals(ordinals[-1] + 1, self.max_frames))
+        chosen = [i for i, ordinal in enumerate(ordinals) if ordinal in keep]
+        self._maps[key] = [self._maps[key][i] for i in chosen]
+        self._steps[key] = [self._steps[key][i] for i in chosen]
+        self._ordinals[key] = [ordinals[i] for i in chosen]
+
     def frames(self) -> dict[tuple[str, str], Tensor]:
-        """``{(layer, method): [T, B, h, w]}`` with one frame per recorded validation."""
+        """``{(layer, method): [T, B, h, w]}``: the kept frames, oldest first (``T <= max_frames``)."""
         return {key: torch.stack(maps) for key, maps in self._maps.items() if maps}
 
     def steps(self, layer: str, method: str) -> list[int]:
-        """Global steps of the recorded validations of one (layer, method)."""
+        """Global steps of the kept frames of one (layer, method)."""
         return list(self._steps.get((layer, method), []))
 
     def state_dict(self) -> dict[str, Any]:
-        """Tensors only, keyed ``"layer::method"``."""
+        """Tensors and ints only, keyed ``"layer::method"``; as bounded as the history itself."""
+
+        def keyed(table: dict[tuple[str, str], list[Any]], stack: Any) -> dict[str, Tensor]:
+            return {f"{layer}{_SEPARATOR}{method}": stack(v) for (layer, method), v in table.items() if v}
+
         return {
             "max_side": self.max_side,
-            "maps": {
-                f"{layer}{_SEPARATOR}{method}": torch.stack(v)
-                for (layer, method), v in self._maps.items()
-                if v
-            },
-            "steps": {
-                f"{layer}{_SEPARATOR}{method}": torch.tensor(v)
-                for (layer, method), v in self._steps.items()
-                if v
-            },
+            "maps": keyed(self._maps, torch.stack),
+            "steps": keyed(self._steps, torch.tensor),
+            "ordinals": keyed(self._ordinals, torch.tensor),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        self._maps = {
-            tuple(k.split(_SEPARATOR, 1)): list(v.unbind(0)) for k, v in state.get("maps", {}).items()
-        }
-        self._steps = {tuple(k.split(_SEPARATOR, 1)): v.tolist() for k, v in state.get("steps", {}).items()}
+        """Restore what :meth:`state_dict` returned (a state saved before frames were numbered works too)."""
+
+        def split(key: str) -> tuple[str, str]:
+            layer, method = key.split(_SEPARATOR, 1)
+            return layer, method
+
+        self._maps = {split(k): list(v.unbind(0)) for k, v in state.get("maps", {}).items()}
+        self._steps = {split(k): v.tolist() for k, v in state.get("steps", {}).items()}
+        saved = {split(k): v.tolist() for k, v in state.get("ordinals", {}).items()}
+        self._ordinals = {key: saved.get(key, list(range(len(maps)))) for key, maps in self._maps.items()}
+        for key in self._maps:
+            self._thin(key)  # a longer history saved before the bound, or under a larger one
         if self._maps:  # keep the saved maps' size, so that new maps compare with them
             self.max_side = int(state.get("max_side", self.max_side))

@@ -35,6 +35,10 @@ class GradCAMCallback(CAMCallbackCore, Callback):
         self._setup(trainer, pl_module, stage)
 
     @override
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._on_train_start(trainer, pl_module)
+
+    @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._on_validation_end(trainer, pl_module)
 

@@ -25,9 +25,12 @@ from ..render import (
 )
 from ..sinks import ImageRecord, Record, ScalarRecord
 
-__all__ = ["Display", "captions", "summary_records", "validation_records"]
+__all__ = ["SUMMARY_TILE_SIDE", "Display", "captions", "summary_records", "validation_records"]
 
 MapKey = tuple[str, str]  # (layer, method)
+
+SUMMARY_TILE_SIDE = 64
+"""The longer side, in pixels, of each tile of the end-of-fit summary."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ class Display:
 def captions(result: CAMResult, labels: Tensor | None) -> list[str] | None:
     """One caption per sample, ``y=<label> p=<predicted> <probability of the target>``.
 
-    Only for ``[B, classes]`` outputs (None for any other output).
+    Float labels are written to 3 significant digits (``y=0.123``). Only for ``[B, classes]`` outputs (None
+    for any other output).
     """
     outputs = result.outputs
     if not isinstance(outputs, Tensor) or outputs.dim() != 2:
@@ -66,9 +70,14 @@ def captions(result: CAMResult, labels: Tensor | None) -> list[str] | None:
     probs_list = target_prob.cpu().tolist()
     label_list = labels.cpu().tolist() if labels is not None else [None] * len(probs_list)
     return [
-        (f"y={y} " if y is not None else "") + f"p={p} {q:.2f}"
+        (f"y={_label_text(y)} " if y is not None else "") + f"p={p} {q:.2f}"
         for y, p, q in zip(label_list, predicted_list, probs_list, strict=True)
     ]
+
+
+def _label_text(label: int | float) -> str:
+    """A class index as it is; a float label (a regression target) to 3 significant digits."""
+    return f"{label:.3g}" if isinstance(label, float) else str(label)
 
 
 def validation_records(
@@ -130,8 +139,13 @@ def summary_records(
     images: Tensor | None,
     step: int,
     display: Display,
+    tile_side: int = SUMMARY_TILE_SIDE,
 ) -> list[ImageRecord]:
     """The end-of-fit summary of each (layer, method): samples as rows, validations as columns.
+
+    Bounded: the columns are the history's frames (at most
+    :data:`~cam_callback.callback.history.MAX_FRAMES`, plus the images), each tile ``tile_side`` pixels
+    on its longer side whatever the input's size.
 
     Args:
         frames: ``[T, B, h, w]`` stored maps by (layer, method), oldest first.
@@ -139,13 +153,14 @@ def summary_records(
         images: the fixed batch's inputs ``[B, C, H, W]`` on the frames' device (a first column), or None.
         step: the global step the summary is logged at.
         display: how to draw and tag them.
+        tile_side: the tiles' longer side in pixels.
     """
     records = []
     for key, stack in frames.items():
         column_captions = ([""] if images is not None else []) + [f"step {s}" for s in steps[key]]
         grid = history_grid(
             stack, colormap=display.colormap, images=images, mean=display.mean, std=display.std,
-            column_captions=column_captions,
+            column_captions=column_captions, tile_side=tile_side,
         )
         records.append(ImageRecord(display.tag("_summary", key), grid, step, "png"))
     return records

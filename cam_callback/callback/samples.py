@@ -152,6 +152,14 @@ def split_batch(
     Defaults fit ``(x, y)`` / ``(x, y, mask)`` tuples, dicts with common keys (``image``/``input``/``x``,
     ``label``/``target``/``y``, ``mask``/``box``) and torchvision's detection batches ``(images, targets)``
     (tuples of image tensors and of dicts with ``boxes`` and ``labels``, read as a :class:`DetectionBatch`).
+
+    An explicit ``label_key`` or ``mask_key`` whose value cannot be used is an error; so are masks whose
+    size is not the images', and anything under a mask's name. Found by default, a value that is no label
+    per sample, or a third tuple item that is no mask at all, is left out.
+
+    Raises:
+        KeyError: a key or position that is not in the batch.
+        ValueError: no image batch under ``input_key``; labels or masks that do not fit (see above).
     """
     if input_key is None:
         detection = _detection_batch(batch)
@@ -161,13 +169,58 @@ def split_batch(
     if not isinstance(inputs, Tensor) or inputs.dim() != 4:
         got = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
         raise ValueError(f"`input_key`: expected an image batch [B, C, H, W], found {got}")
-    labels = _pick(batch, label_key, LABEL_KEYS, 1, "label")
-    masks = _pick(batch, mask_key, MASK_KEYS, 2, "mask")
-    # [B] classes or regression targets, [B, C] multi-hot labels or [B, 1] regression targets
-    fits = isinstance(labels, Tensor) and labels.dim() in (1, 2) and len(labels) == len(inputs)
-    labels = labels if fits else None
-    masks = masks if isinstance(masks, Tensor) else None
+    labels = _labels(_pick(batch, label_key, LABEL_KEYS, 1, "label"), label_key, len(inputs))
+    found = _pick(batch, mask_key, MASK_KEYS, 2, "mask")
+    masks = _masks(found, mask_key, inputs, guessed=mask_key is None and not isinstance(batch, Mapping))
     return FixedBatch(inputs.detach(), labels, masks)
+
+
+def _described(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {list(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
+def _labels(value: Any, key: KeySpec, count: int) -> Tensor | None:
+    """Labels of each sample, or None when taken by default and unusable.
+
+    ``[B]`` integer classes or float targets, ``[B, C]`` multi-hot labels or ``[B, 1]`` regression targets.
+    """
+    if isinstance(value, Tensor) and value.dim() in (1, 2) and len(value) == count and not value.is_complex():
+        if value.dim() == 2 or value.dtype != torch.bool:
+            return value
+    if key is not None:
+        raise ValueError(
+            f"`label_key`: {key!r} holds {_described(value)}, not labels of each sample (a [B] or [B, C] "
+            f"tensor, here B={count}); point `label_key` at the labels, or leave it None (with "
+            "target='predicted' when the batches carry none)"
+        )
+    return None
+
+
+def _masks(value: Any, key: KeySpec, inputs: Tensor, guessed: bool) -> Tensor | None:
+    """Masks ``[B, H, W]`` / ``[B, 1, H, W]`` of the images' size or boxes ``[B, 4]``; None if there are none.
+
+    ``guessed``: the value is merely the third item of a tuple, which may be something else than masks.
+    """
+    count, height, width = len(inputs), int(inputs.shape[-2]), int(inputs.shape[-1])
+    if not isinstance(value, Tensor):
+        if key is None:
+            return None
+        raise ValueError(f"`mask_key`: {key!r} holds {_described(value)}, not masks or boxes")
+    boxes = value.dim() == 2 and value.shape[1] == 4
+    masks = value.dim() == 3 or (value.dim() == 4 and value.shape[1] == 1)
+    if not (boxes or masks) and guessed:
+        return None  # a third tuple item of another kind
+    if (boxes or masks) and len(value) == count and (boxes or tuple(value.shape[-2:]) == (height, width)):
+        return value
+    what = "the masks hold" if key is None else f"{key!r} holds"
+    raise ValueError(
+        f"`mask_key`: {what} {_described(value)}, but the images "
+        f"are {count} x {height}x{width}: masks must be [B, H, W] (or [B, 1, H, W]) of the images' size, "
+        "or boxes [B, 4] (x1, y1, x2, y2 in pixels); resize the masks with the images in the dataset, or "
+        "point `mask_key` at the right item"
+    )
 
 
 def take_fixed_batch(

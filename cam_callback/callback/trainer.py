@@ -75,6 +75,8 @@ class TrainerLike(Protocol):
         """The run's root folder."""
         ...
 
+    # Also read, with getattr as the Trainer sets it only in __init__: ``fast_dev_run``.
+
 
 @dataclass(frozen=True)
 class LightningNamespace:

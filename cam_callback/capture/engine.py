@@ -76,10 +76,21 @@ def _as_feature_map(name: str, tensor: Tensor, reshape: ActivationReshape | None
         tensor = reshape(tensor)
     if tensor.dim() != 4:
         raise ValueError(
-            f"layer {name!r} gives shape {tuple(tensor.shape)}, not a [B, C, h, w] feature map; pick a "
+            f"`layer` {name!r} gives shape {tuple(tensor.shape)}, not a [B, C, h, w] feature map; pick a "
             "convolutional layer or pass `reshape` to turn its output into one"
         )
     return tensor.float()
+
+
+def _not_reached(names: list[str]) -> str:
+    """Why no gradient came back to the layer(s) ``names``, and what would work."""
+    return (
+        f"`layer` {', '.join(map(repr, names))}: the target scores do not depend on the layer's output as "
+        "autograd sees it. If the layer runs inside torch.utils.checkpoint with use_reentrant=True, the "
+        "reentrant checkpoint hides the layer's output from autograd: use use_reentrant=False, or choose a "
+        "`layer` outside the checkpointed part. Otherwise the forward detaches (or runs under no_grad) "
+        "after the layer, or does not use its output: choose a layer whose output reaches the scores"
+    )
 
 
 def _per_copy_target(classes: Tensor | None, target: Target) -> Tensor | Callable[[Any], Tensor]:
@@ -222,7 +233,7 @@ class CAMEngine:
             gradients: Sequence[Tensor | None] = [None] * len(activations)
             if self.needs_gradients:
                 if not scores.requires_grad:
-                    raise RuntimeError("the target scores do not depend on the chosen layer(s)")
+                    raise RuntimeError(_not_reached(list(self.layers)))
                 gradients = torch.autograd.grad(scores.sum(), activations, allow_unused=True)
             fixed = _per_copy_target(classes, target)
             raw: RawMaps = {}
@@ -232,7 +243,7 @@ class CAMEngine:
                     self._layout_checked.add(name)
                     warn_if_channels_last(name, self.layers[name], activation)
                 if self.needs_gradients and gradient is None:
-                    raise RuntimeError(f"the target scores do not depend on layer {name!r}")
+                    raise RuntimeError(_not_reached([name]))
                 spatial_gradient = None
                 if gradient is not None:
                     spatial_gradient = _as_feature_map(name, gradient, self.reshape)

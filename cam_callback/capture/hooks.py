@@ -33,12 +33,12 @@ class LayerCapture:
         def hook(module: nn.Module, args: Any, output: Any) -> Tensor:
             if not isinstance(output, Tensor):
                 raise TypeError(
-                    f"layer {name!r} returned {type(output).__name__}, not a tensor; choose a layer whose "
+                    f"`layer` {name!r} returned {type(output).__name__}, not a tensor; choose a layer whose "
                     "output is a feature map"
                 )
             if name in self.activations:
                 raise ValueError(
-                    f"layer {name!r} ran more than once in one forward (a shared module); choose a layer "
+                    f"`layer` {name!r} ran more than once in one forward (a shared module); choose a layer "
                     "that runs once"
                 )
             if not self.track_gradients:

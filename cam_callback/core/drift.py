@@ -72,16 +72,23 @@ def boxes_to_masks(boxes: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def as_masks(masks_or_boxes: Tensor, size: tuple[int, int]) -> Tensor:
-    """Boolean ``[B, H, W]`` object masks from masks ``[B, H, W]`` / ``[B, 1, H, W]`` or boxes ``[B, 4]``."""
+    """Boolean ``[B, H, W]`` object masks from masks ``[B, H, W]`` / ``[B, 1, H, W]`` or boxes ``[B, 4]``.
+
+    Masks must have the input's ``size``: one of another size (even another aspect ratio) is refused, not
+    resized, since where it would land on the image is a guess. Float masks count as the object above 0.5.
+    """
     m = masks_or_boxes
     if m.dim() == 2 and m.shape[1] == 4:
         return boxes_to_masks(m, size)
     if m.dim() == 4 and m.shape[1] == 1:
         m = m[:, 0]
     if m.dim() != 3:
-        raise ValueError(f"masks must be [B, H, W] or boxes [B, 4], got {tuple(m.shape)}")
+        raise ValueError(f"masks must be [B, H, W] or boxes [B, 4], got {tuple(masks_or_boxes.shape)}")
     if tuple(m.shape[-2:]) != tuple(size):
-        m = F.interpolate(m.unsqueeze(1).float(), size=size, mode="nearest").squeeze(1)
+        raise ValueError(
+            f"masks of {m.shape[-2]}x{m.shape[-1]} do not match the {size[0]}x{size[1]} images; give masks "
+            "of the images' size (resize them with the images) or boxes [B, 4]"
+        )
     return m > 0.5 if m.is_floating_point() else m.bool()
 
 

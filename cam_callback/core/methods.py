@@ -106,17 +106,20 @@ def layercam(activations: Tensor, gradients: Tensor) -> Tensor:
 
 
 def eigencam(activations: Tensor, gradients: Tensor | None = None) -> Tensor:
-    """Eigen-CAM (Muhammad & Yeasin 2020): projection of A onto its first principal direction.
+    """Eigen-CAM (Muhammad & Yeasin 2020): the activations' first principal component, as a map.
 
-    A is read as an ``[h*w, K]`` matrix per image; the map is ``A v_1`` with ``v_1`` the first right singular
-    vector, its sign chosen so the entry of largest magnitude is positive (the salient region), then ReLU.
-    Needs no gradients.
+    A is read as an ``[h*w, K]`` matrix per image (positions as rows, channels as columns) and centred:
+    each channel's mean over the positions is subtracted. The map is the centred matrix projected on its
+    first principal direction ``v_1`` (its first right singular vector), ``(A - mean) v_1``, with the sign
+    chosen so that the entry of largest magnitude is positive (the salient region), then ReLU. Needs no
+    gradients. A layer with a single position, or constant channels, has nothing to centre: the map is zero.
 
-    ``A v_1`` equals ``s_1 u_1``, so it is found from the eigen-decomposition of the smaller Gram matrix,
-    ``A A^T`` (``[hw, hw]``) or ``A^T A`` (``[K, K]``), in float64: several times faster than an SVD of ``A``.
+    ``(A - mean) v_1`` equals ``s_1 u_1``, so it is found from the eigen-decomposition of the smaller Gram
+    matrix (``[hw, hw]`` or ``[K, K]``), in float64: several times faster than an SVD.
     """
     b, k, h, w = activations.shape
     matrix = activations.reshape(b, k, h * w).transpose(1, 2).double()  # [B, hw, K]
+    matrix = matrix - matrix.mean(dim=1, keepdim=True)  # centre each channel over the positions
     if h * w <= k:
         values, vectors = torch.linalg.eigh(matrix @ matrix.transpose(1, 2))  # ascending eigenvalues
         projection = vectors[..., -1] * values[:, -1:].clamp(min=0).sqrt()  # s_1 u_1, up to sign
@@ -135,8 +138,9 @@ def combine(weights: Tensor, activations: Tensor, *, eigen_smooth: bool = False)
         weights: ``[B, K]`` per channel, or ``[B, K, h, w]`` per element (HiResCAM, LayerCAM).
         activations: ``[B, K, h, w]``.
         eigen_smooth: replace the sum over channels by the projection of the weighted activations
-            ``w_k A^k`` onto their first principal direction, computed as :func:`eigencam` does for ``A``
-            (uncentred, sign chosen so the entry of largest magnitude is positive, then ReLU). It keeps the
+            ``w_k A^k`` on their first principal direction, computed as :func:`eigencam` does for ``A``
+            (centred over the positions, sign chosen so the entry of largest magnitude is positive, then
+            ReLU). It keeps the
             dominant pattern of the weighted channels and drops the rest, which smooths noisy maps.
 
     Returns:

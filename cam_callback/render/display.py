@@ -15,33 +15,46 @@ from ..core.checks import check_float, check_floats
 __all__ = ["blend", "check_normalization", "saliency_to_image", "three_channels", "to_display"]
 
 
-def check_normalization(
-    mean: Sequence[float] | None, std: Sequence[float] | None
-) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """Validate a per-channel ``mean``/``std`` pair: both or neither, lists of numbers, ``std`` positive.
+Normalization = float | Sequence[float]
+"""One number for every channel, or one per channel."""
 
-    Returns ``(mean, std)`` as tuples of floats, or None when neither is given.
+
+def _numbers(name: str, values: Normalization, positive: bool = False) -> tuple[float, ...]:
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        values = [values]
+    return check_floats(name, values, positive=positive)
+
+
+def check_normalization(
+    mean: Normalization | None, std: Normalization | None
+) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """Validate a ``mean``/``std`` pair: both or neither, each a number or list of numbers, ``std`` positive.
+
+    A single number (or a one-item list) stands for every channel. Returns ``(mean, std)`` as tuples of
+    floats, or None when neither is given.
     """
     if (mean is None) != (std is None):
         raise ValueError("`mean` and `std` go together: give both or neither")
     if mean is None or std is None:
         return None
-    return check_floats("mean", mean), check_floats("std", std, positive=True)
+    return _numbers("mean", mean), _numbers("std", std, positive=True)
 
 
 def _channel_stats(values: tuple[float, ...], argument: str, channels: int, like: Tensor) -> Tensor:
+    if len(values) == 1:
+        values = values * channels  # one number for every channel
     if len(values) != channels:
         raise ValueError(
-            f"`{argument}` has {len(values)} value(s) but the images have {channels} channel(s); "
-            f"give one value per channel"
+            f"`{argument}` has {len(values)} values but the images have {channels} channel(s); give one "
+            f"value per channel, or a single number for all of them"
         )
     return torch.tensor(values, dtype=torch.float32, device=like.device).view(1, -1, 1, 1)
 
 
 def to_display(
     images: Tensor,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
+    mean: Normalization | None = None,
+    std: Normalization | None = None,
 ) -> Tensor:
     """Turn network inputs back into displayable RGB images, on their own device.
 
@@ -54,8 +67,8 @@ def to_display(
 
     Args:
         images: ``[B, C, H, W]`` network inputs, any float dtype and device.
-        mean: per-channel means of the normalisation, ``C`` values; give both or neither.
-        std: per-channel standard deviations, ``C`` values.
+        mean: the normalisation's means, ``C`` values or one for every channel; give both or neither.
+        std: its standard deviations, ``C`` values or one for every channel.
 
     Returns:
         float32 ``[B, 3, H, W]`` in [0, 1] on ``images.device``.

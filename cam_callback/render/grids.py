@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision.utils import make_grid
 
@@ -75,6 +76,13 @@ def _tile_origins(count: int, nrow: int, height: int, width: int, pad: int) -> l
     return [
         (pad + (k // columns) * (height + pad), pad + (k % columns) * (width + pad)) for k in range(count)
     ]
+
+
+def _resized(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """``[N, C, h, w]`` floats resized to ``size`` (bilinear; antialiased, so shrinking does not alias)."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 def _maps_3d(maps: Tensor) -> Tensor:
@@ -209,6 +217,7 @@ def history_grid(
     alpha: float | None = None,
     column_captions: Sequence[str] | None = None,
     pad: int = 2,
+    tile_side: int | None = None,
 ) -> Tensor:
     """How each sample's map changed over training: one row per sample, one column per validation.
 
@@ -224,30 +233,36 @@ def history_grid(
         column_captions: one label per column (``T``, or ``T + 1`` with ``images``), e.g. ``"epoch 3"``,
             drawn on the tiles of the first row; an empty string leaves a tile bare.
         pad: padding in pixels between and around tiles.
+        tile_side: the tiles' longer side in pixels, the aspect ratio kept: images and maps are resized to
+            it (bilinear, antialiased), so the grid's size depends on ``T`` and ``B`` alone, not on the
+            input's size. ``None``: the images' size (the maps' without ``images``).
 
     Returns:
         uint8 ``[3, B * (H + pad) + pad, K * (W + pad) + pad]`` RGB on the CPU, ``K`` the number of
-        columns (a single tile comes unpadded).
+        columns and ``H x W`` the tile size (a single tile comes unpadded).
     """
     if frames.ndim != 4:
         raise ValueError(f"`frames` must be [T, B, h, w], got shape {tuple(frames.shape)}")
     steps, count = frames.shape[:2]
     frames = frames.float()
-    height, width = frames.shape[-2:]
-    columns: list[Tensor] = []  # each [B, 3, H, W] uint8
+    height, width = int(frames.shape[-2]), int(frames.shape[-1])
+    if images is not None and (images.ndim != 4 or images.shape[0] != count):
+        raise ValueError(
+            f"`images` must be [B, C, H, W] with B={count} (from `frames`), got shape {tuple(images.shape)}"
+        )
+    if images is None and alpha is not None:
+        raise ValueError("`alpha` blends maps over `images`; give `images` too or leave `alpha` as None")
+    if images is not None:
+        height, width = int(images.shape[-2]), int(images.shape[-1])
+    if tile_side is not None:
+        scale = check_int("tile_side", tile_side, minimum=1) / max(height, width)
+        height, width = max(1, round(height * scale)), max(1, round(width * scale))
+    columns: list[Tensor] = []  # each [B, 3, height, width] uint8
     shown: Tensor | None = None
     if images is not None:
-        if images.ndim != 4 or images.shape[0] != count:
-            raise ValueError(
-                f"`images` must be [B, C, H, W] with B={count} (from `frames`), "
-                f"got shape {tuple(images.shape)}"
-            )
-        height, width = images.shape[-2:]
-        shown = to_display(images, mean, std)
+        shown = _resized(to_display(images, mean, std), (height, width))
         columns.append(_to_uint8(shown))
-    elif alpha is not None:
-        raise ValueError("`alpha` blends maps over `images`; give `images` too or leave `alpha` as None")
-    flat = upsample_maps(frames.reshape(steps * count, *frames.shape[-2:]), (height, width))
+    flat = _resized(frames.reshape(steps * count, 1, *frames.shape[-2:]), (height, width))[:, 0]
     heat = colorize(flat, colormap).view(steps, count, 3, height, width)
     for t in range(steps):
         tile = heat[t] if alpha is None or shown is None else blend(shown, heat[t], alpha)

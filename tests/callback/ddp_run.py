@@ -1,6 +1,6 @@
 """A 2-process CPU DDP fit (gloo), run as a script by test_ddp.py.
 
-Usage: ``python ddp_run.py OUT_DIR with|without``.
+Usage: ``python ddp_run.py OUT_DIR with|without|bad`` (``bad``: a class index out of range).
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from cam_callback import GradCAMCallback
 def main(out_dir: str, mode: str) -> None:
     pl.seed_everything(3, verbose=False)
     model = make_module_class(pl)()
-    callbacks = [GradCAMCallback(layer="features.3", num_samples=4, strict=True)] if mode == "with" else []
+    options = {"with": {}, "bad": {"target": 99}}
+    callbacks = []
+    if mode in options:
+        callbacks = [GradCAMCallback(layer="features.3", num_samples=4, strict=True, **options[mode])]
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,

@@ -16,6 +16,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cam_callback import CAMOptions, GradCAMCallback
+from cam_callback.callback import CAMConfigurationError
 
 TinyNet: Any = make_module_class(pl)
 
@@ -120,7 +121,8 @@ def test_training_is_bit_for_bit_the_same(tmp_path, settings):
     model, trainer = _fit(tmp_path / "with", [callback, probe], dict_batches=True, **settings)
     _assert_same_training(plain, _snapshot(model, trainer))
     assert probe.checked >= 2
-    assert len(callback.history) == probe.checked  # the maps were really computed at every validation
+    # The maps were really computed at every validation, and once when training started (the step-0 frame).
+    assert callback.history.recorded == probe.checked + 1
 
 
 def test_mid_epoch_validation_keeps_a_half_done_accumulation(tmp_path):
@@ -137,7 +139,8 @@ def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
     _, trainer = _fit(tmp_path, [callback], dict_batches=True, val_check_interval=0.5)
     events = _events(trainer.logger.log_dir)
     images = set(events.Tags()["images"])
-    expected_steps = [3, 6, 9, 12]  # 12 samples / 2 = 6 steps an epoch, validation every 3 steps
+    # The step-0 frame when training starts, then 12 samples / 2 = 6 steps an epoch, validation every 3 steps.
+    expected_steps = [0, 3, 6, 9, 12]
     for method in ("gradcam", "eigencam"):
         assert f"cam/features.3/{method}" in images
         assert f"cam_heatmap/features.3/{method}" in images
@@ -196,15 +199,17 @@ def test_not_run_in_sanity_check_and_every_n_epochs(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=2, every_n_epochs=2)
     _, trainer = _fit(tmp_path, [callback], max_epochs=4, num_sanity_val_steps=2)
     steps = [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")]
-    assert steps == [12, 24]  # after epochs 1 and 3 (6 steps each); nothing at step 0 from the sanity check
+    # When training starts, then after epochs 1 and 3 (6 steps each); no more at step 0 from the sanity check.
+    assert steps == [0, 12, 24]
 
 
 def test_every_n_epochs_follows_lightnings_check_val_every_n_epoch(tmp_path):
-    # Lightning validates after epochs 1 and 3 here; the callback with the same n must run at both.
+    # Lightning validates after epochs 1 and 3 here; the callback with the same n must run at both (and once
+    # when training starts: the sanity check has loaded the validation data by then).
     callback = GradCAMCallback(layer="features.3", num_samples=2, every_n_epochs=2)
     _, trainer = _fit(tmp_path, [callback], max_epochs=4, check_val_every_n_epoch=2)
     steps = [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")]
-    assert steps == [12, 24]
+    assert steps == [0, 12, 24]
 
 
 def test_trainer_validate_runs_under_inference_mode(tmp_path):
@@ -267,6 +272,16 @@ def test_engine_options_reach_the_engine_and_guided_methods_log_saliency(tmp_pat
         (dict(target="labels"), ValueError, "'label', 'predicted'"),
         (dict(mean=[0.5, 0.5, 0.5]), ValueError, "`mean` and `std`"),
         (dict(image_format="jpg"), ValueError, r"valid: 'png', 'jpeg'"),
+        (dict(layer=2), TypeError, r"`layer` must be a str or a list of str, got int 2"),
+        (dict(mean=[0.5, 0.5], std="a"), TypeError, r"`std` must be a list of numbers, got str"),
+        (dict(history_size="a"), TypeError, r"`history_size` must be an int, got str 'a'"),
+        (dict(history_size=2.5), TypeError, r"`history_size` must be an int, got float 2.5"),
+        (dict(alpha="a"), TypeError, r"`alpha` must be a number, got str 'a'"),
+        (dict(num_samples=True), TypeError, r"`num_samples` must be an int, got bool True"),
+        (dict(tag_prefix=""), ValueError, r"`tag_prefix` must name something, got ''.*such as 'cam'"),
+        (dict(tag_prefix="/"), ValueError, r"`tag_prefix` must name something"),
+        (dict(tag_prefix="../cam"), ValueError, r"`tag_prefix`: '../cam' cannot be a folder of the PNG"),
+        (dict(tag_prefix="a\\b"), ValueError, r"`tag_prefix`: .* cannot be a folder"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, error, match):
@@ -275,11 +290,15 @@ def test_bad_arguments_are_named(kwargs, error, match):
 
 
 class Exploding(GradCAMCallback):
-    def _observe(self, trainer, pl_module, batch):
-        raise RuntimeError("boom")
+    """Its first maps (when training starts) succeed; every later computation raises."""
+
+    def _observe(self, trainer, pl_module, batch, **kwargs):
+        if trainer.global_step > 0:
+            raise RuntimeError("boom")
+        super()._observe(trainer, pl_module, batch, **kwargs)
 
 
-def test_a_failure_warns_and_training_goes_on(tmp_path):
+def test_a_failure_after_the_first_maps_warns_and_training_goes_on(tmp_path):
     plain = _snapshot(*_fit(tmp_path / "a", []))
     with pytest.warns(RuntimeWarning, match="skipped the maps at step .*boom"):
         model, trainer = _fit(tmp_path / "b", [Exploding(layer="features.3")])
@@ -297,7 +316,7 @@ def test_without_tensorboard_writes_png_files_and_says_so(tmp_path):
     with pytest.warns(UserWarning, match="no TensorBoard logger: writing PNG files under"):
         _, trainer = _fit(tmp_path, [callback], logger=CSVLogger(str(tmp_path), name="csv"), max_epochs=1)
     folder = os.path.join(trainer.log_dir, "cam", "features.3", "gradcam")
-    assert sorted(os.listdir(folder)) == ["step_00000006.png"]
+    assert sorted(os.listdir(folder)) == ["step_00000000.png", "step_00000006.png"]
 
 
 def test_label_is_the_default_target_and_predicted_otherwise(tmp_path):
@@ -330,14 +349,18 @@ def _fit_without_val_labels(tmp_path, callback, max_epochs):
     return trainer
 
 
-def test_label_target_without_labels_warns_and_explains_the_prediction(tmp_path):
-    callback = GradCAMCallback(layer="features.3", num_samples=2, target="label")
-    with pytest.warns(UserWarning, match="carry no labels.*predicted class instead"):
-        trainer = _fit_without_val_labels(tmp_path, callback, max_epochs=2)
-    assert trainer.current_epoch == 2 and len(callback.history) == 2
-    strict = GradCAMCallback(layer="features.3", num_samples=2, target="label", strict=True)
-    with pytest.raises(ValueError, match="carry no labels"):
-        _fit_without_val_labels(tmp_path / "strict", strict, max_epochs=1)
+@pytest.mark.parametrize("strict", [False, True])
+def test_label_target_without_labels_stops_the_run_before_training(tmp_path, strict):
+    # It used to warn and explain the predicted class: a setting that cannot work as asked, so an error.
+    callback = GradCAMCallback(layer="features.3", num_samples=2, target="label", strict=strict)
+    with pytest.raises(CAMConfigurationError, match="`target='label'` but the batches carry no labels"):
+        _fit_without_val_labels(tmp_path, callback, max_epochs=1)
+
+
+def test_default_target_without_labels_explains_the_prediction(tmp_path):
+    callback = GradCAMCallback(layer="features.3", num_samples=2)
+    trainer = _fit_without_val_labels(tmp_path, callback, max_epochs=2)
+    assert trainer.current_epoch == 2 and callback.history.recorded == 3
 
 
 def test_no_validation_data_uses_training_samples_once_warned(tmp_path):
@@ -351,7 +374,7 @@ def test_no_validation_data_uses_training_samples_once_warned(tmp_path):
         trainer.fit(TinyNet(), train)
     assert callback._batch is not None and isinstance(trainer.logger, TensorBoardLogger)
     assert torch.equal(callback._batch.inputs.cpu(), torch.stack([train.dataset[i][0] for i in range(2)]))
-    assert [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")] == [6, 12]
+    assert [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")] == [0, 6, 12]
 
 
 def test_state_survives_a_checkpoint_and_resume(tmp_path):
@@ -369,7 +392,9 @@ def test_state_survives_a_checkpoint_and_resume(tmp_path):
     trainer2.fit(TinyNet(), train, val, ckpt_path=ckpt)
     assert resumed._batch is not None and isinstance(trainer2.logger, TensorBoardLogger)
     assert torch.equal(resumed._batch.inputs.cpu(), callback._batch.inputs.cpu())
-    assert len(resumed.history) == 2  # one validation from the first run, one after resuming
+    # The first run's step-0 frame and validation, then one validation after resuming: the resumed run's
+    # own check when training starts logs nothing.
+    assert resumed.history.steps("features.3", "gradcam") == [0, 6, 12]
     events = _events(trainer2.logger.log_dir)
     steps = [e.step for e in events.Scalars("cam_drift/features.3/gradcam/change_prev")]
     assert steps == [12]
@@ -387,7 +412,7 @@ def test_automatic_layer_survives_a_resume(tmp_path):
     )
     trainer2.fit(TinyNet(), train, val, ckpt_path=trainer.checkpoint_callback.best_model_path)
     assert resumed.layers == ["features"]
-    assert len(resumed.history) == 2
+    assert len(resumed.history) == 3  # step 0 and 6 of the first run, 12 of the second
 
 
 def test_two_callbacks_keep_separate_state(tmp_path):
@@ -422,7 +447,7 @@ def test_between_validations_only_the_batch_and_history_are_held(tmp_path):
     model, _ = _fit(tmp_path, [callback], max_epochs=2)
     held = _tensors_in(callback, set())
     frames = callback.history.frames()[("features.3", "gradcam")]
-    assert frames.shape == (2, 4, 16, 16)  # two validations of 4 maps at the input's 16x16
+    assert frames.shape == (3, 4, 16, 16)  # step 0 and two validations of 4 maps at the input's 16x16
     batch = callback._batch
     assert batch is not None
     expected = {id(t) for t in (batch.inputs, batch.labels, batch.masks) if t is not None}
@@ -430,7 +455,7 @@ def test_between_validations_only_the_batch_and_history_are_held(tmp_path):
     assert {id(t) for t in held} == expected  # nothing else: no activations, gradients or outputs
     assert all(t.grad_fn is None and not t.requires_grad for t in held)
     history_bytes = sum(t.numel() * t.element_size() for t in _tensors_in(callback.history, set()))
-    assert history_bytes == 2 * 4 * 16 * 16 * 4  # float32 frames, nothing more
+    assert history_bytes == 3 * 4 * 16 * 16 * 4  # float32 frames, nothing more
 
 
 def test_automatic_layer_choice(tmp_path):

@@ -15,14 +15,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 HERE = os.path.dirname(__file__)
 
 
-def _run(out_dir, mode):
+def _run(out_dir, mode, returncode=0):
     helpers = os.path.dirname(HERE)  # tests/, where lit_models lives
     env = dict(os.environ, PYTHONPATH=helpers + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run(
         [sys.executable, os.path.join(HERE, "ddp_run.py"), str(out_dir), mode],
         env=env, capture_output=True, text=True, timeout=300,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert (done.returncode == 0) == (returncode == 0), done.stderr[-3000:]
+    return done
 
 
 def test_ddp_two_processes(tmp_path):
@@ -33,8 +34,8 @@ def test_ddp_two_processes(tmp_path):
         watched = torch.load(tmp_path / "with" / f"weights{rank}.pt", weights_only=True)
         for key in plain:
             assert torch.equal(plain[key], watched[key]), (rank, key)
-    # rank 0 computed and wrote the maps at both validations; rank 1 computed nothing
-    assert (tmp_path / "with" / "history0.txt").read_text() == "2"
+    # rank 0 computed and wrote the maps when training started and at both validations; rank 1 nothing
+    assert (tmp_path / "with" / "history0.txt").read_text() == "3"
     assert (tmp_path / "with" / "history1.txt").read_text() == "0"
     runs = [
         os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "with" / "logs") for f in fs if "tfevents" in f
@@ -46,6 +47,14 @@ def test_ddp_two_processes(tmp_path):
         images += [(tag, e.step) for tag in events.Tags()["images"] for e in events.Images(tag)]
     # 16 samples over 2 ranks with batch 2: 4 steps an epoch
     assert sorted(t for t in images if t[0] == "cam/features.3/gradcam") == [
+        ("cam/features.3/gradcam", 0),
         ("cam/features.3/gradcam", 4),
         ("cam/features.3/gradcam", 8),
     ]
+
+
+def test_ddp_a_setting_that_cannot_work_stops_both_ranks(tmp_path):
+    # Rank 0 alone computes the maps; its verdict is broadcast, so rank 1 stops too instead of waiting.
+    done = _run(tmp_path, "bad", returncode=1)
+    assert "CAMConfigurationError" in done.stderr and "class 99 is out of range" in done.stderr
+    assert not list(tmp_path.glob("weights*.pt"))  # neither rank got through training

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from cam_callback.callback.history import MapHistory
+from cam_callback.callback.history import MAX_FRAMES, MapHistory, kept_ordinals
 
 
 def blob(top: int, left: int, size: int = 2, shape: tuple[int, int] = (8, 8), value: float = 1.0) -> Tensor:
@@ -120,12 +120,11 @@ def test_mask_scores_use_full_size_maps_and_accept_boxes() -> None:
     assert scalars == {"energy_in_mask": pytest.approx(0.75), "pointing_game": 1.0}
 
 
-def test_mask_scores_with_small_masks() -> None:
+def test_mask_scores_refuse_masks_of_another_size() -> None:
     maps = blob(4, 4).unsqueeze(0)
-    small = torch.tensor([[[[0.0, 0.0], [0.0, 1.0]]]])  # [1, 1, 2, 2]: the bottom-right quarter
-    scalars = MapHistory().record("l", "m", maps, step=0, masks=small)
-    assert scalars["energy_in_mask"] == pytest.approx(1.0)
-    assert scalars["pointing_game"] == 1.0
+    small = torch.tensor([[[[0.0, 0.0], [0.0, 1.0]]]])  # [1, 1, 2, 2] for 8x8 maps: used to be resized
+    with pytest.raises(ValueError, match="masks of 2x2 do not match the 8x8 images"):
+        MapHistory().record("l", "m", maps, step=0, masks=small)
 
 
 def test_frames_shape_and_values() -> None:
@@ -225,3 +224,62 @@ def test_load_state_dict_keeps_the_saved_map_size() -> None:
     scalars = restored.record("l", "m", blob(0, 0).unsqueeze(0), step=1)
     assert scalars["change_prev"] == pytest.approx(0.0, abs=1e-6)
     assert restored.frames()[("l", "m")].shape == (2, 1, 4, 4)
+
+
+# Bounded: at most MAX_FRAMES frames per pair, the first, the latest and evenly spaced ones -----------------
+
+
+def test_kept_ordinals_first_latest_and_evenly_spaced() -> None:
+    assert kept_ordinals(0) == [] and kept_ordinals(1) == [0]
+    assert kept_ordinals(12) == list(range(12))  # all while they fit
+    assert kept_ordinals(13) == [0, 2, 4, 6, 8, 10, 12]
+    assert kept_ordinals(20) == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 19]
+    assert kept_ordinals(60) == [0, 8, 16, 24, 32, 40, 48, 56, 59]
+    for count in range(1, 400):
+        kept = kept_ordinals(count)
+        assert len(kept) <= MAX_FRAMES and kept[0] == 0 and kept[-1] == count - 1
+        spacing = {b - a for a, b in zip(kept[:-2], kept[1:-1], strict=True)}
+        assert len(spacing) <= 1  # evenly spaced but for the latest
+        assert set(kept_ordinals(count + 1)) <= set(kept) | {count}  # never needs a dropped frame back
+
+
+def test_history_and_its_state_stay_bounded_however_many_validations() -> None:
+    generator = torch.Generator().manual_seed(2)
+    history = MapHistory(max_side=8)
+    first = torch.rand(2, 8, 8, generator=generator)
+    history.record("l", "m", first, step=0)
+    sizes = []
+    for step in range(1, 300):
+        maps = torch.rand(2, 8, 8, generator=generator)
+        previous = history.frames()[("l", "m")][-1]
+        scalars = history.record("l", "m", maps, step=step * 10)
+        # Drift still compares with the very first maps and the previous validation's.
+        for name, reference in (("first", first), ("prev", previous)):
+            cosine = torch.nn.functional.cosine_similarity(maps.flatten(1), reference.flatten(1))
+            assert scalars[f"change_{name}"] == pytest.approx(float((1 - cosine).mean()), abs=1e-5)
+        state = history.state_dict()
+        sizes.append(sum(t.numel() * t.element_size() for group in ("maps", "steps", "ordinals")
+                         for t in state[group].values()))
+    assert len(history) <= MAX_FRAMES and history.recorded == 300
+    assert history.steps("l", "m") == [10 * o for o in kept_ordinals(300)]
+    assert torch.equal(history.frames()[("l", "m")][0], first)
+    assert max(sizes) <= MAX_FRAMES * (2 * 8 * 8 * 4 + 16)  # 12 frames of 2x8x8 float32, a step and a number
+
+
+def test_a_long_history_saved_before_the_bound_is_thinned_on_load() -> None:
+    frames = torch.rand(40, 1, 4, 4)
+    old_state = {"max_side": 4, "maps": {"l::m": frames}, "steps": {"l::m": torch.arange(40) * 3}}
+    history = MapHistory(max_side=4)
+    history.load_state_dict(old_state)
+    assert history.steps("l", "m") == [3 * o for o in kept_ordinals(40)]
+    assert torch.equal(history.frames()[("l", "m")], frames[kept_ordinals(40)])
+    history.record("l", "m", torch.rand(1, 4, 4), step=120)
+    assert history.recorded == 41 and history.steps("l", "m") == [3 * o for o in kept_ordinals(41)]
+
+
+def test_clear_forgets_everything() -> None:
+    history = MapHistory()
+    history.record("l", "m", blob(0, 0).unsqueeze(0), step=0)
+    history.clear()
+    assert len(history) == 0 and history.recorded == 0 and history.frames() == {}
+    assert history.record("l", "m", blob(0, 0).unsqueeze(0), step=5) == {}  # a first record again

@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from cam_callback.callback.publishing import Display, captions, summary_records, validation_records
+from cam_callback.callback.publishing import (
+    SUMMARY_TILE_SIDE,
+    Display,
+    captions,
+    summary_records,
+    validation_records,
+)
 from cam_callback.capture.engine import CAMResult
 from cam_callback.sinks import ImageRecord, ScalarRecord
 
@@ -24,6 +30,13 @@ def test_captions_show_label_prediction_and_the_targets_probability():
     assert captions(result, torch.tensor([1, 0])) == ["y=1 p=1 0.25", "y=0 p=0 0.80"]
     assert captions(_result(logits, None), None) == ["p=1 0.75", "p=0 0.80"]  # no class: the predicted one's
     assert captions(_result(torch.zeros(2, 3, 4), None), None) is None  # not [B, classes]
+
+
+def test_float_labels_are_captioned_short():
+    # A regression target used to print in full precision: y=0.12345679104328156.
+    logits = torch.zeros(2, 1)
+    captioned = captions(_result(logits, None), torch.tensor([0.12345679104328156, -1250.5]))
+    assert captioned == ["y=0.123 p=0 1.00", "y=-1.25e+03 p=0 1.00"]
 
 
 def test_validation_records_in_order_with_their_formats():
@@ -65,4 +78,16 @@ def test_summary_records_one_grid_per_pair(with_images: bool):
     (record,) = summary_records(frames, {("layer4", "gradcam"): [1, 2, 3]}, images, 9, Display())
     assert (record.tag, record.step, record.image_format) == ("cam_summary/layer4/gradcam", 9, "png")
     columns = 3 + with_images
-    assert tuple(record.image.shape) == (3, 2 + 2 * (4 + 2), 2 + columns * (4 + 2))
+    side = SUMMARY_TILE_SIDE  # 4x4 inputs and maps, drawn as 64x64 tiles
+    assert tuple(record.image.shape) == (3, 2 + 2 * (side + 2), 2 + columns * (side + 2))
+
+
+@pytest.mark.parametrize("size", [(224, 224), (96, 160)])
+def test_summary_tiles_do_not_grow_with_the_input(size: tuple[int, int]):
+    # A 224x224 input used to make 224-pixel tiles (a 13788-pixel-wide summary after 60 validations); the
+    # tiles are SUMMARY_TILE_SIDE on their longer side, the aspect ratio kept.
+    frames = {("layer4", "gradcam"): torch.rand(12, 3, 32, 32)}
+    images = torch.rand(3, 3, *size)
+    (record,) = summary_records(frames, {("layer4", "gradcam"): list(range(12))}, images, 9, Display())
+    height, width = (round(side * SUMMARY_TILE_SIDE / max(size)) for side in size)
+    assert tuple(record.image.shape) == (3, 2 + 3 * (height + 2), 2 + 13 * (width + 2))

@@ -188,10 +188,57 @@ def test_dict_with_custom_keys() -> None:
 
 
 def test_tuple_positions_as_keys() -> None:
-    # (image, label, mask) with the mask named as "labels": refused, as it is not 1-D; -1 counts from the end.
-    batch = take_fixed_batch(DataLoader(Samples(10, "triple"), batch_size=4), 2, label_key=2, mask_key=-1)
-    assert batch.labels is None
+    # -1 counts from the end.
+    batch = take_fixed_batch(DataLoader(Samples(10, "triple"), batch_size=4), 2, label_key=1, mask_key=-1)
+    assert batch.labels is not None and batch.labels.tolist() == [0, 1]
     assert batch.masks is not None and torch.equal(batch.masks, torch.stack([mask(0), mask(1)]))
+
+
+def test_an_explicit_label_key_that_holds_no_labels_is_an_error() -> None:
+    # (image, label, mask) with the mask named as the labels: it used to be dropped without a word and the
+    # predicted class explained instead.
+    loader = DataLoader(Samples(10, "triple"), batch_size=4)
+    with pytest.raises(ValueError, match=r"`label_key`: 2 holds a bool tensor of shape \[2, 4, 4\], not one "
+                       r"label per sample \(a \[B\] tensor, here \[2\]\)"):
+        take_fixed_batch(loader, 2, label_key=2)
+    with pytest.raises(ValueError, match=r"`label_key`: 0 holds a float32 tensor of shape \[2, 3, 4, 4\]"):
+        take_fixed_batch(loader, 2, label_key=0)
+
+
+class Masked(Dataset):
+    """(image 3x16x16, label, mask of ``mask_shape``) samples."""
+
+    def __init__(self, mask_shape: tuple[int, ...], keys: bool = False) -> None:
+        self.mask_shape, self.keys = mask_shape, keys
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> Any:
+        sample = (torch.zeros(3, 16, 16), i, torch.ones(self.mask_shape))
+        return dict(zip(("image", "label", "mask"), sample, strict=True)) if self.keys else sample
+
+
+@pytest.mark.parametrize(
+    "mask_shape", [(5, 7), (8, 8), (1, 16, 8), (16,)], ids=["5x7", "8x8", "1x16x8", "flat"]
+)
+@pytest.mark.parametrize("keys", [False, True], ids=["tuple", "dict"])
+def test_masks_of_another_size_than_the_images_are_an_error(mask_shape, keys) -> None:
+    # They used to be nearest-resized onto the image without a word, and energy_in_mask logged from them.
+    loader = DataLoader(Masked(mask_shape, keys), batch_size=2)
+    if mask_shape == (16,) and not keys:
+        assert take_fixed_batch(loader, 2).masks is None  # a third item that is no mask, found by default
+        with pytest.raises(ValueError, match="`mask_key`: 2 holds"):
+            take_fixed_batch(loader, 2, mask_key=2)
+        return
+    with pytest.raises(ValueError, match=r"but the images are 2 x 16x16: masks must be \[B, H, W\]"):
+        take_fixed_batch(loader, 2)
+
+
+@pytest.mark.parametrize("mask_shape", [(16, 16), (1, 16, 16), (4,)], ids=["HxW", "1xHxW", "box"])
+def test_masks_of_the_images_size_and_boxes_are_taken(mask_shape) -> None:
+    batch = take_fixed_batch(DataLoader(Masked(mask_shape), batch_size=2), 3)
+    assert batch.masks is not None and batch.masks.shape == (3, *mask_shape)
 
 
 def test_unknown_dict_key_names_it_and_lists_the_keys() -> None:

@@ -196,10 +196,33 @@ def test_engine_argument_errors(tiny_net: TinyNet, images: Tensor) -> None:
         CAMEngine(tiny_net, [])
     with pytest.raises(ValueError, match="`methods` must name at least one method"):
         CAMEngine(tiny_net, "fc", [])
-    with pytest.raises(ValueError, match=r"layer 'fc' gives shape \(2, 5\), not a \[B, C, h, w\] feature"):
+    with pytest.raises(ValueError, match=r"`layer` 'fc' gives shape \(2, 5\), not a \[B, C, h, w\] feature"):
         compute_cam(tiny_net, images, "fc")
     with pytest.raises(ValueError, match=r"`inputs` must be a batched image tensor"):
         compute_cam(tiny_net, images[0, 0], "features.3")
+
+
+class Checkpointed(nn.Module):
+    """TinyNet's features run through ``torch.utils.checkpoint`` (reentrant or not)."""
+
+    def __init__(self, reentrant: bool) -> None:
+        super().__init__()
+        self.net = fill_deterministic(TinyNet())
+        self.reentrant = reentrant
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = torch.utils.checkpoint.checkpoint(self.net.features, x, use_reentrant=self.reentrant)
+        return self.net.fc(self.net.pool(features).flatten(1))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # reentrant: "none of the inputs have requires_grad"
+def test_reentrant_checkpointing_around_the_layer_is_named_with_the_fix(images: Tensor) -> None:
+    # It used to say only "the target scores do not depend on the chosen layer(s)".
+    expected = r"`layer` 'net.features.3'.*use_reentrant=True.*use use_reentrant=False"
+    with pytest.raises(RuntimeError, match=expected):
+        compute_cam(Checkpointed(reentrant=True), images, "net.features.3")
+    maps = compute_cam(Checkpointed(reentrant=False), images, "net.features.3")
+    torch.testing.assert_close(maps, compute_cam(fill_deterministic(TinyNet()), images, "features.3"))
 
 
 def test_a_layer_that_does_not_run(tiny_net: TinyNet, images: Tensor) -> None:

@@ -193,15 +193,14 @@ def test_as_masks_from_boxes() -> None:
     assert torch.equal(out, expected)
 
 
-@pytest.mark.parametrize("dtype", [torch.bool, torch.float32, torch.uint8])
-def test_as_masks_resizes_to_the_input_size(dtype: torch.dtype) -> None:
-    small = torch.tensor([[[1, 0], [0, 1]]]).to(dtype)
-    out = as_masks(small, (4, 6))
-    expected = torch.zeros(1, 4, 6, dtype=torch.bool)
-    expected[0, 0:2, 0:3] = True  # top-left quarter
-    expected[0, 2:4, 3:6] = True  # bottom-right quarter
-    assert out.shape == (1, 4, 6)
-    assert torch.equal(out, expected)
+@pytest.mark.parametrize(
+    "shape", [(1, 2, 2), (1, 5, 7), (1, 1, 8, 4)], ids=["smaller", "other-aspect", "channel"]
+)
+def test_as_masks_of_another_size_are_refused_not_resized(shape: tuple[int, ...]) -> None:
+    # Nearest-resizing a mask of another size (or aspect ratio) onto the image would score the maps against
+    # a guessed object; it used to happen without a word.
+    with pytest.raises(ValueError, match=r"do not match the 4x6 images; give masks of the images' size"):
+        as_masks(torch.ones(shape), (4, 6))
 
 
 def test_as_masks_rejects_other_shapes() -> None:

@@ -77,27 +77,45 @@ def test_hirescam_and_layercam_hand_case() -> None:
 
 
 @pytest.mark.parametrize("flip", [1.0, -1.0])
-def test_eigencam_rank_one_gives_u_times_norm_v(flip: float) -> None:
-    u = t([0.0, 1.0, 2.0, 3.0])  # 2x2 positions, nonnegative
+def test_eigencam_rank_one_gives_the_centred_u_times_norm_v(flip: float) -> None:
+    # A = u v^T as [hw, K]: centred, (u - mean u) v^T, still rank one; its projection is (u - 2) * ||v||
+    # = (-2, -1, 0, 3) * 5, kept with the sign that makes the largest magnitude (15) positive, then ReLU.
+    u = t([0.0, 1.0, 2.0, 5.0])  # 2x2 positions, mean 2
     v = t([3.0, -4.0, 0.0])  # 3 channels, ||v|| = 5
     activations = flip * torch.einsum("k,n->kn", v, u).reshape(1, 3, 2, 2)
     out = eigencam(activations, None)
-    torch.testing.assert_close(out, (5 * u).reshape(1, 2, 2))
+    torch.testing.assert_close(out, t([[[0.0, 0.0], [0.0, 15.0]]]))
+
+
+def _first_principal_component(matrix: np.ndarray) -> np.ndarray:
+    """Independently: centre the [hw, K] matrix's columns, SVD, project, sign rule, ReLU."""
+    centred = matrix - matrix.mean(axis=0, keepdims=True)
+    _, _, right = np.linalg.svd(centred, full_matrices=False)
+    projection = centred @ right[0]
+    projection *= np.sign(projection[np.argmax(np.abs(projection))]) or 1.0
+    return np.maximum(projection, 0)
 
 
 @pytest.mark.parametrize("shape", [(2, 8, 2, 3), (2, 3, 4, 5)], ids=["fewer-positions", "fewer-channels"])
-def test_eigencam_matches_numpy_svd(shape) -> None:
-    # Both branches (Gram matrix over positions or over channels) against numpy's SVD of A = [hw, K].
+def test_eigencam_is_the_centred_first_principal_component(shape) -> None:
+    # Both branches (Gram matrix over positions or over channels) against numpy's SVD of the centred A.
     activations = torch.randn(*shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     b, k, h, w = shape
     out = eigencam(activations)
     for i in range(b):
-        matrix = activations[i].reshape(k, h * w).T.numpy()
-        u, s, _ = np.linalg.svd(matrix, full_matrices=False)
-        projection = u[:, 0] * s[0]
-        projection *= np.sign(projection[np.argmax(np.abs(projection))])
-        expected = np.maximum(projection, 0).reshape(h, w)
+        expected = _first_principal_component(activations[i].reshape(k, h * w).T.numpy()).reshape(h, w)
         np.testing.assert_allclose(out[i].numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_eigencam_ignores_a_constant_offset_of_each_channel() -> None:
+    # Centring removes what every position shares: adding a large constant to each channel, which would
+    # dominate an uncentred projection, leaves the map as it was.
+    generator = torch.Generator().manual_seed(8)
+    activations = torch.randn(2, 4, 5, 6, generator=generator, dtype=torch.float64)
+    offsets = 50 * torch.rand(2, 4, 1, 1, generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(eigencam(activations + offsets), eigencam(activations))
+    # A single position has nothing to centre against: a zero map, not a division by zero.
+    assert torch.equal(eigencam(torch.ones(1, 3, 1, 1)), torch.zeros(1, 1, 1))
 
 
 def test_eigencam_ignores_gradients() -> None:

@@ -29,15 +29,16 @@ WEIGHTED = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam"]
 
 
 def test_eigen_smoothing_of_rank_one_weighted_activations() -> None:
-    # Both channels are M, weights (3, 4): the weighted channels are 3M and 4M, a rank-one [hw, K] matrix
-    # m (3, 4)^T; its first principal direction is (3, 4)/5, so the projection is 5M (sign: peak 15 positive).
-    m = torch.tensor([[1.0, -2.0], [0.0, 3.0]])
+    # Both channels are M (mean 0, so centring leaves it), weights (3, 4): the weighted channels are 3M and
+    # 4M, a rank-one [hw, K] matrix m (3, 4)^T; its first principal direction is (3, 4)/5, so the projection
+    # is 5M (sign: peak 15 positive).
+    m = torch.tensor([[1.0, -2.0], [-2.0, 3.0]])
     activations = torch.stack([m, m]).unsqueeze(0)
     weights = torch.tensor([[3.0, 4.0]])
     smoothed = combine(weights, activations, eigen_smooth=True)
     torch.testing.assert_close(smoothed, torch.tensor([[[5.0, 0], [0, 15]]]))
     torch.testing.assert_close(combine(weights, activations), torch.tensor([[[7.0, 0], [0, 21]]]))  # the sum
-    # Largest magnitude negative: the sign flips, -5M = [[-5, 20], [0, -15]] -> ReLU.
+    # Largest magnitude negative: the sign flips, -5M = [[-5, 20], [0, -15]] -> ReLU (M again of mean 0).
     m2 = torch.tensor([[1.0, -4.0], [0.0, 3.0]])
     flipped = combine(weights, torch.stack([m2, m2]).unsqueeze(0), eigen_smooth=True)
     torch.testing.assert_close(flipped, torch.tensor([[[0.0, 20.0], [0.0, 0.0]]]))
@@ -45,12 +46,23 @@ def test_eigen_smoothing_of_rank_one_weighted_activations() -> None:
 
 def test_eigen_smoothing_with_element_weights() -> None:
     # HiResCAM-style weights per element: A = 1 everywhere, g^k = c_k M, so w * A is again c_k M.
-    m = torch.tensor([[2.0, 0.0], [-1.0, 1.0]])
+    m = torch.tensor([[2.0, 0.0], [-1.0, -1.0]])  # mean 0: centring leaves it
     # c = (-1, 0): |c| = 1, the projection is +-M, and the peak 2 is kept positive.
     weights = torch.stack([-1.0 * m, 0.0 * m]).unsqueeze(0)
     ones = torch.ones(1, 2, 2, 2)
-    torch.testing.assert_close(combine(weights, ones, eigen_smooth=True), torch.tensor([[[2.0, 0], [0, 1]]]))
-    torch.testing.assert_close(combine(weights, ones), torch.tensor([[[0.0, 0.0], [1.0, 0.0]]]))  # ReLU(-M)
+    torch.testing.assert_close(combine(weights, ones, eigen_smooth=True), torch.tensor([[[2.0, 0], [0, 0]]]))
+    torch.testing.assert_close(combine(weights, ones), torch.tensor([[[0.0, 0.0], [1.0, 1.0]]]))  # ReLU(-M)
+
+
+def test_eigen_smoothing_is_centred() -> None:
+    # The weighted channels are centred over the positions before their first principal component is
+    # taken: a constant added to each channel (a bias every position shares) changes nothing.
+    generator = torch.Generator().manual_seed(4)
+    activations = torch.randn(1, 3, 4, 4, generator=generator, dtype=torch.float64)
+    weights = torch.tensor([[0.5, -2.0, 1.0]], dtype=torch.float64)
+    offsets = torch.tensor([7.0, -3.0, 20.0], dtype=torch.float64).view(1, 3, 1, 1)
+    expected = combine(weights, activations, eigen_smooth=True)
+    torch.testing.assert_close(combine(weights, activations + offsets, eigen_smooth=True), expected)
 
 
 @pytest.mark.parametrize("name", WEIGHTED)

@@ -147,12 +147,12 @@ def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
     images, scalars = set(events.Tags()["images"]), set(events.Tags()["scalars"])
     for layer in ("model.features.7", "model.features.5"):  # features.-1 is logged under its resolved name
         for method in ("gradcam", "gradcam++"):
-            assert [e.step for e in events.Images(f"cam/{layer}/{method}")] == [3, 6]
+            assert [e.step for e in events.Images(f"cam/{layer}/{method}")] == [0, 3, 6]
             assert f"cam_heatmap/{layer}/{method}" in images
             assert len(events.Images(f"cam_summary/{layer}/{method}")) == 1
             for name in ("energy_in_mask", "pointing_game"):  # the shapes data carries object masks
                 values = [e.value for e in events.Scalars(f"cam_drift/{layer}/{method}/{name}")]
-                assert len(values) == 2 and all(0.0 <= v <= 1.0 for v in values)
+                assert len(values) == 3 and all(0.0 <= v <= 1.0 for v in values)  # step 0 too
             assert f"cam_drift/{layer}/{method}/change_prev" in scalars
             assert os.path.exists(os.path.join(log_dir, f"cam_summary_{layer}_{method}.png"))
     assert "val/acc" in scalars
@@ -167,7 +167,7 @@ def test_shortcut_config_runs_with_the_marker_in_training_images_only(tmp_path):
     assert cli.datamodule.train_dataset.shortcut and not cli.datamodule.val_dataset.shortcut
     assert isinstance(cli.trainer.logger, TensorBoardLogger)
     events = _events(cli.trainer.logger.log_dir)
-    assert [e.step for e in events.Images("cam/model.features.7/gradcam")] == [3, 6]
+    assert [e.step for e in events.Images("cam/model.features.7/gradcam")] == [0, 3, 6]
 
 
 def test_imagefolder_config_trains_on_a_folder_of_images(tmp_path):
@@ -183,7 +183,7 @@ def test_imagefolder_config_trains_on_a_folder_of_images(tmp_path):
     assert isinstance(cli.trainer.logger, TensorBoardLogger)
     events = _events(cli.trainer.logger.log_dir)
     overlays = events.Images("cam/model.layer4/gradcam")
-    assert [e.step for e in overlays] == [2, 4]  # 8 training images (80 % of 10) in batches of 4
+    assert [e.step for e in overlays] == [0, 2, 4]  # training starts; 8 images (80 % of 10) in batches of 4
     # validation holds 1 image of each class (20 % of 5), so the grid has 2 tiles of 64x64 side by side
     assert (overlays[0].width, overlays[0].height) == (2 * 64 + 3 * 2, 64 + 2 * 2)
 

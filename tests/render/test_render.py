@@ -165,12 +165,22 @@ def test_to_display_keeps_first_three_of_many_channels():
     torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([0.0, 0.1, 0.2]))
 
 
+def test_to_display_takes_one_number_for_every_channel():
+    # `mean=0.5, std=0.2` used to fail with "'float' object is not iterable".
+    images = torch.rand(2, 3, 4, 4)
+    expected = to_display(images, mean=[0.5] * 3, std=[0.2] * 3)
+    torch.testing.assert_close(to_display(images, mean=0.5, std=0.2), expected)
+    torch.testing.assert_close(to_display(images, mean=[0.5], std=[0.2]), expected)
+
+
 def test_to_display_validates_mean_and_std():
     images = torch.rand(1, 3, 2, 2)
-    with pytest.raises(ValueError, match="`mean` has 2 value.*3 channel"):
+    with pytest.raises(ValueError, match="`mean` has 2 values.*3 channel.*or a single number for all"):
         to_display(images, mean=[0.5, 0.5], std=[0.2, 0.2, 0.2])
-    with pytest.raises(ValueError, match="`std` has 1 value"):
-        to_display(images, mean=[0.5] * 3, std=[0.2])
+    with pytest.raises(ValueError, match="`std` has 4 values"):
+        to_display(images, mean=[0.5] * 3, std=[0.2] * 4)
+    with pytest.raises(TypeError, match="`mean` must be a list of numbers"):
+        to_display(images, mean="0.5", std=0.2)
     with pytest.raises(ValueError, match="both or neither"):
         to_display(images, mean=[0.5] * 3)
     with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):

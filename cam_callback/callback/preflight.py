@@ -1,0 +1,61 @@
+"""The run's first maps, checked: settings that cannot work stop the run before its first training step.
+
+The callback computes its first maps of a run when training starts (a step-0 frame), through the same
+path as every validation: on the real model and the real fixed batch, in eval mode, the model and the RNG
+left as found. Whatever fails there (a class index out of range, a layer without a spatial output, a key the
+batches lack, a ``mean`` of the wrong length, ...) cannot work at any later validation either, so it becomes
+a :class:`CAMConfigurationError` on every rank, strict or not. After that first success, a failure warns
+and skips that validation's maps (``strict=True`` re-raises): by then it is a fault of the moment, not of the
+settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .trainer import TrainerLike
+
+__all__ = ["CAMConfigurationError", "check_first_maps"]
+
+
+class CAMConfigurationError(ValueError):
+    """A setting of the callback that cannot work with this model or data; raised even when not strict.
+
+    Raised before the first training step: when the fixed batch is read and the run's first maps are
+    computed as training starts (under ``trainer.validate``, or when Lightning has not loaded the validation
+    data by then, at the first validation the callback runs at). The message names the setting and what
+    would work; the error that revealed it is chained as ``__cause__``.
+    """
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], str):
+        return error.args[0]  # str(KeyError) adds quotes around its message
+    return str(error) or type(error).__name__
+
+
+def check_first_maps(trainer: TrainerLike, attempt: Callable[[], None], when: str) -> None:
+    """Run ``attempt`` (the run's first maps) and stop the run on every rank if it fails.
+
+    Every rank calls this at the same point (it broadcasts rank 0's verdict, so a rank that does not compute
+    the maps stops too instead of waiting for rank 0 forever).
+
+    Raises:
+        CAMConfigurationError: ``attempt`` raised; the message is rank 0's.
+    """
+    failure: BaseException | None = None
+    try:
+        attempt()
+    except Exception as error:  # noqa: BLE001 - every failure here is the settings' (see the module)
+        failure = error
+    message: str | None = None
+    if failure is not None:
+        message = _reason(failure)
+        if not isinstance(failure, CAMConfigurationError):
+            message = (
+                f"{message} (found computing the first maps on the fixed batch {when}; such a setting cannot "
+                "work at any validation, so the run stops, strict or not)"
+            )
+    message = trainer.strategy.broadcast(message, src=0)
+    if message is not None:
+        raise CAMConfigurationError(message) from failure
