@@ -430,20 +430,14 @@ class CAMCallbackCore:
                 "`target='label'` but the batches carry no labels; set `label_key` to where they are, or use "
                 "target='predicted'"
             )
-        if labels is not None and labels.is_floating_point():
-            if self.target == "label":
-                raise CAMConfigurationError(
-                    f"`target='label'` explains each sample's true class, but the labels are "
-                    f"{str(labels.dtype).removeprefix('torch.')} numbers, not class indices (regression "
-                    "targets?); use target='predicted' (for a single output: the output itself) or a class "
-                    "index"
-                )
-            if self.target is None:
-                self._warn_once(
-                    "float-labels",
-                    "the labels are not class indices but numbers (regression targets?): explaining the "
-                    "predicted class (for a single output, the output itself); set `target` to choose",
-                )
+        if labels is not None and labels.dim() == 1 and labels.is_floating_point() and self.target == "label":
+            raise CAMConfigurationError(
+                f"`target='label'` explains each sample's true class, but the labels are "
+                f"{str(labels.dtype).removeprefix('torch.')} numbers, not class indices (regression "
+                "targets?); leave `target` unset (for regression: the output itself), or use "
+                "target='predicted' or a class index"
+            )
+        # Float labels with target=None are a task of their own (regression, multi-label): see .tasks.
 
     def _engine_for(self, pl_module: nn.Module, batch: FixedBatch) -> CAMEngine:
         if self._engine is None or self._engine.model is not pl_module:

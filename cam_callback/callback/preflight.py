@@ -6,13 +6,16 @@ left as found. Whatever fails there (a class index out of range, a layer without
 batches lack, a ``mean`` of the wrong length, ...) cannot work at any later validation either, so it becomes
 a :class:`CAMConfigurationError` on every rank, strict or not. After that first success, a failure warns
 and skips that validation's maps (``strict=True`` re-raises): by then it is a fault of the moment, not of the
-settings.
+settings. One failure is of the moment even then: a detector that keeps no box yet (an untrained one)
+warns and the run goes on.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
+from ..core.task_targets import NoDetectionsError
 from .trainer import TrainerLike
 
 __all__ = ["CAMConfigurationError", "check_first_maps"]
@@ -46,6 +49,9 @@ def check_first_maps(trainer: TrainerLike, attempt: Callable[[], None], when: st
     failure: BaseException | None = None
     try:
         attempt()
+    except NoDetectionsError as error:  # an untrained detector keeps no box yet: a fault of the moment
+        note = f"skipped the first maps {when}: {type(error).__name__}: {error}"
+        warnings.warn(note, RuntimeWarning, stacklevel=2)
     except Exception as error:  # noqa: BLE001 - every failure here is the settings' (see the module)
         failure = error
     message: str | None = None

@@ -126,8 +126,8 @@ def validation_records(
             heatmaps = heatmap_grid(normalized, colormap=display.colormap, heat=heat if same_size else None)
             records.append(ImageRecord(display.tag("_heatmap", key), heatmaps, step, "png"))
         if key in result.saliency:
-            shown = image_grid(saliency_to_image(result.saliency[key]), captions=texts)
-            records.append(ImageRecord(display.tag("_saliency", key), shown, step, display.image_format))
+            saliency = image_grid(saliency_to_image(result.saliency[key]), captions=texts)
+            records.append(ImageRecord(display.tag("_saliency", key), saliency, step, display.image_format))
         for name, value in scalars.get(key, {}).items():
             records.append(ScalarRecord(f"{display.tag('_drift', key)}/{name}", value, step))
     return records

@@ -198,8 +198,8 @@ def test_an_explicit_label_key_that_holds_no_labels_is_an_error() -> None:
     # (image, label, mask) with the mask named as the labels: it used to be dropped without a word and the
     # predicted class explained instead.
     loader = DataLoader(Samples(10, "triple"), batch_size=4)
-    with pytest.raises(ValueError, match=r"`label_key`: 2 holds a bool tensor of shape \[2, 4, 4\], not one "
-                       r"label per sample \(a \[B\] tensor, here \[2\]\)"):
+    with pytest.raises(ValueError, match=r"`label_key`: 2 holds a bool tensor of shape \[2, 4, 4\], not "
+                       r"labels of each sample \(a \[B\] or \[B, C\] tensor, here B=2\)"):
         take_fixed_batch(loader, 2, label_key=2)
     with pytest.raises(ValueError, match=r"`label_key`: 0 holds a float32 tensor of shape \[2, 3, 4, 4\]"):
         take_fixed_batch(loader, 2, label_key=0)

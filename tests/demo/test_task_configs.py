@@ -55,8 +55,10 @@ def test_task_config_trains_and_logs_its_maps(config, tmp_path):
     events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0, "scalars": 0})
     events.Reload()
     for method in methods:
-        assert [e.step for e in events.Images(f"cam/{layer}/{method}")] == [cli.trainer.global_step]
-        assert len(events.Images(f"cam_heatmap/{layer}/{method}")) == 1
+        # the maps when training starts, then the one validation
+        assert [e.step for e in events.Images(f"cam/{layer}/{method}")] == [0, cli.trainer.global_step]
+        # when training starts, then the validation
+        assert len(events.Images(f"cam_heatmap/{layer}/{method}")) == 2
     if config.name in ("segmentation.yaml", "regression.yaml", "multilabel.yaml"):  # batches carry masks
         scalars = set(events.Tags()["scalars"])
         assert f"cam_drift/{layer}/{methods[0]}/energy_in_mask" in scalars
@@ -104,7 +106,7 @@ def test_without_a_target_each_task_gets_its_default(name, tmp_path):
     assert isinstance(cli.trainer.logger, TensorBoardLogger)
     events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0})
     events.Reload()
-    assert len(events.Images(f"cam/{layer}/{methods[0]}")) == 1
+    assert len(events.Images(f"cam/{layer}/{methods[0]}")) == 2  # when training starts, then the validation
 
 
 def test_a_detector_that_keeps_no_box_gets_a_warning_not_an_empty_map(tmp_path):
