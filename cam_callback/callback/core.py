@@ -9,9 +9,9 @@ and hands those to the sinks. It reads only the public Trainer API (:class:`~.tr
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -24,8 +24,10 @@ from ..core.checks import check_bool, check_choice, check_float, check_int, chec
 from ..core.options import CAMOptions
 from ..core.smoothing import DEFAULT_SCALES
 from ..render import IMAGE_FORMATS, check_normalization, colormap_lut
-from ..sinks import PngSink, Sink, TensorBoardSink, publish
+from ..sinks import PngSink, ScalarRecord, Sink, publish
 from .history import MapHistory
+from .loggers import destinations
+from .metrics import log_numbers, logging_step
 from .publishing import Display, summary_records, validation_records
 from .samples import FixedBatch, KeySpec, first_dataloader, take_fixed_batch
 from .trainer import LightningNamespace, TrainerLike
@@ -71,8 +73,10 @@ class CAMCallbackCore:
     After each validation that ``every_n_epochs`` selects (mid-epoch ones too; never during the sanity check;
     also under ``trainer.validate``), it computes the maps of the first ``num_samples`` validation samples
     with one forward and one backward through the LightningModule in eval mode, blends them over the images
-    and logs the grids to every TensorBoard logger at ``trainer.global_step`` (PNG files under the run's log
-    directory when there is none), with drift scalars. Training is untouched: weights, buffers, optimizer
+    and logs the grids to every logger that takes images (:mod:`~cam_callback.callback.loggers`), at the
+    step of that validation's own metrics. The drift numbers become Lightning metrics of the validation
+    (:mod:`~cam_callback.callback.metrics`), so ``EarlyStopping`` and ``ModelCheckpoint`` can monitor them.
+    Training is untouched: weights, buffers, optimizer
     state, RNG streams, ``.grad`` and train/eval modes are the same bit for bit as without the callback.
 
     Args:
@@ -174,6 +178,7 @@ class CAMCallbackCore:
         self._batch: FixedBatch | None = None
         self._engine: CAMEngine | None = None
         self._sinks: list[Sink] | None = None
+        self._folders: list[Path] = []  # the run folders of our own, where summary PNG files go
         self._warned: set[str] = set()
         self._validated_this_fit = False
 
@@ -240,8 +245,8 @@ class CAMCallbackCore:
         self._sinks = None
         self._validated_this_fit = False
 
-    def _on_validation_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
-        """Explain the fixed batch after a validation (not the sanity check)."""
+    def _on_validation_epoch_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
+        """Explain the fixed batch as a validation ends (not the sanity check); its numbers become metrics."""
         if trainer.sanity_checking:
             return
         self._validated_this_fit = True
@@ -269,15 +274,16 @@ class CAMCallbackCore:
         # Lightning's own rule (check_val_every_n_epoch): epochs n-1, 2n-1, ... counting from 0.
         if self.every_n_epochs == 0 or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
-        if not self._computes_here(trainer):
-            return
-        try:
-            batch = self._fixed_batch(trainer, pl_module, source)
-            self._observe(trainer, pl_module, batch)
-        except CAMConfigurationError:
-            raise
-        except Exception as error:  # noqa: BLE001 - a long run must survive a failing visualisation
-            self._fail(error, f"the maps at step {trainer.global_step}")
+        numbers: dict[str, float] = {}
+        if self._computes_here(trainer):
+            try:
+                batch = self._fixed_batch(trainer, pl_module, source)
+                numbers = self._observe(trainer, pl_module, batch, source)
+            except CAMConfigurationError:
+                raise
+            except Exception as error:  # noqa: BLE001 - a long run must survive a failing visualisation
+                self._fail(error, f"the maps at step {trainer.global_step}")
+        log_numbers(trainer, pl_module, numbers)  # every rank: the metrics must exist on each
 
     def _computes_here(self, trainer: TrainerLike) -> bool:
         """Rank 0 computes alone, except under sharded strategies, where every forward gathers parameters."""
@@ -329,40 +335,43 @@ class CAMCallbackCore:
             return batch.labels if batch.labels is not None else "predicted"
         return self.target
 
-    def _observe(self, trainer: TrainerLike, pl_module: nn.Module, batch: FixedBatch) -> None:
+    def _observe(
+        self, trainer: TrainerLike, pl_module: nn.Module, batch: FixedBatch, source: str = "val"
+    ) -> dict[str, float]:
+        """Compute, record and publish the maps of ``batch``; return the drift numbers (empty off rank 0)."""
         engine = self._engine_for(pl_module, batch)
         precision = trainer.precision_plugin
         inputs = precision.convert_input(batch.inputs)
         with precision.forward_context():
             result = engine(inputs, self._target(batch))
         if not trainer.is_global_zero:
-            return
-        step = int(trainer.global_step)
+            return {}
+        step = logging_step(trainer, source)
         # Every pair's numbers first, so a failure while rendering cannot leave the histories out of step.
         maps = {key: result.normalized(*key) for key in result.raw}
         scalars = {key: self.history.record(*key, value, step, batch.masks) for key, value in maps.items()}
         records = validation_records(result, maps, scalars, batch.inputs, batch.labels, step, self.display)
         publish(self._sinks_for(trainer), records)
+        return {record.tag: record.value for record in records if isinstance(record, ScalarRecord)}
 
     def _sinks_for(self, trainer: TrainerLike) -> list[Sink]:
         if self._sinks is None:
-            tensorboard = self.namespace.tensorboard_logger
-            writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, tensorboard)]
-            self._sinks = [TensorBoardSink(w) for w in writers]
-            if not self._sinks:
-                directory = _run_directory(trainer)
-                where = os.path.join(directory, self.tag_prefix)
-                self._warn_once("png", f"no TensorBoard logger: writing PNG files under {where}")
-                self._sinks = [PngSink(directory)]
+            found = destinations(
+                list(trainer.loggers), self.namespace, str(trainer.default_root_dir), self.tag_prefix
+            )
+            for note in found.notes:
+                self._warn_once(note, note)
+            self._sinks, self._folders = found.sinks, found.folders
         return self._sinks
 
     def _log_summary(self, trainer: TrainerLike) -> None:
         images = self._batch.inputs.cpu() if self._batch is not None else None  # the history is on the CPU
         frames = self.history.frames()
         steps = {key: self.history.steps(*key) for key in frames}
-        records = summary_records(frames, steps, images, int(trainer.global_step), self.display)
-        summary_file = PngSink(_run_directory(trainer), one_file_per_tag=True)
-        publish([*self._sinks_for(trainer), summary_file], records)
+        records = summary_records(frames, steps, images, logging_step(trainer), self.display)
+        sinks = self._sinks_for(trainer)
+        files = [PngSink(folder, one_file_per_tag=True) for folder in self._folders]
+        publish([*sinks, *files], records)
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -372,14 +381,3 @@ def _device_of(module: nn.Module) -> torch.device:
         return device
     return next(module.parameters()).device
 
-
-def _run_directory(trainer: TrainerLike) -> str:
-    """The run's log directory, read from the first logger.
-
-    Not ``trainer.log_dir``: it broadcasts, so rank 0 alone must not call it.
-    """
-    for logger in trainer.loggers:
-        directory = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
-        if directory:
-            return str(directory)
-    return str(trainer.default_root_dir)

@@ -2,6 +2,18 @@
 
 from .base import ImageRecord, Record, ScalarRecord, Sink, publish
 from .files import PngSink
+from .mlflow import MlflowSink
 from .tensorboard import TensorBoardSink
+from .wandb import WandbSink
 
-__all__ = ["ImageRecord", "PngSink", "Record", "ScalarRecord", "Sink", "TensorBoardSink", "publish"]
+__all__ = [
+    "ImageRecord",
+    "MlflowSink",
+    "PngSink",
+    "Record",
+    "ScalarRecord",
+    "Sink",
+    "TensorBoardSink",
+    "WandbSink",
+    "publish",
+]

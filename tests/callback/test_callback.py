@@ -136,7 +136,10 @@ def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
     _, trainer = _fit(tmp_path, [callback], dict_batches=True, val_check_interval=0.5)
     events = _events(trainer.logger.log_dir)
     images = set(events.Tags()["images"])
-    expected_steps = [3, 6, 9, 12]  # 12 samples / 2 = 6 steps an epoch, validation every 3 steps
+    # 12 samples / 2 = 6 steps an epoch, validation every 3 steps, logged (as val_loss is) one step before
+    # the optimizer step that ends the third batch: the images share the step of Lightning's own metrics.
+    expected_steps = [2, 5, 8, 11]
+    assert [e.step for e in events.Scalars("val_loss")] == expected_steps
     for method in ("gradcam", "eigencam"):
         assert f"cam/features.3/{method}" in images
         assert f"cam_heatmap/features.3/{method}" in images
@@ -195,7 +198,7 @@ def test_not_run_in_sanity_check_and_every_n_epochs(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=2, every_n_epochs=2)
     _, trainer = _fit(tmp_path, [callback], max_epochs=4, num_sanity_val_steps=2)
     steps = [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")]
-    assert steps == [12, 24]  # after epochs 1 and 3 (6 steps each); nothing at step 0 from the sanity check
+    assert steps == [11, 23]  # after epochs 1 and 3 (6 steps each; val_loss's step); none in the sanity check
 
 
 def test_every_n_epochs_follows_lightnings_check_val_every_n_epoch(tmp_path):
@@ -203,7 +206,7 @@ def test_every_n_epochs_follows_lightnings_check_val_every_n_epoch(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=2, every_n_epochs=2)
     _, trainer = _fit(tmp_path, [callback], max_epochs=4, check_val_every_n_epoch=2)
     steps = [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")]
-    assert steps == [12, 24]
+    assert steps == [11, 23]
 
 
 def test_trainer_validate_runs_under_inference_mode(tmp_path):
@@ -272,7 +275,7 @@ def test_bad_arguments_are_named(kwargs, error, match):
 
 
 class Exploding(GradCAMCallback):
-    def _observe(self, trainer, pl_module, batch):
+    def _observe(self, trainer, pl_module, batch, source="val"):
         raise RuntimeError("boom")
 
 
@@ -291,10 +294,10 @@ def test_strict_mode_reraises(tmp_path):
 
 def test_without_tensorboard_writes_png_files_and_says_so(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=2)
-    with pytest.warns(UserWarning, match="no TensorBoard logger: writing PNG files under"):
+    with pytest.warns(UserWarning, match="CSVLogger takes no images: writing them as PNG files under"):
         _, trainer = _fit(tmp_path, [callback], logger=CSVLogger(str(tmp_path), name="csv"), max_epochs=1)
     folder = os.path.join(trainer.log_dir, "cam", "features.3", "gradcam")
-    assert sorted(os.listdir(folder)) == ["step_00000006.png"]
+    assert sorted(os.listdir(folder)) == ["step_00000005.png"]  # val_loss's step: 6 batches, one before
 
 
 def test_label_is_the_default_target_and_predicted_otherwise(tmp_path):
@@ -346,7 +349,8 @@ def test_no_validation_data_uses_training_samples_once_warned(tmp_path):
     with pytest.warns(UserWarning, match="no validation data"):
         trainer.fit(TinyNet(), train)
     assert torch.equal(callback._batch.inputs.cpu(), torch.stack([train.dataset[i][0] for i in range(2)]))
-    assert [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")] == [6, 12]
+    # Lightning logs a training epoch's metrics at the step of its last batch: 6 batches an epoch.
+    assert [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")] == [5, 11]
 
 
 def test_state_survives_a_checkpoint_and_resume(tmp_path):
@@ -365,7 +369,7 @@ def test_state_survives_a_checkpoint_and_resume(tmp_path):
     assert len(resumed.history) == 2  # one validation from the first run, one after resuming
     events = _events(trainer2.logger.log_dir)
     steps = [e.step for e in events.Scalars("cam_drift/features.3/gradcam/change_prev")]
-    assert steps == [12]
+    assert steps == [e.step for e in events.Scalars("val_loss")] == [11]
 
 
 def test_automatic_layer_survives_a_resume(tmp_path):
