@@ -25,6 +25,7 @@ from ..core.options import CAMOptions
 from ..core.smoothing import DEFAULT_SCALES
 from ..render import IMAGE_FORMATS, check_normalization, colormap_lut
 from ..sinks import PngSink, ScalarRecord, Sink, publish
+from .classnames import check_class_names, find_class_names
 from .history import MapHistory
 from .loggers import destinations
 from .metrics import log_numbers, logging_step
@@ -111,6 +112,9 @@ class CAMCallbackCore:
         aug_scales: resize factors for ``aug_smooth``; ``None`` is ``[1.0, 1.1, 0.9]``. Vision transformers
             with a fixed input size need ``[1.0]``.
         chunk_size: perturbed copies per forward for ``"scorecam"`` and ``"ablationcam"`` (bounds memory).
+        class_names: names of the classes for the captions (class ``k`` is ``class_names[k]``), shortened to
+            fit a tile. ``None`` reads ``classes`` from the data module or the validation dataset when they
+            have it (torchvision's ``ImageFolder``, the demo's data modules), else captions show indices.
 
     The guided methods (``"guided-backprop"``, ``"guided-gradcam"``) also log their signed saliency images
     under ``<prefix>_saliency/<layer>/<method>``.
@@ -143,6 +147,7 @@ class CAMCallbackCore:
         aug_smooth: bool = False,
         aug_scales: list[float] | None = None,
         chunk_size: int = 64,
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.layers = _as_list("layer", layer)
@@ -174,6 +179,7 @@ class CAMCallbackCore:
             reshape=reshape, eigen_smooth=eigen_smooth, aug_smooth=aug_smooth,
             aug_scales=DEFAULT_SCALES if aug_scales is None else aug_scales, chunk_size=chunk_size,
         )
+        self.class_names = check_class_names(class_names)
         self.history = MapHistory(max_side=check_int("history_size", history_size, minimum=1))
         self._batch: FixedBatch | None = None
         self._engine: CAMEngine | None = None
@@ -350,7 +356,12 @@ class CAMCallbackCore:
         # Every pair's numbers first, so a failure while rendering cannot leave the histories out of step.
         maps = {key: result.normalized(*key) for key in result.raw}
         scalars = {key: self.history.record(*key, value, step, batch.masks) for key, value in maps.items()}
-        records = validation_records(result, maps, scalars, batch.inputs, batch.labels, step, self.display)
+        names = self.class_names or find_class_names(
+            getattr(trainer, "datamodule", None), first_dataloader(trainer.val_dataloaders)
+        )
+        records = validation_records(
+            result, maps, scalars, batch.inputs, batch.labels, step, self.display, names
+        )
         publish(self._sinks_for(trainer), records)
         return {record.tag: record.value for record in records if isinstance(record, ScalarRecord)}
 

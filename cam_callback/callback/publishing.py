@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
 from ..capture.engine import CAMResult
 from ..render import heatmap_grid, history_grid, image_grid, overlay_grid, saliency_to_image
+from ..render.captions import name_room, shorten
 from ..sinks import ImageRecord, Record, ScalarRecord
 
 __all__ = ["Display", "captions", "summary_records", "validation_records"]
@@ -41,10 +43,21 @@ class Display:
         return f"{self.tag_prefix}{kind}/{key[0]}/{key[1]}"
 
 
-def captions(result: CAMResult, labels: Tensor | None) -> list[str] | None:
+def _named(index: Any, names: Sequence[str] | None, limit: int) -> str:
+    if names is not None and isinstance(index, int) and 0 <= index < len(names):
+        return shorten(str(names[index]), limit)
+    return str(index)
+
+
+def captions(
+    result: CAMResult, labels: Tensor | None, names: Sequence[str] | None = None, width: int = 0
+) -> list[str] | None:
     """One caption per sample, ``y=<label> p=<predicted> <probability of the target>``.
 
-    Only for ``[B, classes]`` outputs (None for any other output).
+    Only for ``[B, classes]`` outputs (None for any other output). With ``names`` (class ``k`` is
+    ``names[k]``), labels and predictions are named (``y=circle p=square 0.88``), each name shortened to fit
+    a ``width``-pixel tile (:func:`~cam_callback.render.captions.name_room`); indices without a name stay
+    numbers.
     """
     outputs = result.outputs
     if not isinstance(outputs, Tensor) or outputs.dim() != 2:
@@ -56,8 +69,9 @@ def captions(result: CAMResult, labels: Tensor | None) -> list[str] | None:
     predicted_list = predicted.cpu().tolist()
     probs_list = target_prob.cpu().tolist()
     label_list = labels.cpu().tolist() if labels is not None else [None] * len(probs_list)
+    limit = name_room(width, fixed=10) if width else 1 << 30
     return [
-        (f"y={y} " if y is not None else "") + f"p={p} {q:.2f}"
+        (f"y={_named(y, names, limit)} " if y is not None else "") + f"p={_named(p, names, limit)} {q:.2f}"
         for y, p, q in zip(label_list, predicted_list, probs_list, strict=True)
     ]
 
@@ -70,6 +84,7 @@ def validation_records(
     labels: Tensor | None,
     step: int,
     display: Display,
+    names: Sequence[str] | None = None,
 ) -> list[Record]:
     """The images and drift numbers of one validation, pair by pair.
 
@@ -85,8 +100,9 @@ def validation_records(
         labels: the fixed batch's labels, or None.
         step: the global step they are logged at.
         display: how to draw and tag them.
+        names: class names for the captions (class ``k`` is ``names[k]``), or None for indices.
     """
-    texts = captions(result, labels)
+    texts = captions(result, labels, names, int(inputs.shape[-1]))
     records: list[Record] = []
     for key, normalized in maps.items():
         overlay = overlay_grid(

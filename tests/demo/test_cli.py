@@ -108,6 +108,7 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
         "aug_smooth": "true",
         "aug_scales": "[1.0,0.8]",
         "chunk_size": "8",
+        "class_names": "[a,b,c,d]",
     }
     parameters = set(inspect.signature(GradCAMCallback.__init__).parameters) - {"self"}
     assert parameters == set(overrides), "every option must be covered here"
@@ -128,6 +129,7 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
     assert callback.options == CAMOptions(
         reshape="tokens", eigen_smooth=True, aug_smooth=True, aug_scales=(1.0, 0.8), chunk_size=8
     )
+    assert callback.class_names == ["a", "b", "c", "d"]
 
 
 def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
