@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
 import torch
@@ -19,7 +20,19 @@ from torchvision.transforms import v2
 
 from .shapes import ShapesDataset
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageFolderDataModule", "ShapesDataModule"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ImageFolderDataModule",
+    "ImageFolderDataModuleCore",
+    "ShapesDataModule",
+    "ShapesDataModuleCore",
+]
+
+if TYPE_CHECKING:  # the mixins are typed as data modules; at run time each flavour adds its own base
+    _DataModule = pl.LightningDataModule
+else:
+    _DataModule = object
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -50,8 +63,11 @@ def _loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool) 
     )
 
 
-class ShapesDataModule(pl.LightningDataModule):
-    """Train and validation splits of :class:`~cam_callback.data.shapes.ShapesDataset`.
+class ShapesDataModuleCore(_DataModule):
+    """Train and validation splits of :class:`~cam_callback.demo.shapes.ShapesDataset`.
+
+    A mixin for both Lightning namespaces: :class:`ShapesDataModule` (``pytorch_lightning``),
+    :class:`cam_callback.demo.lightning.ShapesDataModule` (``lightning.pytorch``).
 
     The two splits are drawn from different seeds (``2 * seed`` and ``2 * seed + 1``), so they never share
     an image, and the validation split never carries the shortcut marker: with ``shortcut=True`` the model
@@ -145,7 +161,7 @@ def _stratified_split(targets: list[int], val_fraction: float, seed: int) -> tup
     return sorted(train), sorted(val)
 
 
-class ImageFolderDataModule(pl.LightningDataModule):
+class ImageFolderDataModuleCore(_DataModule):
     """Images in class folders (``root/<class>/<image>``), read with ``torchvision.datasets.ImageFolder``.
 
     Validation images come from ``val_dir`` when it is given (with the same class folders as
@@ -287,3 +303,11 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.setup()
         assert self.val_dataset is not None
         return _loader(self.val_dataset, self.batch_size, self.num_workers, shuffle=False)
+
+
+class ShapesDataModule(ShapesDataModuleCore, pl.LightningDataModule):
+    """The shapes for ``pytorch_lightning``; arguments and behaviour are :class:`ShapesDataModuleCore`'s."""
+
+
+class ImageFolderDataModule(ImageFolderDataModuleCore, pl.LightningDataModule):
+    """A folder of images for ``pytorch_lightning``; see :class:`ImageFolderDataModuleCore`."""

@@ -143,7 +143,9 @@ def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
     images, scalars = set(events.Tags()["images"]), set(events.Tags()["scalars"])
     for layer in ("model.features.7", "model.features.5"):  # features.-1 is logged under its resolved name
         for method in ("gradcam", "gradcam++"):
-            assert [e.step for e in events.Images(f"cam/{layer}/{method}")] == [3, 6]
+            # at the step of the validation's own metrics (3 batches an epoch, logged one step before)
+            assert [e.step for e in events.Images(f"cam/{layer}/{method}")] == [2, 5]
+            assert [e.step for e in events.Scalars("val/acc")] == [2, 5]
             assert f"cam_heatmap/{layer}/{method}" in images
             assert len(events.Images(f"cam_summary/{layer}/{method}")) == 1
             for name in ("energy_in_mask", "pointing_game"):  # the shapes data carries object masks
@@ -162,7 +164,7 @@ def test_shortcut_config_runs_with_the_marker_in_training_images_only(tmp_path):
     cli = main(args + TINY + TINY_SHAPES)
     assert cli.datamodule.train_dataset.shortcut and not cli.datamodule.val_dataset.shortcut
     events = _events(cli.trainer.logger.log_dir)
-    assert [e.step for e in events.Images("cam/model.features.7/gradcam")] == [3, 6]
+    assert [e.step for e in events.Images("cam/model.features.7/gradcam")] == [2, 5]
 
 
 def test_imagefolder_config_trains_on_a_folder_of_images(tmp_path):
@@ -177,7 +179,8 @@ def test_imagefolder_config_trains_on_a_folder_of_images(tmp_path):
     cli = main(args + TINY)
     events = _events(cli.trainer.logger.log_dir)
     overlays = events.Images("cam/model.layer4/gradcam")
-    assert [e.step for e in overlays] == [2, 4]  # 8 training images (80 % of 10) in batches of 4
+    # 8 training images (80 % of 10) in batches of 4; at the step of val/acc, one before the optimizer step
+    assert [e.step for e in overlays] == [e.step for e in events.Scalars("val/acc")] == [1, 3]
     # validation holds 1 image of each class (20 % of 5), so the grid has 2 tiles of 64x64 side by side
     assert (overlays[0].width, overlays[0].height) == (2 * 64 + 3 * 2, 64 + 2 * 2)
 
