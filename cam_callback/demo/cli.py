@@ -17,6 +17,8 @@ from pytorch_lightning.cli import ArgsType, LightningCLI
 
 from ..callback.pl import GradCAMCallback
 from .classifier import ImageClassifier
+from .cli_errors import ShortErrors
+from .cli_report import RunReport
 from .datamodules import ImageFolderDataModule, ShapesDataModule
 
 __all__ = ["main", "run_cli"]
@@ -26,8 +28,13 @@ _SHORT_NAMES = (GradCAMCallback, ImageClassifier, ImageFolderDataModule, ShapesD
 
 
 def run_cli(cli_class: Any, module: type[Any], datamodule: type[Any], args: ArgsType, run: bool) -> Any:
-    """Build ``cli_class`` (either namespace's LightningCLI) over subclasses of the two base classes."""
-    return cli_class(
+    """Build ``cli_class`` (either namespace's LightningCLI) over subclasses of the two base classes.
+
+    With short parser errors (:mod:`.cli_errors`) and a report of where a fit went (:mod:`.cli_report`).
+    """
+    cli = type(cli_class.__name__, (ShortErrors, RunReport, cli_class), {})
+    quiet = {"exit_on_error": False}  # errors reach ShortErrors, which prints the useful line
+    return cli(
         module,
         datamodule,
         subclass_mode_model=True,
@@ -35,6 +42,7 @@ def run_cli(cli_class: Any, module: type[Any], datamodule: type[Any], args: Args
         args=args,
         run=run,
         save_config_kwargs={"overwrite": True},
+        parser_kwargs={**quiet, **{name: dict(quiet) for name in ("fit", "validate", "test", "predict")}},
     )
 
 

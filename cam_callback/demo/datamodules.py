@@ -9,6 +9,7 @@ Batches collate with PyTorch's default collate: dicts ``{"image", "label", "mask
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,11 +47,23 @@ def _check_positive(**values: int) -> None:
             raise ValueError(f"`{name}` must be >= 1, got {value}")
 
 
-def _check_workers(num_workers: int) -> None:
+def fitting_workers() -> int:
+    """Loader workers that fit this machine: one per available CPU core beyond the first, at most 4."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        cores = os.cpu_count() or 1
+    return max(0, min(4, cores - 1))
+
+
+def _check_workers(num_workers: int | None) -> int:
+    if num_workers is None:
+        return fitting_workers()
     if isinstance(num_workers, bool) or not isinstance(num_workers, int):
-        raise TypeError(f"`num_workers` must be an int, got {type(num_workers).__name__}")
+        raise TypeError(f"`num_workers` must be an int or None, got {type(num_workers).__name__}")
     if num_workers < 0:
-        raise ValueError(f"`num_workers` must be >= 0, got {num_workers}")
+        raise ValueError(f"`num_workers` must be >= 0 (or None to fit the machine), got {num_workers}")
+    return num_workers
 
 
 def _loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool) -> DataLoader:
@@ -177,7 +190,8 @@ class ImageFolderDataModuleCore(_DataModule):
         val_fraction: share of each class held back for validation when ``val_dir`` is not given, in (0, 1).
         image_size: side of the square crops fed to the model.
         batch_size: images per batch.
-        num_workers: data-loading worker processes.
+        num_workers: data-loading worker processes; ``None`` fits the machine (:func:`fitting_workers`: one
+            per available core beyond the first, at most 4).
         mean: per-channel mean for normalisation (ImageNet's by default).
         std: per-channel standard deviation for normalisation (ImageNet's by default).
         augment: apply the random crop and flip to training images.
@@ -196,7 +210,7 @@ class ImageFolderDataModuleCore(_DataModule):
         val_fraction: float = 0.2,
         image_size: int = 224,
         batch_size: int = 32,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         mean: list[float] | None = None,
         std: list[float] | None = None,
         augment: bool = True,
@@ -204,7 +218,7 @@ class ImageFolderDataModuleCore(_DataModule):
     ) -> None:
         super().__init__()
         _check_positive(image_size=image_size, batch_size=batch_size)
-        _check_workers(num_workers)
+        num_workers = _check_workers(num_workers)
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"`val_fraction` must be in (0, 1), got {val_fraction}")
         mean = list(IMAGENET_MEAN if mean is None else mean)
