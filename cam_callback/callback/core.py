@@ -115,6 +115,8 @@ class CAMCallbackCore:
         class_names: names of the classes for the captions (class ``k`` is ``class_names[k]``), shortened to
             fit a tile. ``None`` reads ``classes`` from the data module or the validation dataset when they
             have it (torchvision's ``ImageFolder``, the demo's data modules), else captions show indices.
+        min_display_size: inputs whose shorter side is smaller are shown enlarged by the smallest whole
+            factor that reaches it (pixels repeated; maps computed at the input's size as always); 0 never.
 
     The guided methods (``"guided-backprop"``, ``"guided-gradcam"``) also log their signed saliency images
     under ``<prefix>_saliency/<layer>/<method>``.
@@ -148,6 +150,7 @@ class CAMCallbackCore:
         aug_scales: list[float] | None = None,
         chunk_size: int = 64,
         class_names: list[str] | None = None,
+        min_display_size: int = 128,
     ) -> None:
         super().__init__()
         self.layers = _as_list("layer", layer)
@@ -168,6 +171,7 @@ class CAMCallbackCore:
             std=normalization[1] if normalization else None,
             image_format=check_choice("image_format", image_format, IMAGE_FORMATS),
             log_heatmaps=check_bool("log_heatmaps", log_heatmaps),
+            min_tile=check_int("min_display_size", min_display_size, minimum=0),
         )
         self.keys: tuple[KeySpec, KeySpec, KeySpec] = (
             _check_key("input_key", input_key),

@@ -16,6 +16,7 @@ from torch import Tensor
 from ..capture.engine import CAMResult
 from ..render import heatmap_grid, history_grid, image_grid, overlay_grid, saliency_to_image
 from ..render.captions import name_room, shorten
+from ..render.enlarge import display_factor, enlarge_images, enlarge_maps
 from ..sinks import ImageRecord, Record, ScalarRecord
 
 __all__ = ["Display", "captions", "summary_records", "validation_records"]
@@ -34,6 +35,7 @@ class Display:
     std: Sequence[float] | None = None
     image_format: str = "jpeg"
     log_heatmaps: bool = True
+    min_tile: int = 0  # tiles with a shorter side are shown enlarged by a whole factor (display only)
 
     def tag(self, kind: str, key: MapKey) -> str:
         """The tag ``<prefix><kind>/<layer>/<method>``.
@@ -102,20 +104,23 @@ def validation_records(
         display: how to draw and tag them.
         names: class names for the captions (class ``k`` is ``names[k]``), or None for indices.
     """
-    texts = captions(result, labels, names, int(inputs.shape[-1]))
+    factor = display_factor(int(inputs.shape[-2]), int(inputs.shape[-1]), display.min_tile)
+    shown = enlarge_images(inputs, factor)  # display only: maps and numbers are already computed
+    texts = captions(result, labels, names, int(shown.shape[-1]))
     records: list[Record] = []
     for key, normalized in maps.items():
         overlay = overlay_grid(
-            inputs, normalized, alpha=display.alpha, colormap=display.colormap, mean=display.mean,
+            shown, normalized, alpha=display.alpha, colormap=display.colormap, mean=display.mean,
             std=display.std, captions=texts,
         )
         records.append(ImageRecord(display.tag("", key), overlay, step, display.image_format))
         if display.log_heatmaps:
-            heatmaps = heatmap_grid(normalized, colormap=display.colormap)
+            heatmaps = heatmap_grid(enlarge_maps(normalized, factor), colormap=display.colormap)
             records.append(ImageRecord(display.tag("_heatmap", key), heatmaps, step, "png"))
         if key in result.saliency:
-            shown = image_grid(saliency_to_image(result.saliency[key]), captions=texts)
-            records.append(ImageRecord(display.tag("_saliency", key), shown, step, display.image_format))
+            saliency = enlarge_images(saliency_to_image(result.saliency[key]), factor)
+            grid = image_grid(saliency, captions=texts)
+            records.append(ImageRecord(display.tag("_saliency", key), grid, step, display.image_format))
         for name, value in scalars.get(key, {}).items():
             records.append(ScalarRecord(f"{display.tag('_drift', key)}/{name}", value, step))
     return records

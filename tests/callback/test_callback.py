@@ -157,7 +157,7 @@ def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
 
 
 def test_image_grid_has_one_tile_per_sample(tmp_path):
-    callback = GradCAMCallback(layer="features.3", num_samples=4, log_heatmaps=False)
+    callback = GradCAMCallback(layer="features.3", num_samples=4, log_heatmaps=False, min_display_size=0)
     _, trainer = _fit(tmp_path, [callback], max_epochs=1)
     events = _events(trainer.logger.log_dir)
     image = events.Images("cam/features.3/gradcam")[0]
@@ -189,7 +189,7 @@ def test_overlays_are_encoded_as_asked_and_heatmaps_stay_lossless(tmp_path, imag
     events = _events(trainer.logger.log_dir)
     overlay = events.Images("cam/features.3/gradcam")[0]
     assert overlay.encoded_image_string.startswith(JPEG_START if image_format == "jpeg" else PNG_START)
-    assert (overlay.width, overlay.height) == (38, 38)
+    assert (overlay.width, overlay.height) == (262, 262)  # 16-px tiles shown 8 x as 128 px: 2 * 130 + 2
     assert events.Images("cam_heatmap/features.3/gradcam")[0].encoded_image_string.startswith(PNG_START)
     assert events.Images("cam_summary/features.3/gradcam")[0].encoded_image_string.startswith(PNG_START)
 
@@ -250,7 +250,7 @@ def test_engine_options_reach_the_engine_and_guided_methods_log_saliency(tmp_pat
     assert "cam_saliency/features.3/guided-gradcam" in images
     assert "cam_saliency/features.3/gradcam" not in images  # only guided methods have a saliency image
     tile = events.Images("cam_saliency/features.3/guided-gradcam")[0]
-    assert (tile.width, tile.height) == (38, 38)  # 2x2 grid of 16x16 tiles, 2 px padding
+    assert (tile.width, tile.height) == (262, 262)  # 2x2 grid of 16x16 tiles shown at 128 px, 2 px padding
 
 
 @pytest.mark.parametrize(

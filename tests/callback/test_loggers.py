@@ -151,8 +151,9 @@ def test_wandb_offline_gets_images_with_captions_and_numbers(tmp_path, cwd, monk
     images = [r for r in rows if "cam/features.3/gradcam/filenames" in r]
     assert [r["trainer/global_step"] for r in images] == [5, 11]
     assert [r["cam/features.3/gradcam/captions"] for r in images] == [["step 5"], ["step 11"]]
-    # two 16-pixel tiles side by side with 2 pixels of padding around and between them
-    assert (images[0]["cam/features.3/gradcam/width"], images[0]["cam/features.3/gradcam/height"]) == (38, 20)
+    # two 16-pixel tiles shown at 128 px (8 x) side by side, 2 pixels of padding: 2 * 130 + 2 by 128 + 4
+    overlay = "cam/features.3/gradcam"
+    assert (images[0][f"{overlay}/width"], images[0][f"{overlay}/height"]) == (262, 132)
     media = _files(run_dir / "files" / "media" / "images")
     assert len([m for m in media if m.startswith("cam/features.3/gradcam_")]) == 2
     numbers = [(r["trainer/global_step"], r[ENERGY]) for r in rows if ENERGY in r]
@@ -187,7 +188,7 @@ def test_mlflow_on_sqlite_gets_image_artifacts_and_run_metrics(tmp_path, cwd):
     import cv2
 
     pixels = cv2.imread(path)
-    assert pixels.shape == (20, 38, 3)  # two 16-pixel tiles side by side, 2 pixels of padding
+    assert pixels.shape == (132, 262, 3)  # two 16-pixel tiles shown at 128 px side by side, 2 px padding
     assert {p.name for p in tmp_path.iterdir()} <= {"mlflow.db", "artifacts", "download", "cwd", "root"}
     assert not (tmp_path / "root").exists()
     assert torch.is_tensor(trainer.callback_metrics[ENERGY])

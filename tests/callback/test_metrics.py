@@ -89,3 +89,17 @@ def test_the_users_own_monitors_decide_as_without_the_callback(tmp_path):
     without, with_cam = run(tmp_path / "a", False), run(tmp_path / "b", True)
     assert without[:3] == with_cam[:3]
     assert torch.equal(without[3], with_cam[3])
+
+
+def test_showing_tiles_enlarged_changes_no_number_and_no_stored_map(tmp_path):
+    def run(folder, size):
+        pl.seed_everything(7, verbose=False)
+        callback = GradCAMCallback(layer="features.3", num_samples=4, min_display_size=size)
+        trainer = pl.Trainer(max_epochs=2, callbacks=[callback], default_root_dir=str(folder), **QUIET)
+        trainer.fit(TinyNet(), *loaders(dict_batches=True))
+        numbers = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("cam_drift/")}
+        return numbers, callback.history.frames()
+
+    plain, enlarged = run(tmp_path / "a", 0), run(tmp_path / "b", 128)
+    assert plain[0] == enlarged[0] and len(plain[0]) == 6
+    assert all(torch.equal(plain[1][key], enlarged[1][key]) for key in plain[1])

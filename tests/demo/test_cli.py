@@ -109,6 +109,7 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
         "aug_scales": "[1.0,0.8]",
         "chunk_size": "8",
         "class_names": "[a,b,c,d]",
+        "min_display_size": "96",
     }
     parameters = set(inspect.signature(GradCAMCallback.__init__).parameters) - {"self"}
     assert parameters == set(overrides), "every option must be covered here"
@@ -130,6 +131,7 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
         reshape="tokens", eigen_smooth=True, aug_smooth=True, aug_scales=(1.0, 0.8), chunk_size=8
     )
     assert callback.class_names == ["a", "b", "c", "d"]
+    assert callback.display.min_tile == 96
 
 
 def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
@@ -181,8 +183,9 @@ def test_imagefolder_config_trains_on_a_folder_of_images(tmp_path):
     overlays = events.Images("cam/model.layer4/gradcam")
     # 8 training images (80 % of 10) in batches of 4; at the step of val/acc, one before the optimizer step
     assert [e.step for e in overlays] == [e.step for e in events.Scalars("val/acc")] == [1, 3]
-    # validation holds 1 image of each class (20 % of 5), so the grid has 2 tiles of 64x64 side by side
-    assert (overlays[0].width, overlays[0].height) == (2 * 64 + 3 * 2, 64 + 2 * 2)
+    # validation holds 1 image of each class (20 % of 5), so the grid has 2 tiles of 64x64 side by side,
+    # shown twice as large (the smallest whole factor that reaches 128 px)
+    assert (overlays[0].width, overlays[0].height) == (2 * 128 + 3 * 2, 128 + 2 * 2)
 
 
 def test_a_wrong_number_of_classes_names_the_fix(tmp_path):
