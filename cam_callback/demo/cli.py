@@ -5,7 +5,7 @@ serves the synthetic demo and a user's own image folder; every option can be ove
 (``--trainer.max_epochs=3``, ``--trainer.callbacks.init_args.alpha=0.3``). The configs name classes by
 their short names (``GradCAMCallback``, ``TensorBoardLogger``, ``ImageClassifier``), which each CLI resolves
 in its own namespace, so they run through both this entry (``pytorch_lightning``) and
-``python -m cam_callback.demo.lightning`` (the unified ``lightning`` package).
+``python -m cam_callback.lightning`` (the unified ``lightning`` package).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The same code as :mod:`cam_callback.demo` (the mixins in :mod:`.classifier` and :mod:`.datamodules`) on
 ``lightning.pytorch``'s base classes, so a ``lightning.pytorch.Trainer`` and its LightningCLI take them:
-``python -m cam_callback.demo.lightning fit --config configs/demo.yaml``.
+``python -m cam_callback.lightning fit --config configs/demo.yaml``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,3 @@ def main(args: ArgsType = None, *, run: bool = True) -> LightningCLI:
     cli: LightningCLI = run_cli(LightningCLI, lpt.LightningModule, lpt.LightningDataModule, args, run)
     return cli
 
-
-if __name__ == "__main__":
-    main()
