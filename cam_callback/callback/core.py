@@ -9,9 +9,9 @@ and hands those to the sinks. It reads only the public Trainer API (:class:`~.tr
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -27,8 +27,11 @@ from ..core.smoothing import DEFAULT_SCALES
 from ..core.task_targets import ScoreTarget
 from ..core.tokens import LayerReshape
 from ..render import IMAGE_FORMATS, check_normalization, colormap_lut
-from ..sinks import BackgroundWriter, PngSink, Sink, TensorBoardSink
+from ..sinks import BackgroundWriter, PngSink, ScalarRecord, Sink
+from .classnames import check_class_names, find_class_names
 from .history import MapHistory
+from .loggers import destinations
+from .metrics import log_numbers, logging_step
 from .preflight import CAMConfigurationError, check_first_maps
 from .publishing import Display, summary_records, validation_records
 from .samples import DetectionBatch, FixedBatch, KeySpec, first_dataloader, take_fixed_batch
@@ -94,10 +97,13 @@ class CAMCallbackCore:
     After each validation that ``every_n_epochs`` selects (mid-epoch ones too; never during the sanity check;
     also under ``trainer.validate``), it computes the maps of the first ``num_samples`` validation samples
     with one forward and one backward through the LightningModule in eval mode, blends them over the images
-    and logs the grids to every TensorBoard logger at ``trainer.global_step`` (PNG files under the run's log
-    directory when there is none), with drift scalars. The images are encoded and written by one background
-    thread (:class:`~cam_callback.sinks.BackgroundWriter`); everything is written by the end of the fit or
-    validation, also when it raises or is interrupted. Training is untouched: weights, buffers, optimizer
+    and logs the grids to every logger that takes images (:mod:`~cam_callback.callback.loggers`), at the
+    step of that validation's own metrics. The drift numbers become Lightning metrics of the validation
+    (:mod:`~cam_callback.callback.metrics`), so ``EarlyStopping`` and ``ModelCheckpoint`` can monitor them.
+    The images are encoded and written by one background thread
+    (:class:`~cam_callback.sinks.BackgroundWriter`); everything is written by the end of the fit or
+    validation, also when it raises or is interrupted.
+    Training is untouched: weights, buffers, optimizer
     state, RNG streams, ``.grad`` and train/eval modes are the same bit for bit as without the callback.
 
     When training starts it computes the maps once (logged at step 0: the untrained model's maps, the origin
@@ -148,6 +154,11 @@ class CAMCallbackCore:
         aug_scales: resize factors for ``aug_smooth``; ``None`` is ``[1.0, 1.1, 0.9]``. Vision transformers
             with a fixed input size need ``[1.0]``.
         chunk_size: perturbed copies per forward for ``"scorecam"`` and ``"ablationcam"`` (bounds memory).
+        class_names: names of the classes for the captions (class ``k`` is ``class_names[k]``), shortened to
+            fit a tile. ``None`` reads ``classes`` from the data module or the validation dataset when they
+            have it (torchvision's ``ImageFolder``, the demo's data modules), else captions show indices.
+        min_display_size: inputs whose shorter side is smaller are shown enlarged by the smallest whole
+            factor that reaches it (pixels repeated; maps computed at the input's size as always); 0 never.
 
     The guided methods (``"guided-backprop"``, ``"guided-gradcam"``) also log their signed saliency images
     under ``<prefix>_saliency/<layer>/<method>``.
@@ -183,6 +194,8 @@ class CAMCallbackCore:
         aug_smooth: bool = False,
         aug_scales: list[float] | None = None,
         chunk_size: int = 64,
+        class_names: list[str] | None = None,
+        min_display_size: int = 128,
     ) -> None:
         super().__init__()
         self.layers = _as_list("layer", layer)
@@ -203,6 +216,7 @@ class CAMCallbackCore:
             std=normalization[1] if normalization else None,
             image_format=check_choice("image_format", image_format, IMAGE_FORMATS),
             log_heatmaps=check_bool("log_heatmaps", log_heatmaps),
+            min_tile=check_int("min_display_size", min_display_size, minimum=0),
         )
         self.keys: tuple[KeySpec, KeySpec, KeySpec] = (
             _check_key("input_key", input_key),
@@ -214,16 +228,17 @@ class CAMCallbackCore:
             reshape=reshape, eigen_smooth=eigen_smooth, aug_smooth=aug_smooth,
             aug_scales=DEFAULT_SCALES if aug_scales is None else aug_scales, chunk_size=chunk_size,
         )
+        self.class_names = check_class_names(class_names)
         self.history = MapHistory(max_side=check_int("history_size", history_size, minimum=1))
         self._batch: FixedBatch | None = None
         self._engine: CAMEngine | None = None
         self._sinks: list[Sink] | None = None
         self._writer: BackgroundWriter | None = None
+        self._folders: list[Path] = []  # the run folders of our own, where summary PNG files go
         self._warned: set[str] = set()
         self._validated_this_fit = False
         self._auto_reshape: str | None = None  # what the automatic layer needs, when `reshape` is None
         self._checked = False  # whether this run's first maps were computed (see the preflight module)
-        self._directory: str | None = None  # this run's folder for files, once chosen
 
     # ------------------------------------------------------------------ the options, as given
 
@@ -299,7 +314,6 @@ class CAMCallbackCore:
         self._auto_reshape = None
         self._engine = None
         self._sinks = None
-        self._directory = None
         self._warned.clear()
         self._validated_this_fit = False
         self._checked = False
@@ -320,8 +334,8 @@ class CAMCallbackCore:
             self._warn_once("no-val", "no validation data: explaining the first training samples instead")
         self._check_first(trainer, pl_module, source, "when training starts", keep=self.history.recorded == 0)
 
-    def _on_validation_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
-        """Explain the fixed batch after a validation (not the sanity check)."""
+    def _on_validation_epoch_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
+        """Explain the fixed batch as a validation ends (not the sanity check); its numbers become metrics."""
         if trainer.sanity_checking:
             return
         self._validated_this_fit = True
@@ -359,29 +373,37 @@ class CAMCallbackCore:
         if self.every_n_epochs == 0 or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
         if not self._checked:  # the run's first maps (under validate, or no validation data at train start)
-            self._check_first(trainer, pl_module, source, f"at the validation of step {trainer.global_step}")
+            when = f"at the validation of step {trainer.global_step}"
+            log_numbers(trainer, pl_module, self._check_first(trainer, pl_module, source, when))
             return
-        if not self._computes_here(trainer):
-            return
-        try:
-            batch = self._fixed_batch(trainer, pl_module, source)
-            self._observe(trainer, pl_module, batch)
-        except CAMConfigurationError:
-            raise
-        except Exception as error:  # noqa: BLE001 - a long run must survive a failing visualisation
-            self._fail(error, f"the maps at step {trainer.global_step}")
+        numbers: dict[str, float] = {}
+        if self._computes_here(trainer):
+            try:
+                batch = self._fixed_batch(trainer, pl_module, source)
+                numbers = self._observe(trainer, pl_module, batch, source)
+            except CAMConfigurationError:
+                raise
+            except Exception as error:  # noqa: BLE001 - a long run must survive a failing visualisation
+                self._fail(error, f"the maps at step {trainer.global_step}")
+        log_numbers(trainer, pl_module, numbers)  # every rank: the metrics must exist on each
 
     def _check_first(
         self, trainer: TrainerLike, pl_module: nn.Module, source: str, when: str, *, keep: bool = True
-    ) -> None:
-        """The run's first maps, on every rank at once; any failure stops the run (strict or not)."""
+    ) -> dict[str, float]:
+        """The run's first maps, on every rank at once; any failure stops the run (strict or not).
+
+        Returns rank 0's drift numbers (empty elsewhere), for a validation to log as its metrics.
+        """
         self._checked = True
+        numbers: dict[str, float] = {}
 
         def attempt() -> None:
             if self._computes_here(trainer):
-                self._observe(trainer, pl_module, self._fixed_batch(trainer, pl_module, source), keep=keep)
+                batch = self._fixed_batch(trainer, pl_module, source)
+                numbers.update(self._observe(trainer, pl_module, batch, source, keep=keep))
 
         check_first_maps(trainer, attempt, when)
+        return numbers
 
     def _computes_here(self, trainer: TrainerLike) -> bool:
         """Rank 0 computes alone, except under sharded strategies, where every forward gathers parameters."""
@@ -462,9 +484,13 @@ class CAMCallbackCore:
         return default_target(task_of(batch), self.target, batch)
 
     def _observe(
-        self, trainer: TrainerLike, pl_module: nn.Module, batch: FixedBatch, *, keep: bool = True
-    ) -> None:
-        """Explain the batch, record the maps and publish them; with ``keep=False`` only draw them."""
+        self, trainer: TrainerLike, pl_module: nn.Module, batch: FixedBatch, source: str = "val", *,
+        keep: bool = True,
+    ) -> dict[str, float]:
+        """Compute, record and publish the maps of ``batch``; return the drift numbers (empty off rank 0).
+
+        With ``keep=False`` (a resumed run's first check) the maps are drawn but neither recorded nor sent.
+        """
         engine = self._engine_for(pl_module, batch)
         precision = trainer.precision_plugin
         inputs = precision.convert_input(batch.inputs)
@@ -472,22 +498,26 @@ class CAMCallbackCore:
         with precision.forward_context():
             result = engine(inputs, target)
         if not trainer.is_global_zero:
-            return
-        step = int(trainer.global_step)
+            return {}
+        step = logging_step(trainer, source)
         maps = {key: result.normalized(*key) for key in result.raw}
         # Every pair's numbers first, so a failure while rendering cannot leave the histories out of step;
         # a resumed run's check (keep=False) records nothing: its last frame is already in the history.
         record = self.history.record
         scalars = {key: record(*key, value, step, batch.masks) for key, value in maps.items()} if keep else {}
+        names = self.class_names or find_class_names(
+            getattr(trainer, "datamodule", None), first_dataloader(trainer.val_dataloaders)
+        )
         task = task_of(batch)
         records = validation_records(
-            result, maps, scalars, batch.inputs, batch.labels, step, self.display,
+            result, maps, scalars, batch.inputs, batch.labels, step, self.display, names,
             texts=task_captions(task, result, batch.labels, target),
             boxes=[batch.masks, explained_boxes(result.outputs, target)] if task == "detection" else None,
         )
         if not keep:
-            return
+            return {}
         self._writer_for(trainer).submit(records)
+        return {record.tag: record.value for record in records if isinstance(record, ScalarRecord)}
 
     def _writer_for(self, trainer: TrainerLike) -> BackgroundWriter:
         if self._writer is None:
@@ -514,33 +544,27 @@ class CAMCallbackCore:
 
     def _sinks_for(self, trainer: TrainerLike) -> list[Sink]:
         if self._sinks is None:
-            tensorboard = self.namespace.tensorboard_logger
-            writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, tensorboard)]
-            self._sinks = [TensorBoardSink(w) for w in writers]
-            if not self._sinks and (directory := self._file_directory(trainer)) is not None:
-                where = os.path.join(directory, self.tag_prefix)
-                self._warn_once("png", f"no TensorBoard logger: writing PNG files under {where}")
-                self._sinks = [PngSink(directory)]
+            if getattr(trainer, "fast_dev_run", False):  # its loggers are a dummy that writes nothing
+                message = "fast_dev_run: the maps are computed and checked, but no file is written"
+                self._warn_once("fast-dev-run", message)
+                self._sinks, self._folders = [], []
+                return self._sinks
+            found = destinations(
+                list(trainer.loggers), self.namespace, str(trainer.default_root_dir), self.tag_prefix
+            )
+            for note in found.notes:
+                self._warn_once(note, note)
+            self._sinks, self._folders = found.sinks, found.folders
         return self._sinks
-
-    def _file_directory(self, trainer: TrainerLike) -> str | None:
-        """This run's folder for PNG files (chosen once a run), or None under ``fast_dev_run``."""
-        if getattr(trainer, "fast_dev_run", False):  # its loggers are a dummy that writes nothing
-            message = "fast_dev_run: the maps are computed and checked, but no file is written"
-            self._warn_once("fast-dev-run", message)
-            return None
-        if self._directory is None:
-            self._directory = _run_directory(trainer)
-        return self._directory
 
     def _log_summary(self, trainer: TrainerLike) -> None:
         images = self._batch.inputs.cpu() if self._batch is not None else None  # the history is on the CPU
         frames = self.history.frames()
         steps = {key: self.history.steps(*key) for key in frames}
-        records = summary_records(frames, steps, images, int(trainer.global_step), self.display)
-        directory = self._file_directory(trainer)
-        files = [PngSink(directory, one_file_per_tag=True)] if directory is not None else []
-        self._writer_for(trainer).submit(records, [*self._sinks_for(trainer), *files])
+        records = summary_records(frames, steps, images, logging_step(trainer), self.display)
+        sinks = self._sinks_for(trainer)
+        files = [PngSink(folder, one_file_per_tag=True) for folder in self._folders]
+        self._writer_for(trainer).submit(records, [*sinks, *files])
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -550,21 +574,3 @@ def _device_of(module: nn.Module) -> torch.device:
         return device
     return next(module.parameters()).device
 
-
-def _run_directory(trainer: TrainerLike) -> str:
-    """The run's log directory: the first logger's, else a new ``lightning_logs/version_<n>`` folder.
-
-    The new folder lies under ``trainer.default_root_dir``, numbered after the versions already there (as
-    Lightning numbers its loggers' runs), and is made at once, so two runs never share one. Not
-    ``trainer.log_dir``: it broadcasts, so rank 0 alone must not call it.
-    """
-    for logger in trainer.loggers:
-        directory = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
-        if directory:
-            return str(directory)
-    root = os.path.join(str(trainer.default_root_dir), "lightning_logs")
-    taken = os.listdir(root) if os.path.isdir(root) else []
-    numbers = [int(name[8:]) for name in taken if name.startswith("version_") and name[8:].isdigit()]
-    directory = os.path.join(root, f"version_{max(numbers, default=-1) + 1}")
-    os.makedirs(directory)
-    return directory

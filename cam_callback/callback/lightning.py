@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
 from typing_extensions import override
 
@@ -27,7 +27,11 @@ class GradCAMCallback(CAMCallbackCore, Callback):
     """
 
     namespace = LightningNamespace(
-        TensorBoardLogger, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy)
+        TensorBoardLogger,
+        (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy),
+        wandb_logger=WandbLogger,
+        mlflow_logger=MLFlowLogger,
+        csv_logger=CSVLogger,
     )
 
     @override
@@ -39,8 +43,8 @@ class GradCAMCallback(CAMCallbackCore, Callback):
         self._on_train_start(trainer, pl_module)
 
     @override
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._on_validation_end(trainer, pl_module)
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._on_validation_epoch_end(trainer, pl_module)
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

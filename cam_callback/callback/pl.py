@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytorch_lightning import Callback, LightningModule, Trainer
-from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from pytorch_lightning.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
 from typing_extensions import override
 
@@ -26,7 +26,11 @@ class GradCAMCallback(CAMCallbackCore, Callback):
     """
 
     namespace = LightningNamespace(
-        TensorBoardLogger, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy)
+        TensorBoardLogger,
+        (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy),
+        wandb_logger=WandbLogger,
+        mlflow_logger=MLFlowLogger,
+        csv_logger=CSVLogger,
     )
 
     @override
@@ -38,8 +42,8 @@ class GradCAMCallback(CAMCallbackCore, Callback):
         self._on_train_start(trainer, pl_module)
 
     @override
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._on_validation_end(trainer, pl_module)
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._on_validation_epoch_end(trainer, pl_module)
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

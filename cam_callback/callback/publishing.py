@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
@@ -23,6 +24,8 @@ from ..render import (
     saliency_to_image,
     to_display,
 )
+from ..render.captions import name_room, shorten
+from ..render.enlarge import display_factor, enlarge_images
 from ..sinks import ImageRecord, Record, ScalarRecord
 
 __all__ = ["SUMMARY_TILE_SIDE", "Display", "captions", "summary_records", "validation_records"]
@@ -44,6 +47,7 @@ class Display:
     std: Sequence[float] | None = None
     image_format: str = "jpeg"
     log_heatmaps: bool = True
+    min_tile: int = 0  # tiles with a shorter side are shown enlarged by a whole factor (display only)
 
     def tag(self, kind: str, key: MapKey) -> str:
         """The tag ``<prefix><kind>/<layer>/<method>``.
@@ -53,11 +57,21 @@ class Display:
         return f"{self.tag_prefix}{kind}/{key[0]}/{key[1]}"
 
 
-def captions(result: CAMResult, labels: Tensor | None) -> list[str] | None:
+def _named(index: Any, names: Sequence[str] | None, limit: int) -> str:
+    if names is not None and isinstance(index, int) and 0 <= index < len(names):
+        return shorten(str(names[index]), limit)
+    return _label_text(index)
+
+
+def captions(
+    result: CAMResult, labels: Tensor | None, names: Sequence[str] | None = None, width: int = 0
+) -> list[str] | None:
     """One caption per sample, ``y=<label> p=<predicted> <probability of the target>``.
 
-    Float labels are written to 3 significant digits (``y=0.123``). Only for ``[B, classes]`` outputs (None
-    for any other output).
+    Only for ``[B, classes]`` outputs (None for any other output). With ``names`` (class ``k`` is
+    ``names[k]``), labels and predictions are named (``y=circle p=square 0.88``), each name shortened to fit
+    a ``width``-pixel tile (:func:`~cam_callback.render.captions.name_room`); indices without a name stay
+    numbers, and float labels are written to 3 significant digits (``y=0.123``).
     """
     outputs = result.outputs
     if not isinstance(outputs, Tensor) or outputs.dim() != 2:
@@ -69,8 +83,9 @@ def captions(result: CAMResult, labels: Tensor | None) -> list[str] | None:
     predicted_list = predicted.cpu().tolist()
     probs_list = target_prob.cpu().tolist()
     label_list = labels.cpu().tolist() if labels is not None else [None] * len(probs_list)
+    limit = name_room(width, fixed=10) if width else 1 << 30
     return [
-        (f"y={_label_text(y)} " if y is not None else "") + f"p={p} {q:.2f}"
+        (f"y={_named(y, names, limit)} " if y is not None else "") + f"p={_named(p, names, limit)} {q:.2f}"
         for y, p, q in zip(label_list, predicted_list, probs_list, strict=True)
     ]
 
@@ -88,6 +103,7 @@ def validation_records(
     labels: Tensor | None,
     step: int,
     display: Display,
+    names: Sequence[str] | None = None,
     *,
     texts: Sequence[str] | None = None,
     boxes: Sequence[Tensor | None] | None = None,
@@ -106,28 +122,33 @@ def validation_records(
         labels: the fixed batch's labels, or None.
         step: the global step they are logged at.
         display: how to draw and tag them.
+        names: class names for the captions (class ``k`` is ``names[k]``), or None for indices.
         texts: the captions, when not the classifier's (:func:`captions`).
         boxes: ``[B, 4]`` box sets to outline on the overlays (ground truth in green, then the explained
             detections in yellow), or None.
     """
-    texts = texts if texts is not None else captions(result, labels)
+    factor = display_factor(int(inputs.shape[-2]), int(inputs.shape[-1]), display.min_tile)
+    big = enlarge_images(inputs, factor)  # display only: maps and numbers are already computed
+    texts = texts if texts is not None else captions(result, labels, names, int(big.shape[-1]))
+    boxes = [b * factor if b is not None else None for b in boxes] if boxes is not None else None
     records: list[Record] = []
-    shown = to_display(inputs, display.mean, display.std)  # once for every pair
-    size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+    shown = to_display(big, display.mean, display.std)  # once for every pair
+    size = (int(big.shape[-2]), int(big.shape[-1]))
     for key, normalized in maps.items():
-        heat = colorize(upsample_maps(normalized.float(), size), display.colormap)  # once for both grids
+        shown_maps = upsample_maps(normalized.float(), size)
+        heat = colorize(shown_maps, display.colormap)  # once for both grids
         overlay = overlay_grid(
-            inputs, normalized, alpha=display.alpha, colormap=display.colormap, mean=display.mean,
+            big, shown_maps, alpha=display.alpha, colormap=display.colormap, mean=display.mean,
             std=display.std, captions=texts, boxes=boxes, shown=shown, heat=heat,
         )
         records.append(ImageRecord(display.tag("", key), overlay, step, display.image_format))
         if display.log_heatmaps:
-            same_size = tuple(normalized.shape[-2:]) == size
-            heatmaps = heatmap_grid(normalized, colormap=display.colormap, heat=heat if same_size else None)
+            heatmaps = heatmap_grid(shown_maps, colormap=display.colormap, heat=heat)
             records.append(ImageRecord(display.tag("_heatmap", key), heatmaps, step, "png"))
         if key in result.saliency:
-            saliency = image_grid(saliency_to_image(result.saliency[key]), captions=texts)
-            records.append(ImageRecord(display.tag("_saliency", key), saliency, step, display.image_format))
+            saliency = enlarge_images(saliency_to_image(result.saliency[key]), factor)
+            grid = image_grid(saliency, captions=texts)
+            records.append(ImageRecord(display.tag("_saliency", key), grid, step, display.image_format))
         for name, value in scalars.get(key, {}).items():
             records.append(ScalarRecord(f"{display.tag('_drift', key)}/{name}", value, step))
     return records

@@ -83,10 +83,16 @@ class LightningNamespace:
     """The classes of one Lightning namespace that the callback treats specially.
 
     Attributes:
-        tensorboard_logger: its ``TensorBoardLogger`` (subclasses count too).
+        tensorboard_logger: its ``TensorBoardLogger`` (subclasses count too, as for every logger here).
         sharded_strategies: strategies whose every forward gathers parameters, so every rank must run the
             same CAM forward (FSDP, DeepSpeed, model parallel).
+        wandb_logger: its ``WandbLogger``.
+        mlflow_logger: its ``MLFlowLogger``.
+        csv_logger: its ``CSVLogger``.
     """
 
     tensorboard_logger: type[Any]
     sharded_strategies: tuple[type[Any], ...]
+    wandb_logger: type[Any] | None = None
+    mlflow_logger: type[Any] | None = None
+    csv_logger: type[Any] | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 import torch
@@ -12,7 +12,14 @@ import torchvision
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["ImageClassifier", "TinyCNN", "build_model", "model_names", "images_and_labels"]
+__all__ = [
+    "ImageClassifier", "ImageClassifierCore", "TinyCNN", "build_model", "model_names", "images_and_labels"
+]
+
+if TYPE_CHECKING:  # the mixin is typed as a LightningModule; at run time each flavour adds its own base
+    _LightningModule = pl.LightningModule
+else:
+    _LightningModule = object
 
 TINY_CNN = "tinycnn"
 
@@ -116,8 +123,12 @@ def images_and_labels(batch: Any) -> tuple[Tensor, Tensor]:
     )
 
 
-class ImageClassifier(pl.LightningModule):
+class ImageClassifierCore(_LightningModule):
     """Trains a classifier with cross-entropy and AdamW, logging loss and accuracy.
+
+    A mixin written once for both Lightning namespaces: :class:`ImageClassifier` is the
+    ``pytorch_lightning`` flavour, :class:`cam_callback.demo.lightning.ImageClassifier` the
+    ``lightning.pytorch`` one.
 
     The network is ``self.model``, so its layers are addressed as ``"model.<path>"`` from the LightningModule
     (``"model.layer4"`` for a ResNet, ``"model.features.-1"`` for ``"tinycnn"``). Batches may be dicts with
@@ -223,3 +234,7 @@ class ImageClassifier(pl.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class ImageClassifier(ImageClassifierCore, pl.LightningModule):
+    """The classifier for ``pytorch_lightning``; its arguments and behaviour: :class:`ImageClassifierCore`."""

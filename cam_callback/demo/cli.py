@@ -2,25 +2,51 @@
 
 The YAML names the classes (``class_path``) of the model, the data and the callbacks, so the same entry point
 serves the synthetic demo and a user's own image folder; every option can be overridden on the command line
-(``--trainer.max_epochs=3``, ``--trainer.callbacks.init_args.alpha=0.3``).
+(``--trainer.max_epochs=3``, ``--trainer.callbacks.init_args.alpha=0.3``). The configs name classes by
+their short names (``GradCAMCallback``, ``TensorBoardLogger``, ``ImageClassifier``), which each CLI resolves
+in its own namespace, so they run through both this entry (``pytorch_lightning``) and
+``python -m cam_callback.lightning`` (the unified ``lightning`` package).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from pytorch_lightning import LightningDataModule, LightningModule
 from pytorch_lightning.cli import ArgsType, LightningCLI
 
-__all__ = ["main"]
+from ..callback.pl import GradCAMCallback
+from .classifier import ImageClassifier
+from .cli_errors import ShortErrors
+from .cli_report import RunReport
+from .datamodules import ImageFolderDataModule, ShapesDataModule
+
+__all__ = ["main", "run_cli"]
+
+# Imported so that the configs' short class names resolve to this namespace's classes.
+_SHORT_NAMES = (GradCAMCallback, ImageClassifier, ImageFolderDataModule, ShapesDataModule)
 
 
-def main(args: ArgsType = None, *, run: bool = True) -> LightningCLI:
-    """Run the command line (``fit``, ``validate``, ...); ``args`` replaces ``sys.argv[1:]`` when given."""
-    return LightningCLI(
-        LightningModule,
-        LightningDataModule,
+def run_cli(cli_class: Any, module: type[Any], datamodule: type[Any], args: ArgsType, run: bool) -> Any:
+    """Build ``cli_class`` (either namespace's LightningCLI) over subclasses of the two base classes.
+
+    With short parser errors (:mod:`.cli_errors`) and a report of where a fit went (:mod:`.cli_report`).
+    """
+    cli = type(cli_class.__name__, (ShortErrors, RunReport, cli_class), {})
+    quiet = {"exit_on_error": False}  # errors reach ShortErrors, which prints the useful line
+    return cli(
+        module,
+        datamodule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         args=args,
         run=run,
         save_config_kwargs={"overwrite": True},
+        parser_kwargs={**quiet, **{name: dict(quiet) for name in ("fit", "validate", "test", "predict")}},
     )
+
+
+def main(args: ArgsType = None, *, run: bool = True) -> LightningCLI:
+    """Run the command line (``fit``, ``validate``, ...); ``args`` replaces ``sys.argv[1:]`` when given."""
+    cli: LightningCLI = run_cli(LightningCLI, LightningModule, LightningDataModule, args, run)
+    return cli

@@ -9,7 +9,9 @@ Batches collate with PyTorch's default collate: dicts ``{"image", "label", "mask
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
 import torch
@@ -19,7 +21,19 @@ from torchvision.transforms import v2
 
 from .shapes import ShapesDataset
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageFolderDataModule", "ShapesDataModule"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ImageFolderDataModule",
+    "ImageFolderDataModuleCore",
+    "ShapesDataModule",
+    "ShapesDataModuleCore",
+]
+
+if TYPE_CHECKING:  # the mixins are typed as data modules; at run time each flavour adds its own base
+    _DataModule = pl.LightningDataModule
+else:
+    _DataModule = object
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -33,11 +47,23 @@ def _check_positive(**values: int) -> None:
             raise ValueError(f"`{name}` must be >= 1, got {value}")
 
 
-def _check_workers(num_workers: int) -> None:
+def fitting_workers() -> int:
+    """Loader workers that fit this machine: one per available CPU core beyond the first, at most 4."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        cores = os.cpu_count() or 1
+    return max(0, min(4, cores - 1))
+
+
+def _check_workers(num_workers: int | None) -> int:
+    if num_workers is None:
+        return fitting_workers()
     if isinstance(num_workers, bool) or not isinstance(num_workers, int):
-        raise TypeError(f"`num_workers` must be an int, got {type(num_workers).__name__}")
+        raise TypeError(f"`num_workers` must be an int or None, got {type(num_workers).__name__}")
     if num_workers < 0:
-        raise ValueError(f"`num_workers` must be >= 0, got {num_workers}")
+        raise ValueError(f"`num_workers` must be >= 0 (or None to fit the machine), got {num_workers}")
+    return num_workers
 
 
 def _loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool) -> DataLoader:
@@ -50,8 +76,11 @@ def _loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool) 
     )
 
 
-class ShapesDataModule(pl.LightningDataModule):
-    """Train and validation splits of :class:`~cam_callback.data.shapes.ShapesDataset`.
+class ShapesDataModuleCore(_DataModule):
+    """Train and validation splits of :class:`~cam_callback.demo.shapes.ShapesDataset`.
+
+    A mixin for both Lightning namespaces: :class:`ShapesDataModule` (``pytorch_lightning``),
+    :class:`cam_callback.demo.lightning.ShapesDataModule` (``lightning.pytorch``).
 
     The two splits are drawn from different seeds (``2 * seed`` and ``2 * seed + 1``), so they never share
     an image, and the validation split never carries the shortcut marker: with ``shortcut=True`` the model
@@ -145,7 +174,7 @@ def _stratified_split(targets: list[int], val_fraction: float, seed: int) -> tup
     return sorted(train), sorted(val)
 
 
-class ImageFolderDataModule(pl.LightningDataModule):
+class ImageFolderDataModuleCore(_DataModule):
     """Images in class folders (``root/<class>/<image>``), read with ``torchvision.datasets.ImageFolder``.
 
     Validation images come from ``val_dir`` when it is given (with the same class folders as
@@ -161,7 +190,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
         val_fraction: share of each class held back for validation when ``val_dir`` is not given, in (0, 1).
         image_size: side of the square crops fed to the model.
         batch_size: images per batch.
-        num_workers: data-loading worker processes.
+        num_workers: data-loading worker processes; ``None`` fits the machine (:func:`fitting_workers`: one
+            per available core beyond the first, at most 4).
         mean: per-channel mean for normalisation (ImageNet's by default).
         std: per-channel standard deviation for normalisation (ImageNet's by default).
         augment: apply the random crop and flip to training images.
@@ -180,7 +210,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         val_fraction: float = 0.2,
         image_size: int = 224,
         batch_size: int = 32,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         mean: list[float] | None = None,
         std: list[float] | None = None,
         augment: bool = True,
@@ -188,7 +218,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         _check_positive(image_size=image_size, batch_size=batch_size)
-        _check_workers(num_workers)
+        num_workers = _check_workers(num_workers)
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"`val_fraction` must be in (0, 1), got {val_fraction}")
         mean = list(IMAGENET_MEAN if mean is None else mean)
@@ -287,3 +317,11 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.setup()
         assert self.val_dataset is not None
         return _loader(self.val_dataset, self.batch_size, self.num_workers, shuffle=False)
+
+
+class ShapesDataModule(ShapesDataModuleCore, pl.LightningDataModule):
+    """The shapes for ``pytorch_lightning``; arguments and behaviour are :class:`ShapesDataModuleCore`'s."""
+
+
+class ImageFolderDataModule(ImageFolderDataModuleCore, pl.LightningDataModule):
+    """A folder of images for ``pytorch_lightning``; see :class:`ImageFolderDataModuleCore`."""

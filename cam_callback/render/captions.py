@@ -9,12 +9,39 @@ import cv2
 import numpy as np
 from torch import Tensor
 
-__all__ = ["caption_ink", "caption_tiles", "check_captions", "wrap_text"]
+__all__ = [
+    "MAX_BAND_SHARE", "caption_ink", "caption_tiles", "check_captions", "name_room", "shorten", "wrap_text",
+]
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 _MIN_SCALE = 0.3  # smallest font scale that stays legible (about 8 px tall)
+MAX_BAND_SHARE = 0.4
+"""A caption's band covers at most this share of its tile: lines that do not fit are left out, and a tile
+too small for one line (under 30 px tall) gets no caption."""
+
+
+def shorten(name: str, limit: int) -> str:
+    """``name`` cut to ``limit`` characters, its last one a ``.`` when cut.
+
+    ``"golden_retriever"`` at 8 is ``"golden_."``; at least one character and the dot are kept.
+    """
+    limit = max(2, limit)
+    return name if len(name) <= limit else name[: limit - 1] + "."
+
+
+def name_room(width: int, fixed: int, names: int = 2) -> int:
+    """How many characters each of ``names`` names may have in a one-line caption of a ``width``-pixel tile.
+
+    ``fixed`` is the number of other characters on the line (``"y= p= 0.88"`` has 10); measured in the
+    smallest legible font (average letter width), the widest a caption gets before it wraps. At least 3.
+    """
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    char_width = cv2.getTextSize(letters, _FONT, _MIN_SCALE, 1)[0][0] / len(letters)
+    margin = max(1, round(0.02 * width))
+    fits = int((width - 2 * margin) // char_width)
+    return max(3, (fits - fixed) // max(1, names))
 
 
 def wrap_text(text: str, scale: float, thickness: int, room: int, font: int = _FONT) -> list[str]:
@@ -37,9 +64,10 @@ def caption_ink(height: int, width: int, text: str) -> np.ndarray:
     """The ink of ``text`` drawn for a tile of ``height`` x ``width``: uint8 ``[band, width]``, 255 = ink.
 
     The font is about 9% of the tile's height (at least about 8 px); a caption too wide for the tile is first
-    shrunk down to the smallest legible size, then wrapped at spaces. Whatever still overflows is clipped.
-    ``band`` is the height of the darkened band behind the text. Cached (read-only result): every
-    (layer, method) grid of a validation has the same captions, so each is drawn once.
+    shrunk down to the smallest legible size, then wrapped at spaces. Whatever still overflows is clipped,
+    and the band covers at most :data:`MAX_BAND_SHARE` of the tile (lines beyond it are left out; no line
+    fits: an empty band). ``band`` is the height of the darkened band behind the text. Cached (read-only
+    result): every (layer, method) grid of a validation has the same captions, so each is drawn once.
     """
     (_, unit_height), unit_baseline = cv2.getTextSize("Ag", _FONT, 1.0, 1)
     scale = max(_MIN_SCALE, 0.09 * height / (unit_height + unit_baseline))
@@ -54,7 +82,9 @@ def caption_ink(height: int, width: int, text: str) -> np.ndarray:
         lines = wrap_text(text, scale, thickness, room)
     (_, line_height), baseline = cv2.getTextSize("Ag", _FONT, scale, thickness)
     step = line_height + baseline
-    band = min(height, len(lines) * step + 2 * margin)
+    lines = lines[: max(0, int((MAX_BAND_SHARE * height - 2 * margin) // step))]
+    # No line fits: too small a tile for a legible line that leaves the picture visible (an empty band).
+    band = min(height, len(lines) * step + 2 * margin) if lines else 0
     ink = np.zeros((band, width), dtype=np.uint8)
     for row, line in enumerate(lines):
         origin = (margin, margin + line_height + row * step)

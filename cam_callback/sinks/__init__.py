@@ -2,10 +2,20 @@
 
 from .base import ImageRecord, Record, ScalarRecord, Sink, publish
 from .files import PngSink
+from .mlflow import MlflowSink
 from .tensorboard import TensorBoardSink
+from .wandb import WandbSink
 from .writer import BackgroundWriter
 
 __all__ = [
-    "BackgroundWriter", "ImageRecord", "PngSink", "Record", "ScalarRecord", "Sink", "TensorBoardSink",
+    "BackgroundWriter",
+    "ImageRecord",
+    "MlflowSink",
+    "PngSink",
+    "Record",
+    "ScalarRecord",
+    "Sink",
+    "TensorBoardSink",
+    "WandbSink",
     "publish",
 ]

@@ -5,24 +5,33 @@ Usage: ``python ddp_run.py OUT_DIR with|without|bad`` (``bad``: a class index ou
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
 import pytorch_lightning as pl
 import torch
 from lit_models import loaders, make_module_class
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from cam_callback import GradCAMCallback
+
+MONITOR = "cam_drift/features.3/gradcam/energy_in_mask"
 
 
 def main(out_dir: str, mode: str) -> None:
     pl.seed_everything(3, verbose=False)
     model = make_module_class(pl)()
     options = {"with": {}, "bad": {"target": 99}}
-    callbacks = []
+    callbacks: list[pl.Callback] = []
     if mode in options:
         callbacks = [GradCAMCallback(layer="features.3", num_samples=4, strict=True, **options[mode])]
+    if mode == "with":  # every rank must see the drift numbers to monitor them (and agree on them)
+        callbacks += [
+            EarlyStopping(monitor=MONITOR, mode="max", patience=10),
+            ModelCheckpoint(dirpath=os.path.join(out_dir, "ckpt"), monitor=MONITOR, mode="max"),
+        ]
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
@@ -31,7 +40,7 @@ def main(out_dir: str, mode: str) -> None:
         callbacks=list(callbacks),
         logger=TensorBoardLogger(out_dir, name="logs"),
         deterministic=True,
-        enable_checkpointing=False,
+        enable_checkpointing=mode == "with",
         enable_progress_bar=False,
         enable_model_summary=False,
     )
@@ -43,6 +52,10 @@ def main(out_dir: str, mode: str) -> None:
     if callbacks:
         with open(os.path.join(out_dir, f"history{rank}.txt"), "w") as f:
             f.write(str(len(callbacks[0].history)))
+        seen = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("cam_drift/")}
+        seen["best"] = float(callbacks[2].best_model_score)
+        with open(os.path.join(out_dir, f"metrics{rank}.json"), "w") as f:
+            json.dump(seen, f)
 
 
 if __name__ == "__main__":

@@ -139,8 +139,11 @@ def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
     _, trainer = _fit(tmp_path, [callback], dict_batches=True, val_check_interval=0.5)
     events = _events(trainer.logger.log_dir)
     images = set(events.Tags()["images"])
-    # The step-0 frame when training starts, then 12 samples / 2 = 6 steps an epoch, validation every 3 steps.
-    expected_steps = [0, 3, 6, 9, 12]
+    # The step-0 frame when training starts, then 12 samples / 2 = 6 steps an epoch, validation every 3 steps,
+    # logged (as val_loss is) one step before the optimizer step that ends the third batch: the images share
+    # the step of Lightning's own metrics.
+    expected_steps = [0, 2, 5, 8, 11]
+    assert [e.step for e in events.Scalars("val_loss")] == expected_steps[1:]
     for method in ("gradcam", "eigencam"):
         assert f"cam/features.3/{method}" in images
         assert f"cam_heatmap/features.3/{method}" in images
@@ -158,7 +161,7 @@ def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
 
 
 def test_image_grid_has_one_tile_per_sample(tmp_path):
-    callback = GradCAMCallback(layer="features.3", num_samples=4, log_heatmaps=False)
+    callback = GradCAMCallback(layer="features.3", num_samples=4, log_heatmaps=False, min_display_size=0)
     _, trainer = _fit(tmp_path, [callback], max_epochs=1)
     events = _events(trainer.logger.log_dir)
     image = events.Images("cam/features.3/gradcam")[0]
@@ -190,7 +193,7 @@ def test_overlays_are_encoded_as_asked_and_heatmaps_stay_lossless(tmp_path, imag
     events = _events(trainer.logger.log_dir)
     overlay = events.Images("cam/features.3/gradcam")[0]
     assert overlay.encoded_image_string.startswith(JPEG_START if image_format == "jpeg" else PNG_START)
-    assert (overlay.width, overlay.height) == (38, 38)
+    assert (overlay.width, overlay.height) == (262, 262)  # 16-px tiles shown 8 x as 128 px: 2 * 130 + 2
     assert events.Images("cam_heatmap/features.3/gradcam")[0].encoded_image_string.startswith(PNG_START)
     assert events.Images("cam_summary/features.3/gradcam")[0].encoded_image_string.startswith(PNG_START)
 
@@ -199,8 +202,8 @@ def test_not_run_in_sanity_check_and_every_n_epochs(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=2, every_n_epochs=2)
     _, trainer = _fit(tmp_path, [callback], max_epochs=4, num_sanity_val_steps=2)
     steps = [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")]
-    # When training starts, then after epochs 1 and 3 (6 steps each); no more at step 0 from the sanity check.
-    assert steps == [0, 12, 24]
+    # When training starts, then after epochs 1 and 3 (6 steps each; val_loss's step); none in sanity checks.
+    assert steps == [0, 11, 23]
 
 
 def test_every_n_epochs_follows_lightnings_check_val_every_n_epoch(tmp_path):
@@ -209,7 +212,7 @@ def test_every_n_epochs_follows_lightnings_check_val_every_n_epoch(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=2, every_n_epochs=2)
     _, trainer = _fit(tmp_path, [callback], max_epochs=4, check_val_every_n_epoch=2)
     steps = [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")]
-    assert steps == [0, 12, 24]
+    assert steps == [0, 11, 23]
 
 
 def test_trainer_validate_runs_under_inference_mode(tmp_path):
@@ -255,7 +258,7 @@ def test_engine_options_reach_the_engine_and_guided_methods_log_saliency(tmp_pat
     assert "cam_saliency/features.3/guided-gradcam" in images
     assert "cam_saliency/features.3/gradcam" not in images  # only guided methods have a saliency image
     tile = events.Images("cam_saliency/features.3/guided-gradcam")[0]
-    assert (tile.width, tile.height) == (38, 38)  # 2x2 grid of 16x16 tiles, 2 px padding
+    assert (tile.width, tile.height) == (262, 262)  # 2x2 grid of 16x16 tiles shown at 128 px, 2 px padding
 
 
 @pytest.mark.parametrize(
@@ -292,10 +295,10 @@ def test_bad_arguments_are_named(kwargs, error, match):
 class Exploding(GradCAMCallback):
     """Its first maps (when training starts) succeed; every later computation raises."""
 
-    def _observe(self, trainer, pl_module, batch, **kwargs):
+    def _observe(self, trainer, pl_module, batch, *args, **kwargs):
         if trainer.global_step > 0:
             raise RuntimeError("boom")
-        super()._observe(trainer, pl_module, batch, **kwargs)
+        return super()._observe(trainer, pl_module, batch, *args, **kwargs)
 
 
 def test_a_failure_after_the_first_maps_warns_and_training_goes_on(tmp_path):
@@ -313,10 +316,11 @@ def test_strict_mode_reraises(tmp_path):
 
 def test_without_tensorboard_writes_png_files_and_says_so(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=2)
-    with pytest.warns(UserWarning, match="no TensorBoard logger: writing PNG files under"):
+    with pytest.warns(UserWarning, match="CSVLogger takes no images: writing them as PNG files under"):
         _, trainer = _fit(tmp_path, [callback], logger=CSVLogger(str(tmp_path), name="csv"), max_epochs=1)
     folder = os.path.join(trainer.log_dir, "cam", "features.3", "gradcam")
-    assert sorted(os.listdir(folder)) == ["step_00000000.png", "step_00000006.png"]
+    # when training starts, then val_loss's step: 6 batches, one before
+    assert sorted(os.listdir(folder)) == ["step_00000000.png", "step_00000005.png"]
 
 
 def test_label_is_the_default_target_and_predicted_otherwise(tmp_path):
@@ -374,7 +378,8 @@ def test_no_validation_data_uses_training_samples_once_warned(tmp_path):
         trainer.fit(TinyNet(), train)
     assert callback._batch is not None and isinstance(trainer.logger, TensorBoardLogger)
     assert torch.equal(callback._batch.inputs.cpu(), torch.stack([train.dataset[i][0] for i in range(2)]))
-    assert [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")] == [0, 6, 12]
+    # When training starts; then Lightning logs a training epoch's metrics at the step of its last batch.
+    assert [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")] == [0, 5, 11]
 
 
 def test_state_survives_a_checkpoint_and_resume(tmp_path):
@@ -397,7 +402,7 @@ def test_state_survives_a_checkpoint_and_resume(tmp_path):
     assert resumed.history.steps("features.3", "gradcam") == [0, 6, 12]
     events = _events(trainer2.logger.log_dir)
     steps = [e.step for e in events.Scalars("cam_drift/features.3/gradcam/change_prev")]
-    assert steps == [12]
+    assert steps == [e.step for e in events.Scalars("val_loss")] == [11]
 
 
 def test_automatic_layer_survives_a_resume(tmp_path):

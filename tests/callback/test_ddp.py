@@ -5,6 +5,7 @@ The run completes, rank 0 alone writes, training is unchanged.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -40,17 +41,27 @@ def test_ddp_two_processes(tmp_path):
     runs = [
         os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "with" / "logs") for f in fs if "tfevents" in f
     ]
-    images = []
+    images, val_loss = [], []
     for path in runs:
-        events = EventAccumulator(path, size_guidance={"images": 0})
+        events = EventAccumulator(path, size_guidance={"images": 0, "scalars": 0})
         events.Reload()
         images += [(tag, e.step) for tag in events.Tags()["images"] for e in events.Images(tag)]
-    # 16 samples over 2 ranks with batch 2: 4 steps an epoch
+        if "val_loss" in events.Tags()["scalars"]:
+            val_loss += [e.step for e in events.Scalars("val_loss")]
+    # 16 samples over 2 ranks with batch 2: 4 steps an epoch; logged at val_loss's step, one before
+    assert sorted(val_loss) == [3, 7]
     assert sorted(t for t in images if t[0] == "cam/features.3/gradcam") == [
         ("cam/features.3/gradcam", 0),
-        ("cam/features.3/gradcam", 4),
-        ("cam/features.3/gradcam", 8),
+        ("cam/features.3/gradcam", 3),
+        ("cam/features.3/gradcam", 7),
     ]
+    # Both ranks hold rank 0's numbers (so EarlyStopping and ModelCheckpoint agree), exactly.
+    seen = [json.loads((tmp_path / "with" / f"metrics{rank}.json").read_text()) for rank in (0, 1)]
+    assert seen[0] == seen[1]
+    assert {"cam_drift/features.3/gradcam/energy_in_mask", "cam_drift/features.3/gradcam/change_prev"} <= set(
+        seen[0]
+    )
+    assert 0.0 <= seen[0]["best"] <= 1.0
 
 
 def test_ddp_a_setting_that_cannot_work_stops_both_ranks(tmp_path):

@@ -48,7 +48,8 @@ def test_fit_logs_maps(tmp_path, flavour):
     trainer.fit(make_module_class(namespace)(), *loaders())
     events = EventAccumulator(trainer.logger.log_dir, size_guidance={"images": 0})
     events.Reload()
-    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [0, 6]  # training starts, epoch 1
+    # training starts, then epoch 1's validation at the step of val_loss
+    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [0, 5]
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)

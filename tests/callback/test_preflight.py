@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -15,8 +17,8 @@ from cam_callback import CAMEngine, GradCAMCallback
 from cam_callback.callback import CAMConfigurationError
 from cam_callback.core.drift import shrink_maps
 
-TinyNet = make_module_class(pl)
-QUIET = dict(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
+TinyNet: Any = make_module_class(pl)
+QUIET: dict[str, Any] = dict(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
 
 
 def _events(log_dir: str) -> EventAccumulator:
@@ -87,7 +89,7 @@ class FloatLabels(Dataset):
         return x, y.float() / 3
 
 
-CASES = {
+CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
     "class out of range": (dict(target=7), {}, r"`target`: class 7 is out of range for 3 classes"),
     "layer without a spatial output": (dict(layer="head.3"), {}, r"`layer` 'head.3' gives shape \(4, 3\)"),
     "missing input_key": (dict(input_key="pic"), dict(dict_batches=True), r"`input_key`: 'pic' is not in"),
@@ -127,6 +129,7 @@ def test_the_first_maps_are_a_step_0_frame_of_the_untrained_model_and_the_origin
     untrained = TinyNet()  # the same weights _fit starts from
     _, trainer = _fit(tmp_path, callback, max_epochs=2)
     batch = callback._batch
+    assert batch is not None and batch.labels is not None
     result = CAMEngine(untrained, "features.3")(batch.inputs, batch.labels)
     first = callback.history.frames()[("features.3", "gradcam")][0]
     torch.testing.assert_close(first, shrink_maps(result.normalized("features.3", "gradcam"), 16))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Any
 
 import pytest
 import pytorch_lightning as pl
@@ -18,8 +19,8 @@ from cam_callback import GradCAMCallback
 from cam_callback.callback.history import MAX_FRAMES, kept_ordinals
 from cam_callback.callback.publishing import SUMMARY_TILE_SIDE
 
-TinyNet = make_module_class(pl)
-QUIET = dict(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
+TinyNet: Any = make_module_class(pl)
+QUIET: dict[str, Any] = dict(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
 KEY = ("features.3", "gradcam")
 
 
@@ -53,6 +54,7 @@ def test_a_second_fit_with_the_same_callback_starts_from_its_own_data(tmp_path):
     second = _trainer(tmp_path, callback, "b", max_epochs=2)
     second.fit(TinyNet(), train, val_b)
     # It used to explain the first fit's images, compare with its maps and mix both in the summary.
+    assert callback._batch is not None
     assert torch.equal(callback._batch.inputs.cpu(), _first(val_b, 4))
     assert callback.history.steps(*KEY) == [0, 6, 12] and callback.history.recorded == 3
     events = _events(second.logger.log_dir)
@@ -71,6 +73,7 @@ def test_validate_after_fit_explains_the_validate_data(tmp_path):
     trainer.fit(model, train, val_a)
     val_b = DataLoader(tiny_data(8, seed=5), batch_size=2)
     trainer.validate(model, val_b)
+    assert callback._batch is not None
     assert torch.equal(callback._batch.inputs.cpu(), _first(val_b, 4))  # not val_a's
     assert callback.history.recorded == 1  # validate's own history
 
@@ -150,6 +153,7 @@ def test_more_samples_asked_than_the_data_has_is_said_once(tmp_path):
     said = [w for w in caught if "`num_samples` is 50" in str(w.message)]
     assert len(said) == 1
     assert "the validation data has only 8 samples: explaining those 8" in str(said[0].message)
+    assert callback._batch is not None
     assert len(callback._batch.inputs) == 8
 
 

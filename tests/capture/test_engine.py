@@ -212,7 +212,7 @@ class Checkpointed(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         features = torch.utils.checkpoint.checkpoint(self.net.features, x, use_reentrant=self.reentrant)
-        return self.net.fc(self.net.pool(features).flatten(1))
+        return cast(Tensor, self.net.fc(self.net.pool(features).flatten(1)))
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # reentrant: "none of the inputs have requires_grad"

@@ -93,7 +93,8 @@ def _first_principal_component(matrix: np.ndarray) -> np.ndarray:
     _, _, right = np.linalg.svd(centred, full_matrices=False)
     projection = centred @ right[0]
     projection *= np.sign(projection[np.argmax(np.abs(projection))]) or 1.0
-    return np.maximum(projection, 0)
+    relu: np.ndarray = np.maximum(projection, 0)
+    return relu
 
 
 @pytest.mark.parametrize("shape", [(2, 8, 2, 3), (2, 3, 4, 5)], ids=["fewer-positions", "fewer-channels"])

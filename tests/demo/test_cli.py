@@ -111,6 +111,8 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
         "aug_smooth": "true",
         "aug_scales": "[1.0,0.8]",
         "chunk_size": "8",
+        "class_names": "[a,b,c,d]",
+        "min_display_size": "96",
     }
     parameters = set(inspect.signature(GradCAMCallback.__init__).parameters) - {"self"}
     assert parameters == set(overrides), "every option must be covered here"
@@ -133,6 +135,8 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
     assert callback.options == CAMOptions(
         reshape="tokens", eigen_smooth=True, aug_smooth=True, aug_scales=(1.0, 0.8), chunk_size=8
     )
+    assert callback.class_names == ["a", "b", "c", "d"]
+    assert callback.display.min_tile == 96
 
 
 def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
@@ -147,7 +151,10 @@ def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
     images, scalars = set(events.Tags()["images"]), set(events.Tags()["scalars"])
     for layer in ("model.features.7", "model.features.5"):  # features.-1 is logged under its resolved name
         for method in ("gradcam", "gradcam++"):
-            assert [e.step for e in events.Images(f"cam/{layer}/{method}")] == [0, 3, 6]
+            # when training starts, then at the step of the validation's own metrics (3 batches an epoch,
+            # logged one step before)
+            assert [e.step for e in events.Images(f"cam/{layer}/{method}")] == [0, 2, 5]
+            assert [e.step for e in events.Scalars("val/acc")] == [2, 5]
             assert f"cam_heatmap/{layer}/{method}" in images
             assert len(events.Images(f"cam_summary/{layer}/{method}")) == 1
             for name in ("energy_in_mask", "pointing_game"):  # the shapes data carries object masks
@@ -167,7 +174,7 @@ def test_shortcut_config_runs_with_the_marker_in_training_images_only(tmp_path):
     assert cli.datamodule.train_dataset.shortcut and not cli.datamodule.val_dataset.shortcut
     assert isinstance(cli.trainer.logger, TensorBoardLogger)
     events = _events(cli.trainer.logger.log_dir)
-    assert [e.step for e in events.Images("cam/model.features.7/gradcam")] == [0, 3, 6]
+    assert [e.step for e in events.Images("cam/model.features.7/gradcam")] == [0, 2, 5]
 
 
 def test_imagefolder_config_trains_on_a_folder_of_images(tmp_path):
@@ -183,9 +190,13 @@ def test_imagefolder_config_trains_on_a_folder_of_images(tmp_path):
     assert isinstance(cli.trainer.logger, TensorBoardLogger)
     events = _events(cli.trainer.logger.log_dir)
     overlays = events.Images("cam/model.layer4/gradcam")
-    assert [e.step for e in overlays] == [0, 2, 4]  # training starts; 8 images (80 % of 10) in batches of 4
-    # validation holds 1 image of each class (20 % of 5), so the grid has 2 tiles of 64x64 side by side
-    assert (overlays[0].width, overlays[0].height) == (2 * 64 + 3 * 2, 64 + 2 * 2)
+    # training starts; 8 training images (80 % of 10) in batches of 4; at the step of val/acc, one before
+    # the optimizer step
+    assert [e.step for e in overlays][1:] == [e.step for e in events.Scalars("val/acc")] == [1, 3]
+    assert overlays[0].step == 0
+    # validation holds 1 image of each class (20 % of 5), so the grid has 2 tiles of 64x64 side by side,
+    # shown twice as large (the smallest whole factor that reaches 128 px)
+    assert (overlays[0].width, overlays[0].height) == (2 * 128 + 3 * 2, 128 + 2 * 2)
 
 
 def test_a_wrong_number_of_classes_names_the_fix(tmp_path):

@@ -18,6 +18,7 @@ from cam_callback.render import (
     overlay_grid,
     to_display,
 )
+from cam_callback.render.captions import name_room, shorten
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -304,15 +305,34 @@ def test_captions_change_pixels_only_inside_their_tiles():
 
 
 def test_long_caption_on_small_tile_stays_in_its_tile():
-    images = torch.full((2, 3, 16, 16), 0.5)
+    images = torch.full((2, 3, 40, 40), 0.5)
     kwargs: dict[str, Any] = dict(alpha=0.0, mean=[0.0] * 3, std=[1.0] * 3, nrow=2)
-    plain = overlay_grid(images, torch.zeros(2, 16, 16), **kwargs)
+    plain = overlay_grid(images, torch.zeros(2, 40, 40), **kwargs)
     captions = ["a very long caption indeed", ""]
-    labelled = overlay_grid(images, torch.zeros(2, 16, 16), captions=captions, **kwargs)
+    labelled = overlay_grid(images, torch.zeros(2, 40, 40), captions=captions, **kwargs)
     changed = (labelled != plain).any(dim=0)
-    assert changed[2:18, 2:18].any()
-    changed[2:18, 2:18] = False
+    assert changed[2:18, 2:42].any()
+    changed[2:18, 2:42] = False  # the band: at most 40 % of the 40-pixel tile, from its top
     assert not changed.any()
+
+
+@pytest.mark.parametrize("size, band_limit", [(16, 0), (24, 0), (32, 12), (64, 25)])
+def test_a_caption_covers_at_most_two_fifths_of_its_tile_or_is_left_out(size, band_limit):
+    images = torch.full((1, 3, size, size), 0.5)
+    kwargs = dict(alpha=0.0, mean=[0.0] * 3, std=[1.0] * 3)
+    plain = overlay_grid(images, torch.zeros(1, size, size), **kwargs)
+    labelled = overlay_grid(images, torch.zeros(1, size, size), captions=["y=circle p=square 0.88"], **kwargs)
+    rows = (labelled != plain).any(dim=0).any(dim=1).nonzero().flatten().tolist()
+    assert (max(rows) + 1 if rows else 0) <= band_limit  # floor(0.4 * size) rows at most
+    assert bool(rows) == (band_limit > 0)
+
+
+def test_names_are_shortened_to_the_room_a_tile_has():
+    assert shorten("circle", 8) == "circle"
+    assert shorten("golden_retriever", 8) == "golden_."
+    assert shorten("abc", 1) == "a."
+    small, large = name_room(64, fixed=10), name_room(256, fixed=10)
+    assert small == 3 and large > 3 * small
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -1,0 +1,55 @@
+"""The drift numbers as Lightning metrics, and the step Lightning logs them at.
+
+Numbers logged with ``LightningModule.log`` from ``on_validation_epoch_end`` (a hook where Lightning
+allows callbacks to log at epoch level) join that validation's own metrics: ``trainer.callback_metrics``
+(what ``EarlyStopping`` and ``ModelCheckpoint`` monitor), ``trainer.logged_metrics`` and every logger,
+at the step of ``val_loss``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .trainer import TrainerLike
+
+__all__ = ["log_numbers", "logging_step"]
+
+
+def logging_step(trainer: TrainerLike, source: str = "val") -> int:
+    """The step Lightning's loggers get for the metrics of the validation (or training epoch) now ending.
+
+    Lightning logs them at the fit loop's count of optimizer-stepping batches, which trails
+    ``trainer.global_step`` by one during an end-of-batch validation; its own ``LearningRateMonitor``
+    reads the same counter, for which there is no public accessor. At a training epoch's end Lightning
+    logs one step earlier (the counter has already moved on). ``trainer.global_step`` when it is absent.
+
+    Args:
+        trainer: the running Trainer.
+        source: ``"val"`` (a validation) or ``"train"`` (the end of a training epoch without one).
+    """
+    epoch_loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    counted = getattr(epoch_loop, "_batches_that_stepped", None)
+    if not isinstance(counted, int):
+        return int(trainer.global_step)
+    return max(0, counted - 1) if source == "train" else counted
+
+
+def log_numbers(trainer: TrainerLike, pl_module: Any, numbers: Mapping[str, float]) -> None:
+    """Log rank 0's ``numbers`` as epoch-level Lightning metrics on every rank, so every rank monitors them.
+
+    Call it on every rank (it broadcasts from rank 0: a collective). Each rank then logs the same values
+    with ``sync_dist=True, reduce_fx="max"``: equal values reduce to themselves exactly, and Lightning's
+    advice to sync epoch-level metrics under DDP is met. One batch of one, so the value is kept as is.
+
+    Args:
+        trainer: the running Trainer.
+        pl_module: the LightningModule (its ``log`` records the metrics).
+        numbers: metric name to value, as computed on rank 0 (other ranks' are ignored).
+    """
+    shared = trainer.strategy.broadcast(dict(numbers), src=0)
+    for name, value in shared.items():
+        pl_module.log(
+            name, float(value), on_step=False, on_epoch=True, prog_bar=False, batch_size=1,
+            sync_dist=True, reduce_fx="max",
+        )

@@ -1,0 +1,90 @@
+"""Captions name the classes: given as `class_names`, or read from the data module or dataset."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import Subset, TensorDataset
+
+from cam_callback import GradCAMCallback
+from cam_callback.callback.classnames import check_class_names, find_class_names
+from cam_callback.callback.publishing import captions
+from cam_callback.capture.engine import CAMResult
+
+
+class Named(TensorDataset):
+    classes = ["circle", "square", "triangle"]
+
+
+def _result(logits):
+    outputs = torch.tensor(logits)
+    return CAMResult(
+        raw={}, outputs=outputs, classes=outputs.argmax(dim=1), scores=outputs.max(dim=1).values,
+        input_size=(8, 8),
+    )
+
+
+def test_captions_read_names_and_keep_indices_without_one():
+    result = _result([[0.0, 2.0, 0.0], [3.0, 0.0, 0.0]])
+    labels = torch.tensor([0, 5])
+    texts = captions(result, labels, ["circle", "square", "triangle"])
+    # softmax of (0, 2, 0): e^2 / (e^2 + 2) = 0.787; of (3, 0, 0): e^3 / (e^3 + 2) = 0.909
+    assert texts == ["y=circle p=square 0.79", "y=5 p=circle 0.91"]
+
+
+def test_long_names_are_shortened_to_the_tile():
+    result = _result([[0.0, 1.0]])
+    names = ["a_rather_long_class_name", "another_very_long_one"]
+    wide = captions(result, torch.tensor([0]), names, width=1000)
+    narrow = captions(result, torch.tensor([0]), names, width=128)
+    assert wide[0].startswith("y=a_rather_long_class_name p=another_very_long_one ")
+    y, p, _ = narrow[0].split(" ")
+    assert y.endswith(".") and p.endswith(".") and len(y) < len("y=a_rather_long_class_name")
+
+
+def test_names_are_found_on_the_data_module_or_through_dataset_wrappers():
+    class Module:
+        classes = ["x", "y"]
+
+    data = Named(torch.zeros(2, 3, 8, 8), torch.zeros(2))
+    loader = torch.utils.data.DataLoader(Subset(Subset(data, [0, 1]), [0]))
+    assert find_class_names(Module(), loader) == ["x", "y"]
+    assert find_class_names(None, loader) == ["circle", "square", "triangle"]
+    assert find_class_names(None, torch.utils.data.DataLoader(TensorDataset(torch.zeros(1)))) is None
+
+
+def test_class_names_must_be_a_list_of_str():
+    assert check_class_names(("a", "b")) == ["a", "b"]
+    with pytest.raises(TypeError, match="`class_names` must be a list of str"):
+        GradCAMCallback(class_names="circle")
+    with pytest.raises(TypeError, match="`class_names` must hold only str"):
+        GradCAMCallback(class_names=["a", 2])
+
+
+def test_a_fit_captions_with_the_data_modules_classes_or_the_given_names(tmp_path, monkeypatch):
+    import pytorch_lightning as pl
+    from lit_models import loaders, make_module_class
+
+    import cam_callback.callback.core as core
+
+    seen = []
+    real = core.validation_records
+    monkeypatch.setattr(core, "validation_records", lambda *a: seen.append(a[-1]) or real(*a))
+
+    class Data(pl.LightningDataModule):
+        classes = ["circle", "square", "triangle"]
+
+        def train_dataloader(self):
+            return loaders()[0]
+
+        def val_dataloader(self):
+            return loaders()[1]
+
+    for given, expected in ((None, Data.classes), (["a", "b", "c"], ["a", "b", "c"])):
+        callback = GradCAMCallback(layer="features.3", num_samples=2, class_names=given)
+        trainer = pl.Trainer(
+            max_epochs=1, callbacks=[callback], logger=False, default_root_dir=str(tmp_path),
+            enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        )
+        trainer.fit(make_module_class(pl)(), datamodule=Data())
+        assert seen[-1] == expected

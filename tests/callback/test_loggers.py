@@ -1,0 +1,194 @@
+"""Images and drift numbers reach every kind of logger, where that logger keeps them, and nowhere else."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from lit_models import loaders, make_module_class
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cam_callback import GradCAMCallback
+
+TinyNet = make_module_class(pl)
+ENERGY = "cam_drift/features.3/gradcam/energy_in_mask"
+CHANGE = "cam_drift/features.3/gradcam/change_prev"
+QUIET = dict(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
+
+
+def _fit(tmp_path, logger, **kwargs):
+    """Two epochs of 6 steps (validation at steps 5 and 11, Lightning's logging steps), from a fresh cwd."""
+    pl.seed_everything(7, verbose=False)
+    callback = GradCAMCallback(layer="features.3", num_samples=2)
+    trainer = pl.Trainer(
+        max_epochs=2, callbacks=[callback], logger=logger, default_root_dir=str(tmp_path / "root"),
+        enable_checkpointing=False, **QUIET, **kwargs,
+    )
+    trainer.fit(TinyNet(), *loaders(dict_batches=True))
+    return trainer
+
+
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    """An empty working directory that must stay empty."""
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    yield folder
+    assert not list(folder.iterdir()), "something was written into the working directory"
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def _tensorboard(log_dir):
+    events = EventAccumulator(str(log_dir), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    return events
+
+
+def test_csv_logger_gets_numbers_in_metrics_csv_and_images_as_png_under_its_log_dir(tmp_path, cwd):
+    logger = CSVLogger(str(tmp_path / "logs"), name="csv")
+    with pytest.warns(UserWarning, match="CSVLogger takes no images"):
+        trainer = _fit(tmp_path, logger)
+    log_dir = Path(logger.log_dir)
+    with open(log_dir / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    energy = [(int(r["step"]), float(r[ENERGY])) for r in rows if r.get(ENERGY)]
+    val_steps = [int(r["step"]) for r in rows if r.get("val_loss")]
+    assert [s for s, _ in energy] == val_steps == [5, 11]
+    assert energy[-1][1] == pytest.approx(float(trainer.callback_metrics[ENERGY]), abs=1e-6)
+    assert {"cam/features.3/gradcam/step_00000005.png", "cam/features.3/gradcam/step_00000011.png",
+            "cam_summary_features.3_gradcam.png"} <= _files(log_dir)
+    assert not (log_dir / "scalars.csv").exists()  # the numbers are in metrics.csv, once
+    assert not (tmp_path / "root").exists()
+
+
+def test_without_a_logger_everything_goes_to_a_fresh_run_folder_of_default_root_dir(tmp_path, cwd):
+    (tmp_path / "root" / "cam_logs" / "version_0").mkdir(parents=True)  # an earlier run
+    with pytest.warns(UserWarning, match="no logger: writing the images as PNG files under"):
+        trainer = _fit(tmp_path, False)
+    run = tmp_path / "root" / "cam_logs" / "version_1"
+    assert "cam/features.3/gradcam/step_00000011.png" in _files(run)
+    with open(run / "scalars.csv", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["tag"] == ENERGY]
+    assert [int(r["step"]) for r in rows] == [5, 11]
+    assert float(rows[-1]["value"]) == pytest.approx(float(trainer.callback_metrics[ENERGY]), abs=1e-6)
+
+
+def test_two_loggers_each_get_images_and_numbers(tmp_path, cwd):
+    board = TensorBoardLogger(str(tmp_path / "logs"), name="tb")
+    table = CSVLogger(str(tmp_path / "logs"), name="csv")
+    with pytest.warns(UserWarning, match="CSVLogger takes no images"):
+        _fit(tmp_path, [board, table])
+    events = _tensorboard(board.log_dir)
+    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [5, 11]
+    assert [e.step for e in events.Scalars(ENERGY)] == [e.step for e in events.Scalars("val_loss")] == [5, 11]
+    assert "cam/features.3/gradcam/step_00000011.png" in _files(Path(table.log_dir))
+    assert ENERGY in (Path(table.log_dir) / "metrics.csv").read_text().splitlines()[0]
+    assert "cam_summary_features.3_gradcam.png" in _files(Path(board.log_dir))
+
+
+class RecordingLogger(Logger):
+    """A logger of the user's own: it keeps what Lightning hands it, and has a run folder."""
+
+    def __init__(self, root):
+        super().__init__()
+        self.root = root
+        self.metrics = []
+
+    @property
+    def name(self):
+        return "mine"
+
+    @property
+    def version(self):
+        return 0
+
+    @property
+    def log_dir(self):
+        return str(self.root)
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        self.metrics.append((step, dict(metrics)))
+
+
+def test_any_other_logger_gets_numbers_through_log_metrics_and_png_files_in_its_folder(tmp_path, cwd):
+    logger = RecordingLogger(tmp_path / "mine")
+    with pytest.warns(UserWarning, match=r"RecordingLogger takes no images: .* under .*mine"):
+        _fit(tmp_path, logger)
+    energy = [(step, m[ENERGY]) for step, m in logger.metrics if ENERGY in m]
+    assert [s for s, _ in energy] == [s for s, m in logger.metrics if "val_loss" in m] == [5, 11]
+    assert [s for s, m in logger.metrics if CHANGE in m] == [11]
+    assert "cam/features.3/gradcam/step_00000005.png" in _files(tmp_path / "mine")
+
+
+def test_wandb_offline_gets_images_with_captions_and_numbers(tmp_path, cwd, monkeypatch):
+    pytest.importorskip("wandb")
+    import wandb
+    from pytorch_lightning.loggers import WandbLogger
+    from wandb_offline import history
+
+    for variable in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(variable, str(tmp_path / "wandb-home"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = WandbLogger(project="cam", save_dir=str(tmp_path / "wb"), offline=True)
+    try:
+        trainer = _fit(tmp_path, logger)
+        run_dir = Path(logger.experiment.dir).parent
+    finally:
+        wandb.finish()
+    rows = history(run_dir)
+    images = [r for r in rows if "cam/features.3/gradcam/filenames" in r]
+    assert [r["trainer/global_step"] for r in images] == [5, 11]
+    assert [r["cam/features.3/gradcam/captions"] for r in images] == [["step 5"], ["step 11"]]
+    # two 16-pixel tiles shown at 128 px (8 x) side by side, 2 pixels of padding: 2 * 130 + 2 by 128 + 4
+    overlay = "cam/features.3/gradcam"
+    assert (images[0][f"{overlay}/width"], images[0][f"{overlay}/height"]) == (262, 132)
+    media = _files(run_dir / "files" / "media" / "images")
+    assert len([m for m in media if m.startswith("cam/features.3/gradcam_")]) == 2
+    numbers = [(r["trainer/global_step"], r[ENERGY]) for r in rows if ENERGY in r]
+    assert [s for s, _ in numbers] == [r["trainer/global_step"] for r in rows if "val_loss" in r] == [5, 11]
+    assert numbers[-1][1] == pytest.approx(float(trainer.callback_metrics[ENERGY]), abs=1e-6)
+    summary = [r for r in rows if "cam_summary/features.3/gradcam/filenames" in r]
+    assert len(summary) == 1
+    assert not (tmp_path / "root").exists()
+    assert {p.name for p in (tmp_path / "wb").iterdir()} == {"wandb"}  # nothing beside W&B's own folder
+
+
+def test_mlflow_on_sqlite_gets_image_artifacts_and_run_metrics(tmp_path, cwd):
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    artifacts = str(tmp_path / "artifacts")
+    logger = MLFlowLogger(experiment_name="cam", tracking_uri=uri, artifact_location=artifacts)
+    trainer = _fit(tmp_path, logger)
+    client = MlflowClient(tracking_uri=uri)
+    energy = client.get_metric_history(logger.run_id, ENERGY)
+    assert [m.step for m in energy] == [m.step for m in client.get_metric_history(logger.run_id, "val_loss")]
+    assert [m.step for m in energy] == [5, 11]
+    assert energy[-1].value == pytest.approx(float(trainer.callback_metrics[ENERGY]), abs=1e-6)
+    names = [a.path for a in client.list_artifacts(logger.run_id, "images")]
+    overlay = "images/cam~features.3~gradcam+step+"  # MLflow's own naming: tag (/ as ~), step, time
+    overlays = sorted(n for n in names if n.startswith(overlay) and n.endswith(".png"))
+    assert [n.split("+")[2] for n in overlays] == ["11", "5"]
+    assert any(n.startswith("images/cam_summary~features.3~gradcam+step+") for n in names)
+    path = client.download_artifacts(logger.run_id, overlays[1], str(tmp_path / "download"))
+    import cv2
+
+    pixels = cv2.imread(path)
+    assert pixels.shape == (132, 262, 3)  # two 16-pixel tiles shown at 128 px side by side, 2 px padding
+    assert {p.name for p in tmp_path.iterdir()} <= {"mlflow.db", "artifacts", "download", "cwd", "root"}
+    assert not (tmp_path / "root").exists()
+    assert torch.is_tensor(trainer.callback_metrics[ENERGY])
