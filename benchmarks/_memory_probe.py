@@ -22,7 +22,8 @@ import resource
 import sys
 
 import torch
-from bench_engine import build_inputs, build_model, make_variants
+from _common import build_inputs, build_model
+from bench_engine import make_variants
 
 
 def current_rss_kib() -> int:

@@ -42,7 +42,7 @@ from unittest import mock
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from bench_engine import (
+from _common import (
     CLOCKS,
     add_timing_options,
     build_inputs,

@@ -18,17 +18,28 @@ import argparse
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-import torchvision
+from _common import (
+    CLOCKS,
+    add_timing_options,
+    build_inputs,
+    build_model,
+    check_device,
+    floor_gradcam,
+    floor_two_layers,
+    gradcam_map,
+    on_device,
+    paired_ratio,
+    plain_forward,
+    print_header,
+    verdict,
+)
 from torch import Tensor, nn
 
 from cam_callback import CAMEngine, compute_cam
@@ -41,82 +52,6 @@ MEMORY_TARGET = ("compute_cam", 1.35)
 
 
 # --------------------------------------------------------------------------------------------- variants
-
-
-def build_model() -> nn.Module:
-    torch.manual_seed(0)
-    return torchvision.models.resnet18(weights=None).eval()
-
-
-def build_inputs(batch: int, size: int) -> Tensor:
-    generator = torch.Generator().manual_seed(1)
-    return torch.randn(batch, 3, size, size, generator=generator)
-
-
-def _normalise(maps: Tensor) -> Tensor:
-    flat = maps.flatten(1)
-    low = flat.amin(dim=1).view(-1, 1, 1)
-    span = flat.amax(dim=1).view(-1, 1, 1) - low
-    return torch.where(span > 0, (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
-
-
-def _gradcam_map(act: Tensor, grad: Tensor, size: tuple[int, int]) -> Tensor:
-    alpha = grad.mean(dim=(2, 3))  # [B, K]
-    cam = torch.relu((alpha[:, :, None, None] * act).sum(dim=1))  # ReLU(sum_k alpha_k A^k), [B, h, w]
-    cam = F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-    return _normalise(cam)
-
-
-def floor_gradcam(model: nn.Module, x: Tensor) -> Tensor:
-    """Grad-CAM at layer4 with nothing extra: only avgpool + fc are recorded for backward."""
-    captured: dict[str, Tensor] = {}
-
-    def hook(module: nn.Module, args: object, output: Tensor) -> Tensor:
-        act = output.detach().requires_grad_(True)
-        captured["act"] = act
-        torch.set_grad_enabled(True)  # record from here on; the no_grad block below puts it back
-        return act
-
-    handle = model.layer4.register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            outputs = model(x)
-            score = outputs.gather(1, outputs.argmax(dim=1, keepdim=True))
-            (grad,) = torch.autograd.grad(score.sum(), captured["act"])
-    finally:
-        handle.remove()
-    return _gradcam_map(captured["act"].detach(), grad, tuple(x.shape[-2:]))
-
-
-def floor_two_layers(model: nn.Module, x: Tensor) -> dict[str, Tensor]:
-    """Context for the engine rows: gradients at layer3 and layer4 from one backward, raw Grad-CAM maps.
-
-    Recording starts at layer3, so this pays the backward through layer4 that any layer3 map needs.
-    """
-    captured: dict[str, Tensor] = {}
-
-    def hook3(module: nn.Module, args: object, output: Tensor) -> Tensor:
-        act = output.detach().requires_grad_(True)
-        captured["layer3"] = act
-        torch.set_grad_enabled(True)
-        return act
-
-    def hook4(module: nn.Module, args: object, output: Tensor) -> None:
-        captured["layer4"] = output
-
-    handles = [model.layer3.register_forward_hook(hook3), model.layer4.register_forward_hook(hook4)]
-    try:
-        with torch.no_grad():
-            outputs = model(x)
-            score = outputs.gather(1, outputs.argmax(dim=1, keepdim=True))
-            grads = torch.autograd.grad(score.sum(), [captured["layer3"], captured["layer4"]])
-    finally:
-        for handle in handles:
-            handle.remove()
-    maps = {}
-    for (name, act), grad in zip(captured.items(), grads, strict=True):
-        maps[name] = torch.relu((grad.mean(dim=(2, 3))[:, :, None, None] * act.detach()).sum(dim=1))
-    return maps
 
 
 def naive_gradcam(model: nn.Module, x: Tensor) -> Tensor:
@@ -134,12 +69,7 @@ def naive_gradcam(model: nn.Module, x: Tensor) -> Tensor:
             (grad,) = torch.autograd.grad(score.sum(), captured["act"])
     finally:
         handle.remove()
-    return _gradcam_map(captured["act"].detach(), grad, tuple(x.shape[-2:]))
-
-
-def plain_forward(model: nn.Module, x: Tensor) -> Tensor:
-    with torch.inference_mode():
-        return model(x)
+    return gradcam_map(captured["act"].detach(), grad, tuple(x.shape[-2:]))
 
 
 def make_variants(model: nn.Module, x: Tensor) -> dict[str, Callable[[], object]]:
@@ -182,7 +112,6 @@ def check_agreement(model: nn.Module, x: Tensor) -> float:
     return diff
 
 
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 TIMED_VARIANTS = ("plain", "floor", "compute_cam", "floor_l3_l4", "engine_l3_l4", "engine_l40_l4")
 
 
@@ -203,10 +132,6 @@ def time_variants(
             variants[key]()
             times[key].append(clock() - start)
     return times
-
-
-def paired_ratio(times: dict[str, list[float]], key: str, base: str) -> float:
-    return statistics.median(a / b for a, b in zip(times[key], times[base], strict=True))
 
 
 # ----------------------------------------------------------------------------------------------- memory
@@ -235,69 +160,6 @@ def measure_memory(
 
 
 # ------------------------------------------------------------------------------------------------ report
-
-
-def machine_line(threads: int) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch.set_num_threads({threads}); torch {torch.__version__}, "
-        f"torchvision {torchvision.__version__}, Python {platform.python_version()}, {platform.system()}"
-    )
-
-
-def verdict(value: float, limit: float | None) -> tuple[str, str]:
-    if limit is None:
-        return "", ""
-    return f"<= {limit:.2f}", "yes" if value <= limit else "**no**"
-
-
-def on_device(clock: Callable[[], float], device: str) -> Callable[[], float]:
-    """``clock``, read after the GPU finished its queued work when ``device`` is CUDA (asynchronous)."""
-    if device != "cuda":
-        return clock
-
-    def read() -> float:
-        torch.cuda.synchronize()
-        return clock()
-
-    return read
-
-
-def check_device(device: str) -> torch.device:
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device here")
-    return torch.device(device)
-
-
-def add_timing_options(parser: argparse.ArgumentParser, reps: int, clock_note: str) -> None:
-    """The options every timing script here takes: --size, --reps, --warmup, --threads, --clock, --device."""
-    parser.add_argument("--size", type=int, default=None, help="image side (default 224)")
-    parser.add_argument("--reps", type=int, default=None, help=f"timed rounds (default {reps})")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 2)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (all cores)")
-    parser.add_argument(
-        "--clock",
-        choices=sorted(CLOCKS),
-        default="wall",
-        help=f"wall: elapsed time (default); cpu: CPU time of this process, all threads ({clock_note})",
-    )
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the model runs (cpu)")
-
-
-def print_header(script: str, threads: int, extra: str = "") -> None:
-    """Machine, the command as typed, and the load average: what a reader needs to trust the figures."""
-    python = os.path.relpath(sys.executable)
-    python = "python" if python.startswith("..") else python
-    command = " ".join([python, f"benchmarks/{script}", *sys.argv[1:]])
-    print(f"Machine: {machine_line(threads)}{extra}  ")
-    print(f"Command: `{command}`  ")
-    load = os.getloadavg()[0]
-    print(f"1-minute load average at the start: {load:.2f} (other work on these cores skews timings)  ")
 
 
 def main() -> None:

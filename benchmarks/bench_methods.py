@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from bench_engine import build_inputs, build_model, check_device, floor_gradcam, machine_line
+from _common import build_inputs, build_model, check_device, floor_gradcam, machine_line
 from torch import Tensor
 
 from cam_callback import CAMEngine
