@@ -78,17 +78,74 @@ def test_every_module_sits_in_a_floor():
     assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(ALLOWED)
 
 
+def _starts_the_cli(node: ast.stmt) -> bool:
+    """``if __name__ == "__main__":`` holding only ``from .demo.<module> import main`` and ``main()``.
+
+    What ``__main__.py`` does for ``python -m cam_callback``, for an alias run as ``python -m``: the demo is
+    imported only when the module runs as a script, so importing the alias still loads its floor alone.
+    """
+    if not (isinstance(node, ast.If) and not node.orelse and isinstance(node.test, ast.Compare)):
+        return False
+    test = node.test
+    if not (
+        isinstance(test.left, ast.Name) and test.left.id == "__name__" and len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Eq) and len(test.comparators) == 1
+        and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value == "__main__"
+    ):
+        return False
+    if len(node.body) != 2:
+        return False
+    imported, called = node.body
+    return (
+        isinstance(imported, ast.ImportFrom) and imported.level == 1
+        and (imported.module or "").split(".")[0] == "demo"
+        and [(a.name, a.asname) for a in imported.names] == [("main", None)]
+        and isinstance(called, ast.Expr) and isinstance(called.value, ast.Call)
+        and isinstance(called.value.func, ast.Name) and called.value.func.id == "main"
+        and not called.value.args and not called.value.keywords
+    )
+
+
 @pytest.mark.parametrize("alias", sorted(ALIASES))
 def test_public_aliases_only_re_export_their_floor(alias: str):
+    """An alias re-exports its floor; it may also start the demo's command line when run as a script."""
     tree = ast.parse((PACKAGE / alias).read_text())
     body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
-    for node in body:
+    for index, node in enumerate(body):
         if isinstance(node, ast.ImportFrom):
             if node.module == "__future__":
                 continue
             assert node.level == 1 and (node.module or "").split(".")[0] == ALIASES[alias], ast.dump(node)
+        elif isinstance(node, ast.If):
+            assert index == len(body) - 1, f"{alias}: the command-line guard must come last"
+            assert _starts_the_cli(node), f"{alias} does more than start the CLI: {ast.dump(node)[:80]}"
         else:
             assert isinstance(node, ast.Assign), f"{alias} does more than re-export: {ast.dump(node)[:80]}"
+
+
+def test_the_cli_guard_rule_rejects_anything_else():
+    allowed = 'if __name__ == "__main__":\n    from .demo.lightning import main\n\n    main()\n'
+    assert _starts_the_cli(ast.parse(allowed).body[0])
+    for wrong in (
+        'if __name__ != "__main__":\n    from .demo.lightning import main\n    main()\n',
+        'if __name__ == "__main__":\n    from .capture import main\n    main()\n',
+        'if __name__ == "__main__":\n    from .demo.lightning import main\n    main()\n    main()\n',
+        'if __name__ == "__main__":\n    from .demo.lightning import main, run\n    run()\n',
+        'if __name__ == "__main__":\n    from .demo.lightning import main\n    main(1)\n',
+        'if __name__ == "__main__":\n    from .demo.lightning import main\n    main()\nelse:\n    pass\n',
+        "if True:\n    from .demo.lightning import main\n    main()\n",
+    ):
+        assert not _starts_the_cli(ast.parse(wrong).body[0]), wrong
+
+
+def test_importing_an_alias_loads_its_floor_and_not_the_demo():
+    code = (
+        "import sys; import cam_callback.lightning, cam_callback.targets; "
+        "print(sorted(m for m in sys.modules if m.startswith('cam_callback.demo')))"
+    )
+    command = [sys.executable, "-c", code]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_importing_the_functional_core_imports_no_lightning_opencv_or_tensorboard():

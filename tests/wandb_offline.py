@@ -46,7 +46,7 @@ def history(run_dir: Path) -> list[dict]:
     (path,) = Path(run_dir).glob("run-*.wandb")
     rows = []
     for payload in _payloads(path.read_bytes()):
-        record = wandb_internal_pb2.Record()
+        record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]
         record.ParseFromString(payload)
         if record.WhichOneof("record_type") == "history":
             items = record.history.item

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
@@ -23,7 +24,7 @@ MONITOR = "cam_drift/features.3/gradcam/energy_in_mask"
 def main(out_dir: str, mode: str) -> None:
     pl.seed_everything(3, verbose=False)
     model = make_module_class(pl)()
-    options = {"with": {}, "bad": {"target": 99}}
+    options: dict[str, dict[str, Any]] = {"with": {}, "bad": {"target": 99}}
     callbacks: list[pl.Callback] = []
     if mode in options:
         callbacks = [GradCAMCallback(layer="features.3", num_samples=4, strict=True, **options[mode])]
@@ -49,11 +50,13 @@ def main(out_dir: str, mode: str) -> None:
     rank = trainer.global_rank
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     torch.save(weights, os.path.join(out_dir, f"weights{rank}.pt"))
-    if callbacks:
+    if mode == "with":
+        cam, keeper = cast(GradCAMCallback, callbacks[0]), cast(ModelCheckpoint, callbacks[2])
         with open(os.path.join(out_dir, f"history{rank}.txt"), "w") as f:
-            f.write(str(len(callbacks[0].history)))
+            f.write(str(len(cam.history)))
         seen = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("cam_drift/")}
-        seen["best"] = float(callbacks[2].best_model_score)
+        assert keeper.best_model_score is not None
+        seen["best"] = float(keeper.best_model_score)
         with open(os.path.join(out_dir, f"metrics{rank}.json"), "w") as f:
             json.dump(seen, f)
 

@@ -66,13 +66,17 @@ def test_every_image_and_number_of_every_validation_is_in_the_event_files_in_ord
 
     assert isinstance(trainer.logger, TensorBoardLogger)
     events = _events(trainer.logger.log_dir)
-    steps = [0, 6, 12, 18]  # when training starts, then 6 training batches and a validation per epoch
+    # 6 training batches and a validation per epoch: Lightning logs val_loss at steps 5, 11 and 17.
+    val_steps = [e.step for e in events.Scalars("val_loss")]
+    assert val_steps == [5, 11, 17]
+    steps = [0, *val_steps]  # the step-0 frame when training starts, then each validation's own step
     for method in ("gradcam", "layercam"):
         for kind in ("cam", "cam_heatmap"):
             assert [e.step for e in events.Images(f"{kind}/features.3/{method}")] == steps
         assert [e.step for e in events.Images(f"cam_summary/features.3/{method}")] == [18]
+        # The drift numbers are Lightning metrics of the validations: none at step 0.
         for name in ("change_prev", "change_first", "shift_prev", "shift_first"):
-            assert [e.step for e in events.Scalars(f"cam_drift/features.3/{method}/{name}")] == steps[1:]
+            assert [e.step for e in events.Scalars(f"cam_drift/features.3/{method}/{name}")] == val_steps
     # The numbers are the history's: drift against the first validation, recomputed from the kept maps.
     # Per sample 1 - cos, with two blank maps at distance 0 and a blank against a non-blank one at 1.
     for method in ("gradcam", "layercam"):
@@ -84,8 +88,6 @@ def test_every_image_and_number_of_every_validation_is_in_the_event_files_in_ord
             distances.append(1 - float(last @ first) / norms if norms else [0.0, 1.0, 0.0][blank])
         logged = [e.value for e in events.Scalars(f"cam_drift/features.3/{method}/change_first")]
         assert logged[-1] == pytest.approx(sum(distances) / len(distances), abs=1e-5)
-    # The logger's own numbers are in its file, at the same steps.
-    assert [e.step for e in events.Scalars("val_loss")] == [5, 11, 17]
     assert len(list(Path(trainer.logger.log_dir).glob("*tfevents*.cam_callback"))) == 1
 
 
@@ -108,8 +110,10 @@ def test_an_exception_in_fit_still_writes_what_was_queued(tmp_path, slow_images)
     assert callback._writer is None and not _writer_threads()
     assert isinstance(trainer.logger, TensorBoardLogger)
     events = _events(trainer.logger.log_dir)
-    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [0, 6]
-    assert [e.step for e in events.Images("cam_heatmap/features.3/gradcam")] == [0, 6]
+    # The step-0 frame and the first epoch's validation (at val_loss's step); the fit fails in the second.
+    assert [e.step for e in events.Scalars("val_loss")] == [5]
+    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [0, 5]
+    assert [e.step for e in events.Images("cam_heatmap/features.3/gradcam")] == [0, 5]
 
 
 def test_a_keyboard_interrupt_in_fit_still_writes_what_was_queued(tmp_path, slow_images):
@@ -123,7 +127,9 @@ def test_a_keyboard_interrupt_in_fit_still_writes_what_was_queued(tmp_path, slow
         signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl+C while shutting down
     assert not _writer_threads()
     assert isinstance(trainer.logger, TensorBoardLogger)
-    assert [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")] == [0, 6]
+    events = _events(trainer.logger.log_dir)
+    assert [e.step for e in events.Scalars("val_loss")] == [5]
+    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [0, 5]
 
 
 class Failing:
@@ -156,9 +162,9 @@ def test_a_writer_failure_warns_at_the_next_hook_and_once():
     with pytest.warns(
         RuntimeWarning, match="skipped writing some maps of an earlier validation: OSError: disk full"
     ):
-        callback.on_validation_end(_idle_trainer(), TinyNet())
+        callback.on_validation_epoch_end(_idle_trainer(), TinyNet())
     with warnings_as_errors():
-        callback.on_validation_end(_idle_trainer(), TinyNet())  # reported once only
+        callback.on_validation_epoch_end(_idle_trainer(), TinyNet())  # reported once only
     callback._close_writer()
 
 
@@ -166,7 +172,7 @@ def test_a_writer_failure_is_raised_at_the_next_hook_under_strict():
     callback = GradCAMCallback(layer="features.3", every_n_epochs=0, strict=True)
     callback._writer = _failed_writer()
     with pytest.raises(OSError, match="disk full"):
-        callback.on_validation_end(_idle_trainer(), TinyNet())
+        callback.on_validation_epoch_end(_idle_trainer(), TinyNet())
     callback._close_writer()
 
 
@@ -181,10 +187,11 @@ def test_a_failure_while_writing_during_fit_warns_and_training_goes_on(tmp_path,
         trainer.fit(TinyNet(), *loaders())
     assert trainer.current_epoch == 2
     assert isinstance(trainer.logger, TensorBoardLogger)
-    # The scalars of the same validations were still written.
-    assert [
-        e.step for e in _events(trainer.logger.log_dir).Scalars("cam_drift/features.3/gradcam/change_prev")
-    ] == [6, 12]
+    # The numbers of the same validations still reached the logger through Lightning, at val_loss's steps.
+    events = _events(trainer.logger.log_dir)
+    val_steps = [e.step for e in events.Scalars("val_loss")]
+    assert val_steps == [5, 11]
+    assert [e.step for e in events.Scalars("cam_drift/features.3/gradcam/change_prev")] == val_steps
 
 
 class warnings_as_errors:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import pytest
 import torch
 from torch.utils.data import Subset, TensorDataset
@@ -37,6 +40,7 @@ def test_long_names_are_shortened_to_the_tile():
     names = ["a_rather_long_class_name", "another_very_long_one"]
     wide = captions(result, torch.tensor([0]), names, width=1000)
     narrow = captions(result, torch.tensor([0]), names, width=128)
+    assert wide is not None and narrow is not None
     assert wide[0].startswith("y=a_rather_long_class_name p=another_very_long_one ")
     y, p, _ = narrow[0].split(" ")
     assert y.endswith(".") and p.endswith(".") and len(y) < len("y=a_rather_long_class_name")
@@ -56,9 +60,9 @@ def test_names_are_found_on_the_data_module_or_through_dataset_wrappers():
 def test_class_names_must_be_a_list_of_str():
     assert check_class_names(("a", "b")) == ["a", "b"]
     with pytest.raises(TypeError, match="`class_names` must be a list of str"):
-        GradCAMCallback(class_names="circle")
+        GradCAMCallback(class_names="circle")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="`class_names` must hold only str"):
-        GradCAMCallback(class_names=["a", 2])
+        GradCAMCallback(class_names=["a", 2])  # type: ignore[list-item]
 
 
 def test_a_fit_captions_with_the_data_modules_classes_or_the_given_names(tmp_path, monkeypatch):
@@ -67,9 +71,15 @@ def test_a_fit_captions_with_the_data_modules_classes_or_the_given_names(tmp_pat
 
     import cam_callback.callback.core as core
 
-    seen = []
+    seen: list[Any] = []
     real = core.validation_records
-    monkeypatch.setattr(core, "validation_records", lambda *a: seen.append(a[-1]) or real(*a))
+    signature = inspect.signature(real)
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(signature.bind(*args, **kwargs).arguments.get("names"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core, "validation_records", spy)
 
     class Data(pl.LightningDataModule):
         classes = ["circle", "square", "triangle"]
@@ -86,5 +96,7 @@ def test_a_fit_captions_with_the_data_modules_classes_or_the_given_names(tmp_pat
             max_epochs=1, callbacks=[callback], logger=False, default_root_dir=str(tmp_path),
             enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
         )
+        seen.clear()
         trainer.fit(make_module_class(pl)(), datamodule=Data())
-        assert seen[-1] == expected
+        # The step-0 frame when training starts and the epoch's validation, both captioned with the names.
+        assert seen == [expected, expected]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 import pytorch_lightning as pl
@@ -14,7 +15,9 @@ from cam_callback import GradCAMCallback, compute_cam
 
 TinyNet = make_module_class(pl)
 ENERGY = "cam_drift/features.3/gradcam/energy_in_mask"
-QUIET = dict(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1, logger=False)
+QUIET: dict[str, Any] = dict(
+    enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1, logger=False
+)
 
 
 class Recorder(pl.Callback):
@@ -74,6 +77,7 @@ def test_model_checkpoint_keeps_the_validation_where_the_maps_are_most_on_the_ob
     energies = [seen[ENERGY] for seen in recorder.seen]
     assert len(energies) == 3
     best = max(range(3), key=energies.__getitem__)
+    assert keeper.best_model_score is not None
     assert float(keeper.best_model_score) == pytest.approx(energies[best])
     assert os.path.basename(keeper.best_model_path) == f"epoch={best}.ckpt"
 

@@ -68,7 +68,9 @@ def test_a_misspelled_layer_is_refused_before_any_log_folder_exists(tmp_path):
 def test_a_fit_says_where_it_went(tmp_path, capsys):
     cli = main(["fit", "--config", DEMO, f"--trainer.logger.init_args.save_dir={tmp_path}"] + TINY)
     out = capsys.readouterr().out.splitlines()
-    folder = Path(cli.trainer.logger.log_dir)
+    logger = cli.trainer.logger
+    assert logger is not None and logger.log_dir is not None
+    folder = Path(logger.log_dir)
     assert f"run folder: {folder}" in out
     summaries = sorted(str(p) for p in folder.glob("cam_summary_*.png"))
     assert len(summaries) == 4  # 2 layers x 2 methods

@@ -54,14 +54,20 @@ def test_task_config_trains_and_logs_its_maps(config, tmp_path):
     assert isinstance(cli.trainer.logger, TensorBoardLogger)
     events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0, "scalars": 0})
     events.Reload()
+    # Lightning's own metric of the validation (torchvision's detector gives no loss in eval: its box count)
+    val_metric = "val/boxes" if config.name == "detection.yaml" else "val/loss"
+    val_steps = [e.step for e in events.Scalars(val_metric)]
+    assert val_steps == [cli.trainer.global_step - 1]  # the one validation, after the epoch's last batch
     for method in methods:
-        # the maps when training starts, then the one validation
-        assert [e.step for e in events.Images(f"cam/{layer}/{method}")] == [0, cli.trainer.global_step]
+        # the maps when training starts, then the one validation, at the step of its own val/loss
+        assert [e.step for e in events.Images(f"cam/{layer}/{method}")] == [0, *val_steps]
         # when training starts, then the validation
         assert len(events.Images(f"cam_heatmap/{layer}/{method}")) == 2
     if config.name in ("segmentation.yaml", "regression.yaml", "multilabel.yaml"):  # batches carry masks
         scalars = set(events.Tags()["scalars"])
         assert f"cam_drift/{layer}/{methods[0]}/energy_in_mask" in scalars
+        # a Lightning metric of the validation, at its step (none at step 0)
+        assert [e.step for e in events.Scalars(f"cam_drift/{layer}/{methods[0]}/energy_in_mask")] == val_steps
 
 
 def test_a_reshape_object_is_built_from_the_command_line(tmp_path):

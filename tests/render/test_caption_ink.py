@@ -16,7 +16,8 @@ def _drawn_directly(
     out = tile.copy()
     out[:band] = (out[:band].astype(np.float32) * 0.3).astype(np.uint8)
     cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
+    drawn: np.ndarray = out
+    return drawn
 
 
 def test_ink_blended_over_a_tile_matches_drawing_on_it():

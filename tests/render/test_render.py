@@ -26,7 +26,8 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 def cv2_rgb(level: int, colormap: str = "jet") -> np.ndarray:
     """Reference colour of one grey level straight from OpenCV, as RGB uint8."""
     code = getattr(cv2, f"COLORMAP_{colormap.upper()}")
-    return cv2.applyColorMap(np.array([[level]], dtype=np.uint8), code)[0, 0, ::-1].copy()
+    colour: np.ndarray = cv2.applyColorMap(np.array([[level]], dtype=np.uint8), code)[0, 0, ::-1].copy()
+    return colour
 
 
 def tile_origin(index: int, ncols: int, h: int, w: int, pad: int) -> tuple[int, int]:
@@ -181,7 +182,7 @@ def test_to_display_validates_mean_and_std():
     with pytest.raises(ValueError, match="`std` has 4 values"):
         to_display(images, mean=[0.5] * 3, std=[0.2] * 4)
     with pytest.raises(TypeError, match="`mean` must be a list of numbers"):
-        to_display(images, mean="0.5", std=0.2)
+        to_display(images, mean="0.5", std=0.2)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="both or neither"):
         to_display(images, mean=[0.5] * 3)
     with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
@@ -319,7 +320,7 @@ def test_long_caption_on_small_tile_stays_in_its_tile():
 @pytest.mark.parametrize("size, band_limit", [(16, 0), (24, 0), (32, 12), (64, 25)])
 def test_a_caption_covers_at_most_two_fifths_of_its_tile_or_is_left_out(size, band_limit):
     images = torch.full((1, 3, size, size), 0.5)
-    kwargs = dict(alpha=0.0, mean=[0.0] * 3, std=[1.0] * 3)
+    kwargs: dict[str, Any] = dict(alpha=0.0, mean=[0.0] * 3, std=[1.0] * 3)
     plain = overlay_grid(images, torch.zeros(1, size, size), **kwargs)
     labelled = overlay_grid(images, torch.zeros(1, size, size), captions=["y=circle p=square 0.88"], **kwargs)
     rows = (labelled != plain).any(dim=0).any(dim=1).nonzero().flatten().tolist()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -13,7 +15,7 @@ from cam_callback.sinks.mlflow import mlflow_key
 
 class Calls:
     def __init__(self, *names):
-        self.calls = []
+        self.calls: list[tuple[Any, ...]] = []
         for name in names:
             setattr(self, name, lambda *a, _name=name, **k: self.calls.append((_name, a, k)))
 
