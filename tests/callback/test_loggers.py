@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytorch_lightning as pl
@@ -17,11 +19,15 @@ from cam_callback import GradCAMCallback
 TinyNet = make_module_class(pl)
 ENERGY = "cam_drift/features.3/gradcam/energy_in_mask"
 CHANGE = "cam_drift/features.3/gradcam/change_prev"
-QUIET = dict(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
+QUIET: dict[str, Any] = dict(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
 
 
 def _fit(tmp_path, logger, **kwargs):
-    """Two epochs of 6 steps (validation at steps 5 and 11, Lightning's logging steps), from a fresh cwd."""
+    """Two epochs of 6 steps (validation at steps 5 and 11, Lightning's logging steps), from a fresh cwd.
+
+    The callback also draws the untrained model's maps when training starts: images at step 0, whose numbers
+    are no Lightning metrics (Lightning forbids logging in ``on_train_start``).
+    """
     pl.seed_everything(7, verbose=False)
     callback = GradCAMCallback(layer="features.3", num_samples=2)
     trainer = pl.Trainer(
@@ -74,10 +80,14 @@ def test_without_a_logger_everything_goes_to_a_fresh_run_folder_of_default_root_
     with pytest.warns(UserWarning, match="no logger: writing the images as PNG files under"):
         trainer = _fit(tmp_path, False)
     run = tmp_path / "root" / "cam_logs" / "version_1"
-    assert "cam/features.3/gradcam/step_00000011.png" in _files(run)
+    files = _files(run)
+    assert {f"cam/features.3/gradcam/step_{s:08d}.png" for s in (0, 5, 11)} <= files
+    assert "cam_summary_features.3_gradcam.png" in files
     with open(run / "scalars.csv", newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["tag"] == ENERGY]
-    assert [int(r["step"]) for r in rows] == [5, 11]
+    # the callback's own sink keeps the numbers: the step-0 frame's too, then each validation's
+    assert [int(r["step"]) for r in rows] == [0, 5, 11]
+    assert trainer.logger is None and not (tmp_path / "root" / "lightning_logs").exists()
     assert float(rows[-1]["value"]) == pytest.approx(float(trainer.callback_metrics[ENERGY]), abs=1e-6)
 
 
@@ -87,10 +97,17 @@ def test_two_loggers_each_get_images_and_numbers(tmp_path, cwd):
     with pytest.warns(UserWarning, match="CSVLogger takes no images"):
         _fit(tmp_path, [board, table])
     events = _tensorboard(board.log_dir)
-    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [5, 11]
-    assert [e.step for e in events.Scalars(ENERGY)] == [e.step for e in events.Scalars("val_loss")] == [5, 11]
-    assert "cam/features.3/gradcam/step_00000011.png" in _files(Path(table.log_dir))
-    assert ENERGY in (Path(table.log_dir) / "metrics.csv").read_text().splitlines()[0]
+    val_steps = [e.step for e in events.Scalars("val_loss")]
+    assert val_steps == [5, 11]
+    # the step-0 frame's images too; its numbers are no Lightning metrics
+    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [0, *val_steps]
+    assert [e.step for e in events.Scalars(ENERGY)] == val_steps  # numbers only through Lightning
+    table_files = _files(Path(table.log_dir))
+    assert {f"cam/features.3/gradcam/step_{s:08d}.png" for s in (0, 11)} <= table_files
+    with open(Path(table.log_dir) / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    energy_steps = [int(r["step"]) for r in rows if r.get(ENERGY)]
+    assert energy_steps == [int(r["step"]) for r in rows if r.get("val_loss")] == [5, 11]
     assert "cam_summary_features.3_gradcam.png" in _files(Path(board.log_dir))
 
 
@@ -127,15 +144,41 @@ def test_any_other_logger_gets_numbers_through_log_metrics_and_png_files_in_its_
         _fit(tmp_path, logger)
     energy = [(step, m[ENERGY]) for step, m in logger.metrics if ENERGY in m]
     assert [s for s, _ in energy] == [s for s, m in logger.metrics if "val_loss" in m] == [5, 11]
-    assert [s for s, m in logger.metrics if CHANGE in m] == [11]
-    assert "cam/features.3/gradcam/step_00000005.png" in _files(tmp_path / "mine")
+    # change_prev from the first validation on: the step-0 frame is the one before it
+    assert [s for s, m in logger.metrics if CHANGE in m] == [5, 11]
+    assert not any(step == 0 for step, _ in logger.metrics)  # the step-0 frame's numbers are no metrics
+    assert {f"cam/features.3/gradcam/step_{s:08d}.png" for s in (0, 5)} <= _files(tmp_path / "mine")
+
+
+def _finished_history(run_dir: Path, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The run's history rows once W&B has written its exit record (the last one) into the run file.
+
+    Offline, ``wandb.finish()`` may return while W&B's service still writes the file: read right away, it
+    can hold only its header, or not yet the history.
+    """
+    from wandb.proto import wandb_internal_pb2
+    from wandb_offline import _payloads, history
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        files = list(run_dir.glob("run-*.wandb"))
+        if files:
+            data = files[0].read_bytes()
+            kinds = set()
+            for payload in _payloads(data) if data[:4] == b":W&B" else []:
+                record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]
+                record.ParseFromString(payload)
+                kinds.add(record.WhichOneof("record_type"))
+            if "exit" in kinds:
+                break
+        time.sleep(0.1)
+    return history(run_dir)
 
 
 def test_wandb_offline_gets_images_with_captions_and_numbers(tmp_path, cwd, monkeypatch):
     pytest.importorskip("wandb")
     import wandb
     from pytorch_lightning.loggers import WandbLogger
-    from wandb_offline import history
 
     for variable in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(variable, str(tmp_path / "wandb-home"))
@@ -147,17 +190,19 @@ def test_wandb_offline_gets_images_with_captions_and_numbers(tmp_path, cwd, monk
         run_dir = Path(logger.experiment.dir).parent
     finally:
         wandb.finish()
-    rows = history(run_dir)
+    rows = _finished_history(run_dir)
     images = [r for r in rows if "cam/features.3/gradcam/filenames" in r]
-    assert [r["trainer/global_step"] for r in images] == [5, 11]
-    assert [r["cam/features.3/gradcam/captions"] for r in images] == [["step 5"], ["step 11"]]
+    val_steps = [r["trainer/global_step"] for r in rows if "val_loss" in r]
+    assert val_steps == [5, 11]
+    assert [r["trainer/global_step"] for r in images] == [0, *val_steps]  # the step-0 frame, then validations
+    assert [r["cam/features.3/gradcam/captions"] for r in images] == [["step 0"], ["step 5"], ["step 11"]]
     # two 16-pixel tiles shown at 128 px (8 x) side by side, 2 pixels of padding: 2 * 130 + 2 by 128 + 4
     overlay = "cam/features.3/gradcam"
     assert (images[0][f"{overlay}/width"], images[0][f"{overlay}/height"]) == (262, 132)
     media = _files(run_dir / "files" / "media" / "images")
-    assert len([m for m in media if m.startswith("cam/features.3/gradcam_")]) == 2
+    assert len([m for m in media if m.startswith("cam/features.3/gradcam_")]) == 3
     numbers = [(r["trainer/global_step"], r[ENERGY]) for r in rows if ENERGY in r]
-    assert [s for s, _ in numbers] == [r["trainer/global_step"] for r in rows if "val_loss" in r] == [5, 11]
+    assert [s for s, _ in numbers] == val_steps
     assert numbers[-1][1] == pytest.approx(float(trainer.callback_metrics[ENERGY]), abs=1e-6)
     summary = [r for r in rows if "cam_summary/features.3/gradcam/filenames" in r]
     assert len(summary) == 1
@@ -174,20 +219,23 @@ def test_mlflow_on_sqlite_gets_image_artifacts_and_run_metrics(tmp_path, cwd):
     artifacts = str(tmp_path / "artifacts")
     logger = MLFlowLogger(experiment_name="cam", tracking_uri=uri, artifact_location=artifacts)
     trainer = _fit(tmp_path, logger)
+    assert logger.run_id is not None
     client = MlflowClient(tracking_uri=uri)
     energy = client.get_metric_history(logger.run_id, ENERGY)
-    assert [m.step for m in energy] == [m.step for m in client.get_metric_history(logger.run_id, "val_loss")]
-    assert [m.step for m in energy] == [5, 11]
+    val_steps = [m.step for m in client.get_metric_history(logger.run_id, "val_loss")]
+    assert val_steps == [5, 11]
+    assert [m.step for m in energy] == val_steps
     assert energy[-1].value == pytest.approx(float(trainer.callback_metrics[ENERGY]), abs=1e-6)
     names = [a.path for a in client.list_artifacts(logger.run_id, "images")]
     overlay = "images/cam~features.3~gradcam+step+"  # MLflow's own naming: tag (/ as ~), step, time
     overlays = sorted(n for n in names if n.startswith(overlay) and n.endswith(".png"))
-    assert [n.split("+")[2] for n in overlays] == ["11", "5"]
+    assert sorted(int(n.split("+")[2]) for n in overlays) == [0, *val_steps]  # the step-0 frame too
     assert any(n.startswith("images/cam_summary~features.3~gradcam+step+") for n in names)
     path = client.download_artifacts(logger.run_id, overlays[1], str(tmp_path / "download"))
     import cv2
 
     pixels = cv2.imread(path)
+    assert pixels is not None
     assert pixels.shape == (132, 262, 3)  # two 16-pixel tiles shown at 128 px side by side, 2 px padding
     assert {p.name for p in tmp_path.iterdir()} <= {"mlflow.db", "artifacts", "download", "cwd", "root"}
     assert not (tmp_path / "root").exists()

@@ -133,13 +133,16 @@ def test_the_first_maps_are_a_step_0_frame_of_the_untrained_model_and_the_origin
     result = CAMEngine(untrained, "features.3")(batch.inputs, batch.labels)
     first = callback.history.frames()[("features.3", "gradcam")][0]
     torch.testing.assert_close(first, shrink_maps(result.normalized("features.3", "gradcam"), 16))
-    assert callback.history.steps("features.3", "gradcam") == [0, 6, 12]
     events = _events(trainer.logger.log_dir)
-    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [0, 6, 12]
+    val_steps = [e.step for e in events.Scalars("val_loss")]  # Lightning's steps for the validations
+    assert val_steps == [5, 11]
+    assert callback.history.steps("features.3", "gradcam") == [0, *val_steps]
+    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [0, *val_steps]
     first_change = events.Scalars("cam_drift/features.3/gradcam/change_first")
     previous_change = events.Scalars("cam_drift/features.3/gradcam/change_prev")
+    # The step-0 frame's numbers are no Lightning metrics (none may be logged in on_train_start).
+    assert [e.step for e in first_change] == [e.step for e in previous_change] == val_steps
     # The first validation compares with the untrained model's maps, both as "first" and "previous".
-    assert first_change[0].step == previous_change[0].step == 6
     assert first_change[0].value == pytest.approx(previous_change[0].value)
 
 
@@ -165,8 +168,10 @@ def test_without_validation_data_at_train_start_the_first_validation_checks(tmp_
     # validation, so that is where the first maps are made, and where a bad setting stops the run.
     settings = dict(max_epochs=4, check_val_every_n_epoch=2, num_sanity_val_steps=0)
     callback = GradCAMCallback(layer="features.3", num_samples=2)
-    _fit(tmp_path / "good", callback, **settings)
-    assert callback.history.steps("features.3", "gradcam") == [12, 24]
+    _, trainer = _fit(tmp_path / "good", callback, **settings)
+    val_steps = [e.step for e in _events(trainer.logger.log_dir).Scalars("val_loss")]
+    assert val_steps == [11, 23]  # global steps 12 and 24, logged by Lightning one step earlier
+    assert callback.history.steps("features.3", "gradcam") == val_steps  # no step-0 frame: no data yet
     model = TinyNet()
     with pytest.raises(CAMConfigurationError, match="class 9 is out of range.*at the validation of step 12"):
         _fit(tmp_path / "bad", GradCAMCallback(layer="features.3", target=9), model=model, **settings)

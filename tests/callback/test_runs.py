@@ -56,11 +56,14 @@ def test_a_second_fit_with_the_same_callback_starts_from_its_own_data(tmp_path):
     # It used to explain the first fit's images, compare with its maps and mix both in the summary.
     assert callback._batch is not None
     assert torch.equal(callback._batch.inputs.cpu(), _first(val_b, 4))
-    assert callback.history.steps(*KEY) == [0, 6, 12] and callback.history.recorded == 3
     events = _events(second.logger.log_dir)
+    val_steps = [e.step for e in events.Scalars("val_loss")]
+    assert val_steps == [5, 11]
+    assert callback.history.steps(*KEY) == [0, *val_steps] and callback.history.recorded == 3
     first = {e.step: e.value for e in events.Scalars("cam_drift/features.3/gradcam/change_first")}
     previous = {e.step: e.value for e in events.Scalars("cam_drift/features.3/gradcam/change_prev")}
-    assert first[6] == pytest.approx(previous[6])  # both against this fit's step-0 maps
+    assert sorted(first) == sorted(previous) == val_steps
+    assert first[5] == pytest.approx(previous[5])  # both against this fit's step-0 maps
     (summary,) = events.Images("cam_summary/features.3/gradcam")
     assert summary.width == 2 + 4 * (SUMMARY_TILE_SIDE + 2)  # images + this fit's 3 frames
 
@@ -89,7 +92,12 @@ def test_many_validations_keep_at_most_max_frames_and_a_summary_of_bounded_size(
     recorded = 1 + 5 * 6  # the step-0 frame, then a validation after every one of 30 steps
     assert callback.history.recorded == recorded
     kept = kept_ordinals(recorded)
-    assert callback.history.steps(*KEY) == kept  # one step per validation, so ordinal == step
+    # Lightning logs the validation after step k + 1 at step k, so the first one shares step 0 with the
+    # step-0 frame: recording n (n >= 1) is at step n - 1.
+    val_steps = [e.step for e in _events(trainer.logger.log_dir).Scalars("val_loss")]
+    assert val_steps == list(range(30))
+    steps = [0, *val_steps]  # the step of each recording, by ordinal
+    assert callback.history.steps(*KEY) == [steps[k] for k in kept]
     assert len(callback.history) == len(kept) <= MAX_FRAMES
     state = callback.state_dict()["history"]
     assert state["maps"]["features.3::gradcam"].shape == (len(kept), 2, 16, 16)
@@ -108,13 +116,17 @@ def test_logger_false_writes_under_default_root_dirs_run_folder(tmp_path, monkey
     callback = GradCAMCallback(layer="features.3", num_samples=2)
     train, val = loaders()
     for version in (0, 1):  # each run its own folder, as Lightning numbers its loggers' runs
-        with pytest.warns(UserWarning, match=f"writing PNG files under .*version_{version}"):
+        said = f"no logger: writing the images as PNG files under .*cam_logs.version_{version}"
+        with pytest.warns(UserWarning, match=said):
             _trainer(root, callback, logger=False).fit(TinyNet(), train, val)
-        run = root / "lightning_logs" / f"version_{version}"
+        run = root / "cam_logs" / f"version_{version}"
+        # the step-0 frame, then the validation after 6 steps, at Lightning's step for it (5)
         assert sorted(os.listdir(run / "cam" / "features.3" / "gradcam")) == [
-            "step_00000000.png", "step_00000006.png"
+            "step_00000000.png", "step_00000005.png"
         ]
         assert (run / "cam_summary_features.3_gradcam.png").is_file()
+        assert (run / "scalars.csv").is_file()  # no logger takes the numbers: they are written here
+    assert not (root / "lightning_logs").exists()
     assert not os.listdir(tmp_path / "cwd")  # it used to write into the working directory
 
 
@@ -125,7 +137,10 @@ def test_fast_dev_run_writes_no_file(tmp_path, monkeypatch):
     trainer = pl.Trainer(fast_dev_run=True, callbacks=[callback], default_root_dir=str(tmp_path), **QUIET)
     with pytest.warns(UserWarning, match="fast_dev_run: the maps are computed and checked, but no file"):
         trainer.fit(TinyNet(), train, val)
-    assert callback.history.steps(*KEY) == [0, 1]  # computed all the same
+    # computed all the same: the step-0 frame, and the validation after the one batch, which Lightning
+    # logs at step 0 (global_step - 1)
+    assert callback.history.steps(*KEY) == [0, 0]
+    assert callback.history.recorded == 2
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
