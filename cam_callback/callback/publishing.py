@@ -127,7 +127,8 @@ def validation_records(
         boxes: ``[B, 4]`` box sets to outline on the overlays (ground truth in green, then the explained
             detections in yellow), or None.
     """
-    factor = display_factor(int(inputs.shape[-2]), int(inputs.shape[-1]), display.min_tile)
+    count, height, width = int(inputs.shape[0]), int(inputs.shape[-2]), int(inputs.shape[-1])
+    factor = display_factor(height, width, display.min_tile, count)
     big = enlarge_images(inputs, factor)  # display only: maps and numbers are already computed
     texts = texts if texts is not None else captions(result, labels, names, int(big.shape[-1]))
     boxes = [b * factor if b is not None else None for b in boxes] if boxes is not None else None

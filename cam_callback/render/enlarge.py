@@ -13,13 +13,23 @@ from torch import Tensor
 
 from ..core.maps import upsample_maps
 
-__all__ = ["display_factor", "enlarge_images", "enlarge_maps"]
+__all__ = ["MAX_GRID_PIXELS", "display_factor", "enlarge_images", "enlarge_maps"]
+
+MAX_GRID_PIXELS = 1 << 20
+"""Enlarging stops where a grid's tiles would hold more pixels than this (a 1024 x 1024 picture): drawing
+and encoding cost grows with the pixels, so many small images are enlarged less (or not at all)."""
 
 
-def display_factor(height: int, width: int, min_side: int) -> int:
-    """The smallest whole factor that makes ``min(height, width) * factor >= min_side`` (1 for 0 or less)."""
+def display_factor(height: int, width: int, min_side: int, count: int = 1) -> int:
+    """The smallest whole factor that makes ``min(height, width) * factor >= min_side`` (1 for 0 or less).
+
+    With ``count`` tiles, the factor is capped so that ``count * height * width * factor**2`` stays within
+    :data:`MAX_GRID_PIXELS` (never below 1).
+    """
     shorter = max(1, min(int(height), int(width)))
-    return max(1, math.ceil(min_side / shorter)) if min_side > shorter else 1
+    wanted = max(1, math.ceil(min_side / shorter)) if min_side > shorter else 1
+    room = math.isqrt(MAX_GRID_PIXELS // max(1, int(count) * max(1, int(height)) * max(1, int(width))))
+    return max(1, min(wanted, room))
 
 
 def enlarge_images(images: Tensor, factor: int) -> Tensor:

@@ -11,9 +11,9 @@ from typing import Any, cast
 
 import pytest
 import pytorch_lightning as pl
+from events import read_events
 from lit_models import loaders, make_module_class
 from pytorch_lightning.loggers import TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cam_callback import GradCAMCallback
 from cam_callback.sinks import BackgroundWriter, ScalarRecord, TensorBoardSink
@@ -24,10 +24,6 @@ QUIET: dict[str, Any] = dict(
 )
 
 
-def _events(log_dir: str) -> EventAccumulator:
-    acc = EventAccumulator(log_dir, size_guidance={"images": 0, "scalars": 0})
-    acc.Reload()
-    return acc
 
 
 def _trainer(tmp_path: Path, callback: GradCAMCallback, max_epochs: int) -> pl.Trainer:
@@ -65,7 +61,7 @@ def test_every_image_and_number_of_every_validation_is_in_the_event_files_in_ord
     assert callback._writer is None and not _writer_threads()  # drained and stopped by the end of fit
 
     assert isinstance(trainer.logger, TensorBoardLogger)
-    events = _events(trainer.logger.log_dir)
+    events = read_events(trainer.logger.log_dir)
     # 6 training batches and a validation per epoch: Lightning logs val_loss at steps 5, 11 and 17.
     val_steps = [e.step for e in events.Scalars("val_loss")]
     assert val_steps == [5, 11, 17]
@@ -109,7 +105,7 @@ def test_an_exception_in_fit_still_writes_what_was_queued(tmp_path, slow_images)
         trainer.fit(FailsAtEpoch(ValueError("user code failed")), *loaders())
     assert callback._writer is None and not _writer_threads()
     assert isinstance(trainer.logger, TensorBoardLogger)
-    events = _events(trainer.logger.log_dir)
+    events = read_events(trainer.logger.log_dir)
     # The step-0 frame and the first epoch's validation (at val_loss's step); the fit fails in the second.
     assert [e.step for e in events.Scalars("val_loss")] == [5]
     assert [e.step for e in events.Images("cam/features.3/gradcam")] == [0, 5]
@@ -127,7 +123,7 @@ def test_a_keyboard_interrupt_in_fit_still_writes_what_was_queued(tmp_path, slow
         signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl+C while shutting down
     assert not _writer_threads()
     assert isinstance(trainer.logger, TensorBoardLogger)
-    events = _events(trainer.logger.log_dir)
+    events = read_events(trainer.logger.log_dir)
     assert [e.step for e in events.Scalars("val_loss")] == [5]
     assert [e.step for e in events.Images("cam/features.3/gradcam")] == [0, 5]
 
@@ -188,7 +184,7 @@ def test_a_failure_while_writing_during_fit_warns_and_training_goes_on(tmp_path,
     assert trainer.current_epoch == 2
     assert isinstance(trainer.logger, TensorBoardLogger)
     # The numbers of the same validations still reached the logger through Lightning, at val_loss's steps.
-    events = _events(trainer.logger.log_dir)
+    events = read_events(trainer.logger.log_dir)
     val_steps = [e.step for e in events.Scalars("val_loss")]
     assert val_steps == [5, 11]
     assert [e.step for e in events.Scalars("cam_drift/features.3/gradcam/change_prev")] == val_steps

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from events import read_events
 from lit_models import loaders, make_module_class
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cam_callback import CAMOptions, GradCAMCallback
 from cam_callback.callback import CAMConfigurationError
@@ -23,10 +23,6 @@ TinyNet: Any = make_module_class(pl)
 QUIET: dict[str, Any] = dict(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
 
 
-def _events(log_dir: str) -> EventAccumulator:
-    acc = EventAccumulator(log_dir, size_guidance={"images": 0, "scalars": 0})
-    acc.Reload()
-    return acc
 
 
 def _fit(tmp_path, callbacks, *, dict_batches=False, logger=True, **kwargs):
@@ -137,7 +133,7 @@ def test_mid_epoch_validation_keeps_a_half_done_accumulation(tmp_path):
 def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
     callback = GradCAMCallback(layer="features.3", method=["gradcam", "eigencam"], num_samples=4)
     _, trainer = _fit(tmp_path, [callback], dict_batches=True, val_check_interval=0.5)
-    events = _events(trainer.logger.log_dir)
+    events = read_events(trainer.logger.log_dir)
     images = set(events.Tags()["images"])
     # The step-0 frame when training starts, then 12 samples / 2 = 6 steps an epoch, validation every 3 steps,
     # logged (as val_loss is) one step before the optimizer step that ends the third batch: the images share
@@ -165,7 +161,7 @@ def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
 def test_image_grid_has_one_tile_per_sample(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=4, log_heatmaps=False, min_display_size=0)
     _, trainer = _fit(tmp_path, [callback], max_epochs=1)
-    events = _events(trainer.logger.log_dir)
+    events = read_events(trainer.logger.log_dir)
     image = events.Images("cam/features.3/gradcam")[0]
     # 4 tiles of 16x16 in a 2x2 grid with 2 pixels of padding: 2 * (16 + 2) + 2 = 38
     assert (image.width, image.height) == (38, 38)
@@ -180,7 +176,7 @@ def test_a_tensorboard_logger_subclass_gets_the_images(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=4)
     logger = TeamTensorBoardLogger(str(tmp_path), name="run")
     _, trainer = _fit(tmp_path, [callback], logger=logger, max_epochs=1)
-    assert "cam/features.3/gradcam" in _events(logger.log_dir).Tags()["images"]
+    assert "cam/features.3/gradcam" in read_events(logger.log_dir).Tags()["images"]
     assert not list(tmp_path.rglob("step_*.png"))  # no PNG-file fallback
 
 
@@ -192,7 +188,7 @@ def test_overlays_are_encoded_as_asked_and_heatmaps_stay_lossless(tmp_path, imag
     options: dict[str, Any] = {} if image_format == "jpeg" else {"image_format": "png"}  # JPEG is the default
     callback = GradCAMCallback(layer="features.3", num_samples=4, **options)
     _, trainer = _fit(tmp_path, [callback], max_epochs=1)
-    events = _events(trainer.logger.log_dir)
+    events = read_events(trainer.logger.log_dir)
     overlay = events.Images("cam/features.3/gradcam")[0]
     assert overlay.encoded_image_string.startswith(JPEG_START if image_format == "jpeg" else PNG_START)
     assert (overlay.width, overlay.height) == (262, 262)  # 16-px tiles shown 8 x as 128 px: 2 * 130 + 2
@@ -203,7 +199,7 @@ def test_overlays_are_encoded_as_asked_and_heatmaps_stay_lossless(tmp_path, imag
 def test_not_run_in_sanity_check_and_every_n_epochs(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=2, every_n_epochs=2)
     _, trainer = _fit(tmp_path, [callback], max_epochs=4, num_sanity_val_steps=2)
-    steps = [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")]
+    steps = [e.step for e in read_events(trainer.logger.log_dir).Images("cam/features.3/gradcam")]
     # When training starts, then after epochs 1 and 3 (6 steps each; val_loss's step); none in sanity checks.
     assert steps == [0, 11, 23]
 
@@ -213,7 +209,7 @@ def test_every_n_epochs_follows_lightnings_check_val_every_n_epoch(tmp_path):
     # when training starts: the sanity check has loaded the validation data by then).
     callback = GradCAMCallback(layer="features.3", num_samples=2, every_n_epochs=2)
     _, trainer = _fit(tmp_path, [callback], max_epochs=4, check_val_every_n_epoch=2)
-    steps = [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")]
+    steps = [e.step for e in read_events(trainer.logger.log_dir).Images("cam/features.3/gradcam")]
     assert steps == [0, 11, 23]
 
 
@@ -227,7 +223,7 @@ def test_trainer_validate_runs_under_inference_mode(tmp_path):
         trainer.validate(model, val)
     assert len(callback.history) == 1
     assert isinstance(trainer.logger, TensorBoardLogger)
-    assert "cam/features.3/gradcam" in _events(trainer.logger.log_dir).Tags()["images"]
+    assert "cam/features.3/gradcam" in read_events(trainer.logger.log_dir).Tags()["images"]
 
 
 @pytest.mark.parametrize(
@@ -255,7 +251,7 @@ def test_engine_options_reach_the_engine_and_guided_methods_log_saliency(tmp_pat
     engine = callback._engine
     assert engine is not None
     assert engine.options == CAMOptions(eigen_smooth=True, aug_smooth=True, aug_scales=(1.0,), chunk_size=3)
-    events = _events(trainer.logger.log_dir)
+    events = read_events(trainer.logger.log_dir)
     images = set(events.Tags()["images"])
     assert "cam_saliency/features.3/guided-gradcam" in images
     assert "cam_saliency/features.3/gradcam" not in images  # only guided methods have a saliency image
@@ -381,7 +377,8 @@ def test_no_validation_data_uses_training_samples_once_warned(tmp_path):
     assert callback._batch is not None and isinstance(trainer.logger, TensorBoardLogger)
     assert torch.equal(callback._batch.inputs.cpu(), torch.stack([train.dataset[i][0] for i in range(2)]))
     # When training starts; then Lightning logs a training epoch's metrics at the step of its last batch.
-    assert [e.step for e in _events(trainer.logger.log_dir).Images("cam/features.3/gradcam")] == [0, 5, 11]
+    overlays = read_events(trainer.logger.log_dir).Images("cam/features.3/gradcam")
+    assert [e.step for e in overlays] == [0, 5, 11]
 
 
 def test_state_survives_a_checkpoint_and_resume(tmp_path):
@@ -401,8 +398,8 @@ def test_state_survives_a_checkpoint_and_resume(tmp_path):
     assert torch.equal(resumed._batch.inputs.cpu(), callback._batch.inputs.cpu())
     # The first run's step-0 frame and validation (at its val_loss step, 5), then one validation after
     # resuming (at 11): the resumed run's own check when training starts logs nothing.
-    first_val = [e.step for e in _events(trainer.logger.log_dir).Scalars("val_loss")]
-    events = _events(trainer2.logger.log_dir)
+    first_val = [e.step for e in read_events(trainer.logger.log_dir).Scalars("val_loss")]
+    events = read_events(trainer2.logger.log_dir)
     second_val = [e.step for e in events.Scalars("val_loss")]
     assert first_val == [5] and second_val == [11]
     assert resumed.history.steps("features.3", "gradcam") == [0, *first_val, *second_val]
@@ -430,7 +427,7 @@ def test_two_callbacks_keep_separate_state(tmp_path):
     b = GradCAMCallback(layer="features.0", num_samples=2, tag_prefix="early")
     assert a.state_key != b.state_key
     _, trainer = _fit(tmp_path, [a, b], max_epochs=1)
-    tags = _events(trainer.logger.log_dir).Tags()["images"]
+    tags = read_events(trainer.logger.log_dir).Tags()["images"]
     assert "cam/features.3/gradcam" in tags and "early/features.0/gradcam" in tags
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from events import read_events
 
 HERE = os.path.dirname(__file__)
 
@@ -43,8 +43,7 @@ def test_ddp_two_processes(tmp_path):
     ]
     images, val_loss = [], []
     for path in runs:
-        events = EventAccumulator(path, size_guidance={"images": 0, "scalars": 0})
-        events.Reload()
+        events = read_events(path)
         images += [(tag, e.step) for tag in events.Tags()["images"] for e in events.Images(tag)]
         if "val_loss" in events.Tags()["scalars"]:
             val_loss += [e.step for e in events.Scalars("val_loss")]

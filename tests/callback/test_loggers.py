@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 import torch
+from events import read_events
 from lit_models import loaders, make_module_class
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cam_callback import GradCAMCallback
 
@@ -53,8 +53,7 @@ def _files(folder: Path) -> set[str]:
 
 
 def _tensorboard(log_dir):
-    events = EventAccumulator(str(log_dir), size_guidance={"images": 0, "scalars": 0})
-    events.Reload()
+    events = read_events(str(log_dir))
     return events
 
 

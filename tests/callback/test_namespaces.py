@@ -7,10 +7,10 @@ from typing import Any
 import lightning.pytorch as lpt
 import pytest
 import pytorch_lightning as pl
+from events import read_events
 from lightning.pytorch.cli import LightningCLI as UnifiedCLI
 from lit_models import loaders, make_module_class
 from pytorch_lightning.cli import LightningCLI as ClassicCLI
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import cam_callback
 import cam_callback.callback.pl
@@ -46,8 +46,7 @@ def test_fit_logs_maps(tmp_path, flavour):
         enable_checkpointing=False,
     )
     trainer.fit(make_module_class(namespace)(), *loaders())
-    events = EventAccumulator(trainer.logger.log_dir, size_guidance={"images": 0})
-    events.Reload()
+    events = read_events(trainer.logger.log_dir)
     # training starts, then epoch 1's validation at the step of val_loss
     assert [e.step for e in events.Images("cam/features.3/gradcam")] == [0, 5]
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 import torch
+from events import read_events
 from lit_models import loaders, make_module_class, tiny_data
 from pytorch_lightning.loggers import TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -21,10 +21,6 @@ TinyNet: Any = make_module_class(pl)
 QUIET: dict[str, Any] = dict(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
 
 
-def _events(log_dir: str) -> EventAccumulator:
-    acc = EventAccumulator(log_dir, size_guidance={"images": 0, "scalars": 0})
-    acc.Reload()
-    return acc
 
 
 def _fit(tmp_path, callback, model=None, val=None, dict_batches=False, **kwargs):
@@ -133,7 +129,7 @@ def test_the_first_maps_are_a_step_0_frame_of_the_untrained_model_and_the_origin
     result = CAMEngine(untrained, "features.3")(batch.inputs, batch.labels)
     first = callback.history.frames()[("features.3", "gradcam")][0]
     torch.testing.assert_close(first, shrink_maps(result.normalized("features.3", "gradcam"), 16))
-    events = _events(trainer.logger.log_dir)
+    events = read_events(trainer.logger.log_dir)
     val_steps = [e.step for e in events.Scalars("val_loss")]  # Lightning's steps for the validations
     assert val_steps == [5, 11]
     assert callback.history.steps("features.3", "gradcam") == [0, *val_steps]
@@ -169,7 +165,7 @@ def test_without_validation_data_at_train_start_the_first_validation_checks(tmp_
     settings = dict(max_epochs=4, check_val_every_n_epoch=2, num_sanity_val_steps=0)
     callback = GradCAMCallback(layer="features.3", num_samples=2)
     _, trainer = _fit(tmp_path / "good", callback, **settings)
-    val_steps = [e.step for e in _events(trainer.logger.log_dir).Scalars("val_loss")]
+    val_steps = [e.step for e in read_events(trainer.logger.log_dir).Scalars("val_loss")]
     assert val_steps == [11, 23]  # global steps 12 and 24, logged by Lightning one step earlier
     assert callback.history.steps("features.3", "gradcam") == val_steps  # no step-0 frame: no data yet
     model = TinyNet()

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 import torch
+from events import read_events
 from lit_models import loaders, make_module_class, tiny_data
 from pytorch_lightning.loggers import TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -24,10 +24,6 @@ QUIET: dict[str, Any] = dict(enable_progress_bar=False, enable_model_summary=Fal
 KEY = ("features.3", "gradcam")
 
 
-def _events(log_dir: str) -> EventAccumulator:
-    acc = EventAccumulator(log_dir, size_guidance={"images": 0, "scalars": 0})
-    acc.Reload()
-    return acc
 
 
 def _trainer(tmp_path, callback, name="run", **kwargs):
@@ -56,7 +52,7 @@ def test_a_second_fit_with_the_same_callback_starts_from_its_own_data(tmp_path):
     # It used to explain the first fit's images, compare with its maps and mix both in the summary.
     assert callback._batch is not None
     assert torch.equal(callback._batch.inputs.cpu(), _first(val_b, 4))
-    events = _events(second.logger.log_dir)
+    events = read_events(second.logger.log_dir)
     val_steps = [e.step for e in events.Scalars("val_loss")]
     assert val_steps == [5, 11]
     assert callback.history.steps(*KEY) == [0, *val_steps] and callback.history.recorded == 3
@@ -94,14 +90,14 @@ def test_many_validations_keep_at_most_max_frames_and_a_summary_of_bounded_size(
     kept = kept_ordinals(recorded)
     # Lightning logs the validation after step k + 1 at step k, so the first one shares step 0 with the
     # step-0 frame: recording n (n >= 1) is at step n - 1.
-    val_steps = [e.step for e in _events(trainer.logger.log_dir).Scalars("val_loss")]
+    val_steps = [e.step for e in read_events(trainer.logger.log_dir).Scalars("val_loss")]
     assert val_steps == list(range(30))
     steps = [0, *val_steps]  # the step of each recording, by ordinal
     assert callback.history.steps(*KEY) == [steps[k] for k in kept]
     assert len(callback.history) == len(kept) <= MAX_FRAMES
     state = callback.state_dict()["history"]
     assert state["maps"]["features.3::gradcam"].shape == (len(kept), 2, 16, 16)
-    (summary,) = _events(trainer.logger.log_dir).Images("cam_summary/features.3/gradcam")
+    (summary,) = read_events(trainer.logger.log_dir).Images("cam_summary/features.3/gradcam")
     assert summary.width == 2 + (1 + len(kept)) * (SUMMARY_TILE_SIDE + 2)
     assert summary.height == 2 + 2 * (SUMMARY_TILE_SIDE + 2)
 
@@ -153,7 +149,8 @@ def test_a_summary_that_cannot_be_written_warns(tmp_path):
     # The summary is written by the background writer, whose failure is reported when it is drained.
     with pytest.warns(RuntimeWarning, match="skipped writing some maps .*IsADirectoryError"):
         _trainer(tmp_path, callback, logger=logger).fit(TinyNet(), train, val)
-    assert "cam_summary/features.3/gradcam" in _events(logger.log_dir).Tags()["images"]  # TensorBoard has it
+    # TensorBoard has it
+    assert "cam_summary/features.3/gradcam" in read_events(logger.log_dir).Tags()["images"]
 
 
 # What the data and the options say ------------------------------------------------------------------------
@@ -213,4 +210,4 @@ def test_regression_with_float_labels_explains_the_output_by_default(tmp_path):
         trainer = _trainer(tmp_path, callback)
         trainer.fit(Regression(), train, val)
     assert callback.history.recorded == 2
-    assert "cam/features.3/gradcam" in _events(trainer.logger.log_dir).Tags()["images"]
+    assert "cam/features.3/gradcam" in read_events(trainer.logger.log_dir).Tags()["images"]

@@ -12,9 +12,9 @@ from typing import Any, cast
 import cv2
 import pytest
 import torch
+from events import read_events
 from lightning_fabric.utilities.data import AttributeDict
 from pytorch_lightning.loggers import TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cam_callback import CAMOptions, GradCAMCallback
 from cam_callback.demo import ImageFolderDataModule, ShapesDataModule, ShapesDataset
@@ -41,10 +41,6 @@ TINY_SHAPES = [
 ]
 
 
-def _events(log_dir: str) -> EventAccumulator:
-    events = EventAccumulator(log_dir, size_guidance={"images": 0, "scalars": 0})
-    events.Reload()
-    return events
 
 
 def _image_folder(root: Path, classes: int = 2, per_class: int = 5) -> Path:
@@ -147,7 +143,7 @@ def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
     cli = main(args + TINY + TINY_SHAPES)
     assert isinstance(cli.trainer.logger, TensorBoardLogger)
     log_dir = cli.trainer.logger.log_dir
-    events = _events(log_dir)
+    events = read_events(log_dir)
     images, scalars = set(events.Tags()["images"]), set(events.Tags()["scalars"])
     for layer in ("model.features.7", "model.features.5"):  # features.-1 is logged under its resolved name
         for method in ("gradcam", "gradcam++"):
@@ -176,7 +172,7 @@ def test_shortcut_config_runs_with_the_marker_in_training_images_only(tmp_path):
     cli = main(args + TINY + TINY_SHAPES)
     assert cli.datamodule.train_dataset.shortcut and not cli.datamodule.val_dataset.shortcut
     assert isinstance(cli.trainer.logger, TensorBoardLogger)
-    events = _events(cli.trainer.logger.log_dir)
+    events = read_events(cli.trainer.logger.log_dir)
     assert [e.step for e in events.Images("cam/model.features.7/gradcam")] == [0, 2, 5]
 
 
@@ -191,7 +187,7 @@ def test_imagefolder_config_trains_on_a_folder_of_images(tmp_path):
     ]
     cli = main(args + TINY)
     assert isinstance(cli.trainer.logger, TensorBoardLogger)
-    events = _events(cli.trainer.logger.log_dir)
+    events = read_events(cli.trainer.logger.log_dir)
     overlays = events.Images("cam/model.layer4/gradcam")
     # training starts; 8 training images (80 % of 10) in batches of 4; at the step of val/acc, one before
     # the optimizer step

@@ -8,7 +8,7 @@ from typing import Any, cast
 import lightning.pytorch as lpt
 import pytest
 import pytorch_lightning as pl
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from events import read_events
 
 import cam_callback.demo as classic
 import cam_callback.demo.lightning as unified
@@ -47,8 +47,7 @@ def test_the_demo_config_trains_through_each_command_line(tmp_path, flavour):
     assert isinstance(cli.trainer, namespace.Trainer)
     assert isinstance(cli.trainer.logger, namespace.loggers.TensorBoardLogger)
     assert [type(c) for c in cli.trainer.callbacks if isinstance(c, callback_class)] == [callback_class]
-    events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0, "scalars": 0})
-    events.Reload()
+    events = read_events(cli.trainer.logger.log_dir)
     steps = [e.step for e in events.Images("cam/model.features.7/gradcam")]
     # the step-0 frame when training starts, then each validation at the step of its own val/acc
     assert steps == [0, *(e.step for e in events.Scalars("val/acc"))] == [0, 2, 5]

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from events import read_events
 from pytorch_lightning.loggers import TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cam_callback import GradCAMCallback
 from cam_callback.core.tokens import TokenGrid
@@ -52,8 +52,7 @@ def test_task_config_trains_and_logs_its_maps(config, tmp_path):
     callback = next(c for c in cast(Any, cli.trainer).callbacks if isinstance(c, GradCAMCallback))
     assert type(callback.target) is target_class
     assert isinstance(cli.trainer.logger, TensorBoardLogger)
-    events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0, "scalars": 0})
-    events.Reload()
+    events = read_events(cli.trainer.logger.log_dir)
     # Lightning's own metric of the validation (torchvision's detector gives no loss in eval: its box count)
     val_metric = "val/boxes" if config.name == "detection.yaml" else "val/loss"
     val_steps = [e.step for e in events.Scalars(val_metric)]
@@ -110,8 +109,7 @@ def test_without_a_target_each_task_gets_its_default(name, tmp_path):
         cli = main(args)
     assert [str(w.message) for w in caught if "GradCAMCallback" in str(w.message)] == []
     assert isinstance(cli.trainer.logger, TensorBoardLogger)
-    events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0})
-    events.Reload()
+    events = read_events(cli.trainer.logger.log_dir)
     assert len(events.Images(f"cam/{layer}/{methods[0]}")) == 2  # when training starts, then the validation
 
 
@@ -125,6 +123,5 @@ def test_a_detector_that_keeps_no_box_gets_a_warning_not_an_empty_map(tmp_path):
     with pytest.warns(RuntimeWarning, match=message):
         cli = main(args)
     assert isinstance(cli.trainer.logger, TensorBoardLogger)
-    events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0})
-    events.Reload()
+    events = read_events(cli.trainer.logger.log_dir)
     assert events.Tags()["images"] == []

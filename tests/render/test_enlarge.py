@@ -14,6 +14,15 @@ def test_the_smallest_whole_factor_that_reaches_the_minimum():
     assert display_factor(224, 224, 128) == 1 and display_factor(16, 16, 0) == 1
 
 
+def test_many_tiles_are_enlarged_only_as_far_as_the_grid_budget_allows():
+    # 2**20 pixels: 16 tiles of 64x64 may grow 2x (16 * 128**2 = 2**18); 256 tiles of 32x32 only 2x
+    # (256 * 64**2 = 2**20), not the 4x that 128 px would want; 1024 tiles of 32x32 not at all.
+    assert display_factor(64, 64, 128, count=16) == 2
+    assert display_factor(32, 32, 128, count=256) == 2
+    assert display_factor(32, 32, 128, count=1024) == 1
+    assert display_factor(32, 32, 128, count=4096) == 1  # never below 1
+
+
 def test_images_repeat_each_pixel_and_maps_keep_their_values_at_the_centres():
     images = torch.arange(12, dtype=torch.uint8).reshape(1, 3, 2, 2)
     big = enlarge_images(images, 3)

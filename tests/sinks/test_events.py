@@ -7,7 +7,7 @@ import struct
 
 import cv2
 import numpy as np
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from events import read_events
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as python_masked_crc32c
 from tensorboard.summary.writer.record_writer import RecordWriter
@@ -69,8 +69,7 @@ def test_event_file_is_read_back_by_tensorboard_in_order(tmp_path):
         events.flush()  # one append per validation, the file made at the first
     assert events.path is not None and "tfevents" in events.path.name
 
-    acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "scalars": 0})
-    acc.Reload()  # its reader checks both CRCs of every record
+    acc = read_events(tmp_path)  # its reader checks both CRCs of every record
     images = acc.Images("cam/x")
     assert [(e.step, e.encoded_image_string, e.height, e.width) for e in images] == [
         (0, pictures[0], 5, 7),
@@ -103,8 +102,7 @@ def test_beside_the_loggers_own_file_both_runs_steps_survive(tmp_path):
     logger.add_scalar("val_loss", 0.5, global_step=40)  # the logger goes on after ours was written
     logger.close()
 
-    acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "scalars": 0})
-    acc.Reload()
+    acc = read_events(str(tmp_path))
     assert [e.step for e in acc.Scalars("val_loss")] == [0, 10, 20, 30, 40]
     assert [e.step for e in acc.Scalars("cam_drift/x")] == [0, 10, 20]
     assert [e.step for e in acc.Images("cam/x")] == [0, 10, 20]

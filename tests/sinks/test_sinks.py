@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from events import read_events
 from torch.utils.tensorboard import SummaryWriter
 
 from cam_callback.sinks import PngSink, Sink, TensorBoardSink
@@ -42,8 +42,7 @@ def test_tensorboard_sink_round_trip(tmp_path):
     sink.flush()
     writer.close()
 
-    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "scalars": 0})
-    events.Reload()
+    events = read_events(str(tmp_path))
     assert sorted(events.Tags()["images"]) == ["cam/history", "cam/overlay"]
     assert events.Tags()["scalars"] == ["cam/mean"]
     overlays = events.Images("cam/overlay")
@@ -67,8 +66,7 @@ def test_tensorboard_sink_writes_jpeg_that_decodes_close_to_the_image(tmp_path):
     sink.flush()
     writer.close()
 
-    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
-    events.Reload()
+    events = read_events(str(tmp_path))
     jpeg, png = events.Images("cam/overlay")
     assert (jpeg.step, jpeg.height, jpeg.width) == (5, 40, 64)
     assert jpeg.encoded_image_string.startswith(b"\xff\xd8\xff")  # the JPEG start-of-image marker

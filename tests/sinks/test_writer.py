@@ -7,7 +7,7 @@ import time
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from events import read_events
 from torch.utils.tensorboard import SummaryWriter
 
 from cam_callback.sinks import BackgroundWriter, ImageRecord, ScalarRecord, TensorBoardSink
@@ -141,7 +141,6 @@ def test_writing_to_tensorboard_in_the_background_leaves_torch_rng_alone(tmp_pat
     writer.close()
     summary.close()
     assert torch.equal(torch.get_rng_state(), before)
-    acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "scalars": 0})
-    acc.Reload()
+    acc = read_events(str(tmp_path))
     assert [e.step for e in acc.Images("cam/a")] == [0, 1, 2]
     assert [(e.step, e.value) for e in acc.Scalars("cam/n")] == [(0, 0.0), (1, 1.0), (2, 2.0)]
