@@ -43,6 +43,11 @@ def gradcam_map(act: Tensor, grad: Tensor, size: tuple[int, int]) -> Tensor:
 
 def floor_gradcam(model: nn.Module, x: Tensor) -> Tensor:
     """Grad-CAM at layer4 with nothing extra: only avgpool + fc are recorded for backward."""
+    return floor_gradcam_at(model, model.layer4, x)
+
+
+def floor_gradcam_at(model: nn.Module, layer: nn.Module, x: Tensor) -> Tensor:
+    """The floor at any layer: one hooked forward, gradients to the layer, weights, upsampling."""
     captured: dict[str, Tensor] = {}
 
     def hook(module: nn.Module, args: object, output: Tensor) -> Tensor:
@@ -51,7 +56,7 @@ def floor_gradcam(model: nn.Module, x: Tensor) -> Tensor:
         torch.set_grad_enabled(True)  # record from here on; the no_grad block below puts it back
         return act
 
-    handle = model.layer4.register_forward_hook(hook)
+    handle = layer.register_forward_hook(hook)
     try:
         with torch.no_grad():
             outputs = model(x)

@@ -49,6 +49,7 @@ from _common import (
     build_model,
     check_device,
     floor_gradcam,
+    floor_gradcam_at,
     floor_two_layers,
     on_device,
     paired_ratio,
@@ -121,33 +122,6 @@ class SmallNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
-
-
-def floor_gradcam_at(model: nn.Module, layer: nn.Module, x: Tensor) -> Tensor:
-    """bench_engine's floor at any layer: one hooked forward, gradients to the layer, weights, upsampling."""
-    captured: dict[str, Tensor] = {}
-
-    def hook(module: nn.Module, args: object, output: Tensor) -> Tensor:
-        act = output.detach().requires_grad_(True)
-        captured["act"] = act
-        torch.set_grad_enabled(True)
-        return act
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            outputs = model(x)
-            score = outputs.gather(1, outputs.argmax(dim=1, keepdim=True))
-            (grad,) = torch.autograd.grad(score.sum(), captured["act"])
-    finally:
-        handle.remove()
-    act = captured["act"].detach()
-    cam = torch.relu((grad.mean(dim=(2, 3))[:, :, None, None] * act).sum(dim=1))
-    cam = F.interpolate(cam[:, None], size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
-    flat = cam.flatten(1)
-    low = flat.amin(dim=1).view(-1, 1, 1)
-    span = flat.amax(dim=1).view(-1, 1, 1) - low
-    return torch.where(span > 0, (cam - low) / span.clamp_min(torch.finfo(cam.dtype).tiny), 0.0)
 
 
 def natural_inputs(images: int, size: int) -> Tensor:
