@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from .checks import check_bool, check_int
 from .smoothing import DEFAULT_SCALES, check_scales
@@ -47,13 +46,3 @@ class CAMOptions:
         check_int("chunk_size", self.chunk_size, minimum=1)
         object.__setattr__(self, "aug_scales", check_scales(self.aug_scales))
         object.__setattr__(self, "reshape_fn", resolve_reshape(self.reshape))
-
-    def keywords(self) -> dict[str, Any]:
-        """The options as keyword arguments of :class:`~cam_callback.CAMEngine`."""
-        return {
-            "reshape": self.reshape,
-            "eigen_smooth": self.eigen_smooth,
-            "aug_smooth": self.aug_smooth,
-            "aug_scales": self.aug_scales,
-            "chunk_size": self.chunk_size,
-        }

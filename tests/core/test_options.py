@@ -8,7 +8,8 @@ import pytest
 import torch
 from conftest import TinyNet
 
-from cam_callback import CAMEngine, CAMOptions, GradCAMCallback, compute_cam
+from cam_callback import CAMEngine, GradCAMCallback, compute_cam
+from cam_callback.core.options import CAMOptions
 from cam_callback.core.tokens import TokenGrid
 
 
@@ -19,10 +20,11 @@ def test_defaults_and_derived_reshape():
     tokens = CAMOptions(reshape="tokens:2x3", aug_scales=[1, 0.5])
     assert tokens.reshape_fn == TokenGrid((2, 3), drop_class_token=True)
     assert tokens.aug_scales == (1.0, 0.5)
-    assert tokens.keywords() == {
-        "reshape": "tokens:2x3", "eigen_smooth": False, "aug_smooth": False, "aug_scales": (1.0, 0.5),
-        "chunk_size": 64,
-    }
+    fields = (tokens.reshape, tokens.eigen_smooth, tokens.aug_smooth, tokens.aug_scales, tokens.chunk_size)
+    assert fields == ("tokens:2x3", False, False, (1.0, 0.5), 64)
+    # the engine's keywords make the same options
+    engine = CAMEngine(TinyNet(), "features.3", reshape="tokens:2x3", aug_scales=[1, 0.5])
+    assert engine.options == tokens and engine.options.reshape_fn == tokens.reshape_fn
 
 
 def test_options_are_frozen():
@@ -58,6 +60,9 @@ def test_one_check_whichever_way_the_option_comes_in(kwargs, error, match, tiny_
 
 def test_the_engine_and_the_callback_hold_the_same_options():
     callback = GradCAMCallback(layer="features.3", eigen_smooth=True, aug_scales=[1.0], chunk_size=5)
-    assert callback.options == CAMOptions(eigen_smooth=True, aug_scales=(1.0,), chunk_size=5)
-    engine = CAMEngine(TinyNet(), "features.3", **callback.options.keywords())
-    assert engine.options == callback.options
+    assert callback.options.engine == CAMOptions(eigen_smooth=True, aug_scales=(1.0,), chunk_size=5)
+    engine = CAMEngine.from_options(TinyNet(), "features.3", "gradcam", callback.options.engine)
+    assert engine.options is callback.options.engine
+    assert (engine.layer_names, engine.method_names) == (["features.3"], ["gradcam"])
+    same = CAMEngine(TinyNet(), "features.3", eigen_smooth=True, aug_scales=[1.0], chunk_size=5)
+    assert same.options == callback.options.engine

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from cam_callback import CAMEngine, compute_cam
 from cam_callback.capture.guided import GUIDED_METHODS, guided_gradcam
 from cam_callback.core.methods import LAYER_METHODS, combine, eigencam
-from cam_callback.core.smoothing import augment, augmentations, check_scales, restore
+from cam_callback.core.smoothing import DEFAULT_SCALES, augment, augmentations, check_scales, restore
 
 WEIGHTED = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam"]
 
@@ -167,21 +167,47 @@ def test_aug_scales_one_means_a_flip_only() -> None:
     assert model.forward_calls == 2
 
 
-def test_augmented_passes_keep_the_predicted_classes(
-    tiny_net: TinyNet, images: Tensor, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    seen: list[object] = []
-    original = CAMEngine._maps
+class HalvesNet(nn.Module):
+    """1-channel identity 1x1 conv (the layer); logits: the sums of its left and right halves (the middle
+    column of an odd width counts right). A bright left edge is class 0, mirrored it is class 1."""
 
-    def spy(self: CAMEngine, inputs: Tensor, target: Any) -> Any:
-        seen.append(target)
-        return original(self, inputs, target)
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0)
 
-    monkeypatch.setattr(CAMEngine, "_maps", spy)
-    result = CAMEngine(tiny_net, "features.3", ["gradcam", "scorecam"], aug_smooth=True)(images)
-    assert seen[0] == "predicted" and len(seen) == 6
-    for target in seen[1:]:
-        assert torch.equal(target, result.classes)  # type: ignore[arg-type]
+    def forward(self, x: Tensor) -> Tensor:
+        a = self.conv(x)
+        half = a.shape[-1] // 2
+        return torch.stack([a[..., :half].sum(dim=(1, 2, 3)), a[..., half:].sum(dim=(1, 2, 3))], dim=1)
+
+
+@pytest.mark.parametrize("method", ["hirescam", "scorecam"])
+def test_augmented_passes_keep_the_predicted_classes(method: str) -> None:
+    x = torch.rand(1, 1, 10, 10, generator=torch.Generator().manual_seed(3))
+    x[..., :3] += 2.0  # bright left edge: class 0, and class 1 once flipped
+    model = HalvesNet()
+    with torch.no_grad():
+        assert model(x).argmax(dim=1).tolist() == [0]
+        assert model(x.flip(-1)).argmax(dim=1).tolist() == [1]
+    result = CAMEngine(model, "conv", method, aug_smooth=True)(x)
+    assert result.classes is not None and result.classes.tolist() == [0]
+
+    def averaged(classes_of: Any) -> Tensor:
+        """The mean of the restored maps of every augmentation, each explained for ``classes_of(inputs)``."""
+        total = torch.zeros(1, 10, 10)
+        for flip, scale in augmentations(DEFAULT_SCALES):
+            inputs = augment(x, flip, scale)
+            maps = compute_cam(model, inputs, "conv", method, target=classes_of(inputs), raw=True)
+            total += restore(maps, flip, (10, 10))
+        return total / 6
+
+    kept = averaged(lambda inputs: 0)
+    torch.testing.assert_close(result.raw[("conv", method)], kept)
+    if method == "hirescam":  # HiResCAM shows only the predicted half: predicting again would differ
+        predicted_again = averaged(lambda inputs: int(model(inputs).argmax()))
+        assert not torch.allclose(predicted_again, kept, atol=1e-3)
 
 
 def test_aug_smooth_averages_guided_gradcam_but_not_the_guided_saliency(

@@ -1,4 +1,4 @@
-"""Choosing the score to explain: 'predicted', class indices, or a callable."""
+"""Choosing the score to explain: the accepted forms, 'predicted', classes, callables, rows of a batch."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import torch
 from torch import Tensor, nn
 
 from cam_callback import CAMEngine, compute_cam
-from cam_callback.core.targets import select_scores
+from cam_callback.core.targets import (
+    TARGET_WORDS,
+    MultiLabelTarget,
+    ScoreTarget,
+    check_target,
+    select_scores,
+    target_for_rows,
+)
 
 LOGITS = torch.tensor([[0.1, 2.0, -1.0], [3.0, 0.5, 0.2]])
 
@@ -66,6 +73,12 @@ def test_wrong_target_types(target, message: str) -> None:
 def test_unknown_target_string() -> None:
     with pytest.raises(ValueError, match="`target`: unknown 'max'"):
         select_scores(LOGITS, "max")
+
+
+def test_label_is_a_known_word_that_only_the_caller_can_resolve() -> None:
+    message = r"'label' needs each sample's true class, which only the caller holds"
+    with pytest.raises(ValueError, match=message):
+        select_scores(LOGITS, "label")
 
 
 def test_callable_must_return_one_score_per_sample() -> None:
@@ -154,3 +167,89 @@ def fresh_eval_logits(model: nn.Module, images: Tensor) -> Tensor:
         logits: Tensor = model(images)
     model.train(training)
     return logits
+
+
+# The one validator -----------------------------------------------------------------------------------------
+
+
+class RowTarget(ScoreTarget):
+    """A target that scores each sample by the class it holds for that sample's row of the bound batch."""
+
+    uses_batch = True
+
+    def __init__(self) -> None:
+        self.classes: Tensor | None = None
+
+    def bind(self, labels: Tensor | None = None, masks: Tensor | None = None) -> ScoreTarget:
+        bound = RowTarget()
+        bound.classes = labels
+        return bound
+
+    def take(self, samples: Tensor) -> ScoreTarget:
+        taken = RowTarget()
+        taken.classes = None if self.classes is None else self.classes[samples]
+        return taken
+
+    def __call__(self, outputs: Tensor) -> Tensor:
+        assert self.classes is not None
+        return outputs.gather(1, self.classes[:, None])[:, 0]
+
+
+def _score_first(outputs: Tensor) -> Tensor:
+    return outputs[:, 0]
+
+
+ACCEPTED = [None, "predicted", "label", 0, 7, [0, 2], (1, 1), torch.tensor([2, 1]), RowTarget(), _score_first]
+
+
+@pytest.mark.parametrize("target", ACCEPTED, ids=lambda t: type(t).__name__)
+def test_every_accepted_form_comes_back_as_it_is(target) -> None:
+    assert check_target(target) is target
+
+
+def test_the_words_are_label_and_predicted() -> None:
+    assert TARGET_WORDS == ("label", "predicted")
+
+
+@pytest.mark.parametrize(
+    ("target", "error", "message"),
+    [
+        ("max", ValueError, r"^`target`: unknown 'max'; use 'label', 'predicted', a class index, per-sample "
+                            r"classes, a target object \(cam_callback\.targets\) or a callable$"),
+        ("predicted_class", ValueError, r"unknown 'predicted_class' \(did you mean 'predicted'\?\)"),
+        ("labels", ValueError, r"unknown 'labels' \(did you mean 'label'\?\)"),
+        (True, TypeError, r"^`target` must not be a bool$"),
+        (-1, ValueError, r"^`target` must be at least 0, got -1$"),
+        (1.5, TypeError, r"^`target` must be 'predicted', 'label', an int, .* a callable; got float$"),
+        ({"class": 1}, TypeError, r"a target object or a callable; got dict$"),
+    ],
+)
+def test_every_refused_form_names_the_argument(target, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        check_target(target)
+
+
+def test_rows_of_a_bound_target_are_taken_by_the_target() -> None:
+    bound = RowTarget().bind(labels=torch.tensor([2, 0, 1]))
+    rows = target_for_rows(bound, torch.tensor([2, 2, 0]))
+    assert isinstance(rows, RowTarget) and rows is not bound
+    assert rows.classes is not None and rows.classes.tolist() == [1, 1, 2]
+    copies = torch.tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]])
+    assert rows(copies).tolist() == [1.0, 4.0, 8.0]  # class 1, 1, 2 of each row
+
+
+def test_a_shipped_target_takes_its_rows_too() -> None:
+    labels = torch.tensor([[1, 0, 0], [0, 0, 1]])
+    bound = MultiLabelTarget().bind(labels=labels)
+    taken = target_for_rows(bound, torch.tensor([1, 1, 0]))
+    assert isinstance(taken, MultiLabelTarget)
+    # the only positive label of each row: 2, 2, 0
+    assert taken.classes(torch.zeros(3, 3)).tolist() == [2, 2, 0]
+
+
+def test_anything_else_is_returned_as_it_is() -> None:
+    classes = torch.tensor([1, 0])
+    assert target_for_rows(_score_first, torch.tensor([0, 0])) is _score_first
+    assert target_for_rows(classes, torch.tensor([1])) is classes
+    plain = MultiLabelTarget(class_index=1)  # holds nothing of the batch: its take is itself
+    assert target_for_rows(plain, torch.tensor([0, 1])) is plain

@@ -11,7 +11,6 @@ import torchvision
 from torch import Tensor, nn
 
 from cam_callback import CAMEngine, compute_cam
-from cam_callback.capture.perturbation import _channel_positions
 from cam_callback.core.tokens import TokenGrid, resolve_reshape, tokens_to_grid
 
 LN_1 = "encoder.layers.encoder_layer_1.ln_1"
@@ -69,13 +68,6 @@ def test_bad_reshape_strings_name_the_valid_forms(spec: str) -> None:
 def test_reshape_of_a_wrong_type() -> None:
     with pytest.raises(TypeError, match="`reshape` must be None, a callable or a string"):
         resolve_reshape(3)  # type: ignore[arg-type]
-
-
-def test_channel_positions_in_the_raw_tokens() -> None:
-    positions = _channel_positions(torch.zeros(1, 5, 2), TokenGrid(), 2)
-    assert positions.tolist() == [[2, 4, 6, 8], [3, 5, 7, 9]]  # flat indices of feature k of the patch tokens
-    with pytest.raises(ValueError, match="must only rearrange"):
-        _channel_positions(torch.zeros(1, 5, 2), lambda t: tokens_to_grid(t) * 2, 2)
 
 
 # A tiny ViT --------------------------------------------------------------------------------------------
