@@ -11,9 +11,10 @@ Known families, wherever they sit inside the model (a LightningModule's ``self.m
   ``backbone.body``; its segmenters (DeepLabV3, FCN, LR-ASPP): the last block of ``backbone``.
 
 Not the last block's output: a ViT's head reads only its class token, so its patch tokens get no gradient.
-Any other model gets :func:`~cam_callback.capture.layers.find_last_feature_layer`'s answer, unless tokens
-``[B, N, C]`` flow after that layer (it is then a piece of an attention block, not a feature map): that is
-refused, naming candidate layers.
+Any other model gets the last module (pooling excluded) whose output is a spatial map ``[B, C, h, w]`` with
+``h * w > 1`` (``layer4`` of a ResNet, a module of ``features`` for VGG, MobileNet, EfficientNet, DenseNet),
+unless tokens ``[B, N, C]`` flow after that layer (it is then a piece of an attention block, not a feature
+map): that is refused, naming candidate layers.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from collections.abc import Set as AbstractSet
 
 from torch import Tensor, nn
 
+from ..core.errors import caller_stacklevel
 from .auto_layer import known_family_layer
 
 __all__ = ["warn_if_all_zero"]
@@ -44,7 +45,7 @@ def warn_if_all_zero(
                 "activations are negative at every position, so the ReLU leaves nothing (the layer holds "
                 f"evidence against the target); try {_other_methods(method)}, another target or layer",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
             continue
         better = known_family_layer(model)
@@ -58,6 +59,6 @@ def warn_if_all_zero(
             "dependence on these positions back (a ReLU after it that is off everywhere, or, in a vision "
             f"transformer's last block, a head that reads only the class token); {fix}",
             UserWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
     return flagged

@@ -8,6 +8,7 @@ and Guided Grad-CAM (:mod:`cam_callback.capture.guided`), augmentation smoothing
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,22 +16,26 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..core.errors import CAMConfigurationError, caller_stacklevel
 from ..core.maps import normalize_maps, upsample_maps
 from ..core.options import CAMOptions
 from ..core.smoothing import DEFAULT_SCALES, average_over_augmentations
 from ..core.targets import Target, select_scores
-from ..core.tokens import ActivationReshape, TokenGrid
+from ..core.tokens import ActivationReshape, TokenGrid, resolve_reshape
+from .auto_layer import LayerChoice, choose_layer
 from .diagnostics import warn_if_all_zero
 from .guided import GuidedMethod, guided_backprop, saliency_magnitude
 from .hooks import LayerCapture, explaining
 from .layers import resolve_layer
 from .layouts import prefix_tokens, warn_if_channels_last
-from .perturbation import LayerProbe
+from .probe import LayerProbe
 from .registry import CAMMethod, get_method
 
 __all__ = ["CAMEngine", "CAMResult", "compute_cam"]
 
 RawMaps = dict[tuple[str, str], Tensor]
+LayerSpec = str | nn.Module | Sequence[str | nn.Module]
+"""One layer or several: dotted paths into ``model.named_modules()`` or the modules themselves."""
 
 
 @dataclass
@@ -114,14 +119,19 @@ class CAMEngine:
     Cost per call: one forward and (for gradient methods) one backward, shared by the gradient methods and
     Eigen-CAM; plus ``ceil(B * K / chunk_size)`` forwards per layer for Score-CAM (``K`` the layer's
     channels) and, for Ablation-CAM, about ``B * ceil(K / chunk_size)`` forwards of one image whose copies
-    only run the part after the layer (see :func:`cam_callback.perturbation.ablationcam_weights`); plus one
-    forward and one backward to the input, with the whole graph recorded, for the guided methods together;
-    all of it times the number of augmentations with ``aug_smooth`` (the guided pass excepted).
+    only run the part after the layer (see :func:`cam_callback.capture.perturbation.ablationcam_weights`);
+    plus one forward and one backward to the input, with the whole graph recorded, for the guided methods
+    together; all of it times the number of augmentations with ``aug_smooth`` (the guided pass excepted).
 
     Args:
         model: the network to explain.
-        layers: one layer or several, each a dotted path (``"layer4"``, ``"features.-1"``) or the module.
-        methods: one method name or several (see :func:`cam_callback.method_names`).
+        layer: one layer or several, each a dotted path (``"layer4"``, ``"features.-1"``) or the module.
+            ``None`` picks one at the first call, from one forward of two of its samples (the last module
+            with a spatial output, or for known transformers, detectors and segmenters a proper layer and
+            ``reshape``; see :mod:`~cam_callback.capture.auto_layer`), with a warning that names it; the
+            choice is then ``engine.choice``. A model where none can be picked raises
+            :class:`~cam_callback.core.errors.CAMConfigurationError` naming candidates.
+        method: one method name or several (see :func:`cam_callback.method_names`).
         reshape: turns a layer's output into ``[B, C, h, w]``: a callable, or for token outputs
             ``[B, P+N, C]`` the strings ``"tokens"`` (square grid; ``P`` is the model's
             ``num_prefix_tokens`` when the layer sits in a module that declares it, else 1) or
@@ -137,15 +147,15 @@ class CAMEngine:
         aug_scales: resize factors for ``aug_smooth``; 1.0 is always included.
         chunk_size: perturbed copies per forward for Score-CAM and Ablation-CAM; bounds their memory.
 
-    The five options are validated together as a :class:`~cam_callback.core.options.CAMOptions`
-    (``engine.options``).
+    The five keyword options are validated together as a :class:`~cam_callback.core.options.CAMOptions`
+    (``engine.options``; :meth:`from_options` takes one already made).
     """
 
     def __init__(
         self,
         model: nn.Module,
-        layers: str | nn.Module | Sequence[str | nn.Module],
-        methods: str | Sequence[str] = "gradcam",
+        layer: LayerSpec | None = None,
+        method: str | Sequence[str] = "gradcam",
         *,
         reshape: ActivationReshape | str | None = None,
         eigen_smooth: bool = False,
@@ -153,25 +163,59 @@ class CAMEngine:
         aug_scales: Sequence[float] = DEFAULT_SCALES,
         chunk_size: int = 64,
     ) -> None:
-        if isinstance(layers, (str, nn.Module)):
-            layers = [layers]
-        if isinstance(methods, str):
-            methods = [methods]
-        if not layers:
-            raise ValueError("`layers` must name at least one layer")
+        options = CAMOptions(reshape, eigen_smooth, aug_smooth, aug_scales, chunk_size)
+        self._setup(model, layer, method, options)
+
+    @classmethod
+    def from_options(
+        cls, model: nn.Module, layer: LayerSpec | None, method: str | Sequence[str], options: CAMOptions
+    ) -> CAMEngine:
+        """An engine with options already validated (the callback holds them as a :class:`CAMOptions`)."""
+        engine = cls.__new__(cls)
+        engine._setup(model, layer, method, options)
+        return engine
+
+    def _setup(
+        self, model: nn.Module, layer: LayerSpec | None, method: str | Sequence[str], options: CAMOptions
+    ) -> None:
+        layers = [layer] if isinstance(layer, (str, nn.Module)) else list(layer or [])
+        methods = [method] if isinstance(method, str) else list(method)
+        if layer is not None and not layers:
+            raise ValueError("`layer` must name at least one layer (or be None to pick one)")
         if not methods:
-            raise ValueError("`methods` must name at least one method")
-        self.options = CAMOptions(reshape, eigen_smooth, aug_smooth, aug_scales, chunk_size)
+            raise ValueError("`method` must name at least one method")
+        self.options = options
         self.model = model
-        self.layers: dict[str, nn.Module] = dict(resolve_layer(model, layer) for layer in layers)
         self.methods: list[CAMMethod] = list({m.name: m for m in map(get_method, methods)}.values())
         self.needs_gradients = any(m.needs_gradients for m in self.methods)
-        reshape = self.options.reshape_fn
-        if isinstance(reshape, TokenGrid):  # "tokens": the model's class and register tokens go first
-            reshape = reshape.for_model(prefix_tokens(model, next(iter(self.layers))))
-        self._reshape = reshape
+        self.layers: dict[str, nn.Module] = {}
+        self.choice: LayerChoice | None = None
+        self._reshape: ActivationReshape | None = None
         self._layout_checked: set[str] = set()
         self._zero_gradients: set[str] = set()  # layers whose gradient was zero everywhere, last pass
+        if layers:
+            self._use_layers(layers, options.reshape_fn)
+
+    def _use_layers(self, layers: Sequence[str | nn.Module], reshape: ActivationReshape | None) -> None:
+        self.layers = dict(resolve_layer(self.model, layer) for layer in layers)
+        if isinstance(reshape, TokenGrid):  # "tokens": the model's class and register tokens go first
+            reshape = reshape.for_model(prefix_tokens(self.model, next(iter(self.layers))))
+        self._reshape = reshape
+
+    def _pick_layer(self, inputs: Tensor) -> None:
+        """Pick the layer from one forward of two samples (``layer=None``), and say which, once."""
+        try:
+            choice = choose_layer(self.model, inputs[:2])
+        except ValueError as error:
+            raise CAMConfigurationError(str(error)) from error
+        self.choice = choice
+        reshape = self.options.reshape_fn
+        if reshape is None and choice.reshape is not None:
+            reshape = resolve_reshape(choice.reshape)
+        self._use_layers([choice.layer], reshape)
+        how = f", reshape={choice.reshape!r}" if choice.reshape and self.options.reshape is None else ""
+        message = f"no `layer` given; explaining {choice.layer!r}{how} ({choice.reason})"
+        warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
 
     @property
     def reshape(self) -> ActivationReshape | None:
@@ -180,7 +224,7 @@ class CAMEngine:
 
     @property
     def layer_names(self) -> list[str]:
-        """Canonical names of the target layers, in the order given."""
+        """Canonical names of the target layers, in order (with ``layer=None``, empty until picked)."""
         return list(self.layers)
 
     @property
@@ -196,6 +240,8 @@ class CAMEngine:
         """
         if not isinstance(inputs, Tensor) or inputs.dim() < 3:
             raise ValueError("`inputs` must be a batched image tensor [B, C, H, W]")
+        if not self.layers:
+            self._pick_layer(inputs)
         input_size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
         with explaining(self.model):
             if inputs.is_inference():
@@ -283,9 +329,9 @@ class CAMEngine:
 def compute_cam(
     model: nn.Module,
     inputs: Tensor,
-    layer: str | nn.Module,
-    *,
+    layer: str | nn.Module | None = None,
     method: str = "gradcam",
+    *,
     target: Target = "predicted",
     raw: bool = False,
     reshape: ActivationReshape | str | None = None,
@@ -300,20 +346,13 @@ def compute_cam(
     bilinearly upsampled to the inputs' size, or with ``raw=True`` ``[B, h, w]`` at the layer's resolution,
     after the ReLU and not normalised. For the guided methods the map is the saliency's largest absolute
     value over channels, at the inputs' size; their signed ``[B, C, H, W]`` images are in
-    :attr:`CAMResult.saliency` of a :class:`CAMEngine` call. The other keywords are :class:`CAMEngine`'s.
+    :attr:`CAMResult.saliency` of a :class:`CAMEngine` call. ``layer=None`` picks one as :class:`CAMEngine`
+    does; the other keywords are :class:`CAMEngine`'s.
     """
     engine = CAMEngine(
-        model,
-        layer,
-        method,
-        reshape=reshape,
-        eigen_smooth=eigen_smooth,
-        aug_smooth=aug_smooth,
-        aug_scales=aug_scales,
-        chunk_size=chunk_size,
+        model, layer, method, reshape=reshape, eigen_smooth=eigen_smooth, aug_smooth=aug_smooth,
+        aug_scales=aug_scales, chunk_size=chunk_size,
     )
     result = engine(inputs, target)
-    name = engine.layer_names[0]
-    if raw:
-        return result.raw[(name, engine.method_names[0])]
-    return result.normalized(name, engine.method_names[0])
+    key = (engine.layer_names[0], engine.method_names[0])
+    return result.raw[key] if raw else result.normalized(*key)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
+from ..core.errors import caller_stacklevel
 from ..core.maps import normalize_maps, upsample_maps
 from ..core.methods import LAYER_METHODS, LayerMethod, LayerTensors
 from ..core.targets import Target, select_scores
@@ -121,7 +122,7 @@ def guided_backprop(model: nn.Module, inputs: Tensor, target: Target = "predicte
         warnings.warn(
             "guided-backprop: no ReLU call was seen in the forward pass (only nn.ReLU, F.relu, torch.relu "
             "and Tensor.relu are guided); the saliency is the plain input gradient",
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
     return gradient.detach().float()
 

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
 
-import torch
 from torch import nn
 
-from .hooks import explaining
-
-__all__ = ["find_last_feature_layer", "layer_names", "resolve_layer"]
+__all__ = ["layer_names", "resolve_layer"]
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -73,37 +69,3 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
             f"`layer`: no module at {layer!r} in {type(model).__name__}{hint}. Top-level children: {top}"
         )
     return _canonical_name(model, module) or layer, module
-
-
-def find_last_feature_layer(model: nn.Module, example: torch.Tensor) -> str:
-    """The last module (pooling excluded) to end its forward with a spatial map ``[B, C, h, w]``, h * w > 1.
-
-    Runs one forward of ``example`` in eval mode without gradients (model state restored). For a ResNet this
-    is ``"layer4"``, for torchvision's VGG, MobileNet, EfficientNet and DenseNet a module of ``features``.
-    """
-    order: list[str] = []
-
-    def record(name: str) -> Callable[[nn.Module, object, object], None]:
-        def hook(module: nn.Module, args: object, output: object) -> None:
-            spatial = (
-                isinstance(output, torch.Tensor)
-                and output.dim() == 4
-                and output.shape[-1] * output.shape[-2] > 1
-            )
-            if spatial and "Pool" not in type(module).__name__:
-                order.append(name)
-
-        return hook
-
-    handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if n]
-    try:
-        with explaining(model):
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not order:
-        raise ValueError(
-            f"`layer`: {type(model).__name__} has no module with a spatial [B, C, h, w] output; name a layer"
-        )
-    return order[-1]

@@ -6,6 +6,8 @@ import warnings
 
 from torch import Tensor, nn
 
+from ..core.errors import caller_stacklevel
+
 __all__ = ["channel_count", "prefix_tokens", "warn_if_channels_last"]
 
 
@@ -53,6 +55,6 @@ def warn_if_channels_last(name: str, module: nn.Module, output: Tensor) -> bool:
         f"layer {name!r} gives {tuple(output.shape)}, which looks channels-last [B, h, w, C] (its last "
         f"dimension is the layer's {output.shape[-1]} channels); pass reshape='nhwc', or the map is wrong",
         UserWarning,
-        stacklevel=4,
+        stacklevel=caller_stacklevel(),
     )
     return True

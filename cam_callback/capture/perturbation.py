@@ -24,46 +24,10 @@ from torch import Tensor, nn
 
 from ..core.maps import normalize_maps, upsample_maps
 from ..core.methods import combine
-from ..core.targets import select_scores
+from ..core.targets import select_scores, target_for_rows
+from .probe import LayerProbe
 
-__all__ = [
-    "PERTURBATION_METHODS", "LayerProbe", "PerturbationMethod", "ablationcam_weights", "scorecam_weights"
-]
-
-
-@dataclass
-class LayerProbe:
-    """One layer of one batch after the engine's shared pass: what every method may read to compute its map.
-
-    The engine builds it after its main pass, with the model already in eval mode. Layer methods read
-    ``activations``, ``gradients`` and ``eigen_smooth``; perturbation methods probe the model with the rest.
-
-    Attributes:
-        model: the network.
-        inputs: ``[B, C, H, W]`` the batch, on the model's device.
-        layer: the module whose output Ablation-CAM perturbs.
-        activations: ``[B, K, h, w]`` float32, the layer's output for ``inputs`` as a feature map (after
-            ``reshape``).
-        target: the target class of each sample (``[B]`` long tensor), or a callable
-            ``outputs -> scores``; a callable is applied to batches of copies, so it must score each row of
-            the model's output on its own (like ``lambda out: out[:, 3]``).
-        scores: ``[B]`` float32 pre-softmax target scores of the unperturbed batch.
-        reshape: the function that turned the layer's raw output into ``activations``, or None.
-        chunk_size: how many perturbed copies go through the model in one forward.
-        gradients: ``[B, K, h, w]`` float32 ``dy^c/dA`` from the shared pass, None when no method needs them.
-        eigen_smooth: whether maps replace their weighted channel sum by its first principal component.
-    """
-
-    model: nn.Module
-    inputs: Tensor
-    layer: nn.Module
-    activations: Tensor
-    target: Tensor | Callable[[Any], Tensor]
-    scores: Tensor
-    reshape: Callable[[Tensor], Tensor] | None
-    chunk_size: int
-    gradients: Tensor | None = None
-    eigen_smooth: bool = False
+__all__ = ["PERTURBATION_METHODS", "PerturbationMethod", "ablationcam_weights", "scorecam_weights"]
 
 
 @dataclass(frozen=True)
@@ -102,8 +66,7 @@ def _copy_scores(outputs: Any, probe: LayerProbe, samples: Tensor, *, probabilit
             outputs = outputs.float().softmax(dim=1)
         scores, _ = select_scores(outputs, probe.target[samples.to(probe.target.device)])
     else:
-        take = getattr(probe.target, "take", None)  # a target that reads the batch: the copies' rows of it
-        scores, _ = select_scores(outputs, take(samples) if callable(take) else probe.target)
+        scores, _ = select_scores(outputs, target_for_rows(probe.target, samples))
         if scores.numel() != samples.numel():
             raise ValueError(
                 f"`target` callable returned {scores.numel()} scores for a batch of {samples.numel()} "
@@ -145,7 +108,7 @@ def _channel_positions(sample: Tensor, reshape: Callable[[Tensor], Tensor], chan
     """Where each channel of the reshaped map sits in one sample's raw layer output: ``[K, h*w]`` flat index.
 
     ``reshape`` is applied to a tensor holding each element's own flat index, so any reshape that only
-    rearranges or drops elements (like :func:`cam_callback.tokens.tokens_to_grid`) maps back exactly.
+    rearranges or drops elements (like :func:`cam_callback.core.tokens.tokens_to_grid`) maps back exactly.
     """
     count = sample.numel()
     index = torch.arange(count, dtype=torch.float64, device=sample.device).reshape(sample.shape)

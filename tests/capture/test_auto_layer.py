@@ -1,13 +1,12 @@
-"""The automatic layer on transformers, detectors and segmenters; the warning for maps zero everywhere."""
+"""The automatic layer: known transformers, detectors and segmenters, else the last feature map."""
 
 from __future__ import annotations
 
-import warnings
 from typing import cast
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torchvision.models import VisionTransformer, resnet18, segmentation
 from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
 
@@ -80,31 +79,3 @@ class _TokenMixer(nn.Module):
 def test_an_unknown_token_model_is_refused_with_candidates():
     with pytest.raises(ValueError, match=r"cannot pick a layer of _TokenMixer.*'embed'.*one of .*'norm'"):
         choose_layer(_TokenMixer(), X)
-
-
-def test_a_map_zero_for_every_sample_warns_and_names_a_better_layer():
-    model = _timm_vit()
-    # the last block's output reaches the head only through the class token: patch tokens get no gradient
-    with pytest.warns(UserWarning, match=r"every gradcam map at layer 'blocks.1' is zero for all 2 samples.*"
-                      r"use layer 'blocks.1.norm1' with reshape='tokens'"):
-        maps = compute_cam(model, X, "blocks.1", reshape="tokens", raw=True)
-    assert maps.abs().amax() == 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        compute_cam(model, X, "blocks.1.norm1", reshape="tokens")
-
-
-def test_a_map_zero_from_the_relu_alone_says_so():
-    """One channel, weight -1 after the layer: the gradient is -1 everywhere, so Grad-CAM is ReLU(-A) = 0."""
-    model = nn.Sequential(
-        nn.Conv2d(3, 1, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 1)
-    )
-    with torch.no_grad():
-        cast(nn.Conv2d, model[0]).weight.fill_(1.0)
-        cast(Tensor, cast(nn.Conv2d, model[0]).bias).fill_(1.0)  # positive activations
-        cast(nn.Linear, model[4]).weight.fill_(-1.0)
-    x = torch.rand(2, 3, 4, 4)
-    message = r"'1' is zero for all 2 samples: the weighted activations are negative"
-    with pytest.warns(UserWarning, match=message):
-        maps = compute_cam(model, x, "1", target=lambda out: out[:, 0], raw=True)
-    assert maps.abs().amax() == 0

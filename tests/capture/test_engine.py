@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any, cast
 
 import pytest
@@ -13,7 +14,7 @@ from conftest import TinyNet, fill_deterministic, hand_activation_and_gradient, 
 from torch import Tensor, nn
 
 from cam_callback import CAMEngine, CAMResult, compute_cam
-from cam_callback.capture.hooks import LayerCapture
+from cam_callback.capture.auto_layer import LayerChoice
 
 ALL = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam"]
 
@@ -116,19 +117,6 @@ X = torch.tensor([[[[1.0, 2, 3], [1, 1, 2], [2, 1, 2]]]])
 DY1_DX = torch.tensor([[0.0, 1, 0], [0, 2, 2], [0, 1, 2]])
 
 
-def test_gradient_example_through_the_capture() -> None:
-    model = conv_linear()
-    with torch.no_grad():
-        with LayerCapture({"0": model[0]}, track_gradients=True) as capture:
-            outputs = model(X)
-        captured = capture.activations["0"]
-        assert captured.is_leaf and captured.requires_grad
-        (gradient,) = torch.autograd.grad(outputs[0, 0], captured)
-    assert_no_hooks(model)
-    torch.testing.assert_close(outputs, torch.tensor([[13.0, 15.0]]))
-    torch.testing.assert_close(gradient[0, 0], DY1_DX)
-
-
 def test_gradient_example_through_the_engine() -> None:
     model = conv_linear()
     result = CAMEngine(model, "0", ["hirescam", "gradcam"])(X, target=0)
@@ -192,14 +180,42 @@ def test_engine_argument_errors(tiny_net: TinyNet, images: Tensor) -> None:
         compute_cam(tiny_net, images, "features.3", method="gradcam+++")
     with pytest.raises(ValueError, match=r"no module at 'features\.9'.*closest: 'features\.\d'"):
         CAMEngine(tiny_net, "features.9")
-    with pytest.raises(ValueError, match="`layers` must name at least one layer"):
+    with pytest.raises(ValueError, match=r"`layer` must name at least one layer \(or be None to pick one\)"):
         CAMEngine(tiny_net, [])
-    with pytest.raises(ValueError, match="`methods` must name at least one method"):
+    with pytest.raises(ValueError, match="`method` must name at least one method"):
         CAMEngine(tiny_net, "fc", [])
     with pytest.raises(ValueError, match=r"`layer` 'fc' gives shape \(2, 5\), not a \[B, C, h, w\] feature"):
         compute_cam(tiny_net, images, "fc")
     with pytest.raises(ValueError, match=r"`inputs` must be a batched image tensor"):
         compute_cam(tiny_net, images[0, 0], "features.3")
+
+
+def test_without_a_layer_the_engine_picks_one_at_the_first_call_and_says_which(
+    tiny_net: TinyNet, images: Tensor
+) -> None:
+    engine = CAMEngine(tiny_net, None, "gradcam")
+    assert engine.layer_names == [] and engine.choice is None  # nothing picked before a batch is seen
+    # TinyNet's last module with a spatial output is `features` itself (after its in-place ReLU), 6x6.
+    message = r"^no `layer` given; explaining 'features' \(the last module with a spatial output\)$"
+    with pytest.warns(UserWarning, match=message):
+        result = engine(images, target=[3, 1])
+    assert engine.choice == LayerChoice("features", None, "the last module with a spatial output")
+    assert engine.layer_names == ["features"] and set(result.raw) == {("features", "gradcam")}
+    tiny_net.eval()
+    activations, gradients = hand_activation_and_gradient(tiny_net, images, tiny_net.features, [3, 1])
+    expected = hand_gradcam(activations, gradients)
+    assert expected.shape == (2, 6, 6) and (expected > 0).any()
+    torch.testing.assert_close(result.raw[("features", "gradcam")], expected, rtol=1e-4, atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once: the second call explains the same layer silently
+        again = engine(images, target=[3, 1])
+    torch.testing.assert_close(again.raw[("features", "gradcam")], result.raw[("features", "gradcam")])
+
+
+def test_compute_cam_without_a_layer_explains_the_picked_one(tiny_net: TinyNet, images: Tensor) -> None:
+    with pytest.warns(UserWarning, match="no `layer` given; explaining 'features'"):
+        picked = compute_cam(tiny_net, images, target=2)
+    torch.testing.assert_close(picked, compute_cam(tiny_net, images, "features", target=2))
 
 
 class Checkpointed(nn.Module):
@@ -419,17 +435,6 @@ def test_inplace_relu_after_the_layer_does_not_change_the_capture(tiny_net: Tiny
         torch.testing.assert_close(raw, expected, rtol=1e-4, atol=1e-6)
         clobbered = reference_map(method, activations.clamp(min=0), gradients)
         assert not torch.allclose(expected, clobbered, atol=1e-4), method
-
-
-def test_capture_without_gradients_keeps_the_true_output(tiny_net: TinyNet, images: Tensor) -> None:
-    tiny_net.eval()
-    with torch.no_grad(), LayerCapture({"conv": tiny_net.features[3]}, track_gradients=False) as capture:
-        tiny_net(images)
-    with torch.no_grad():
-        expected = tiny_net.features[3](tiny_net.features[:3](images))
-    torch.testing.assert_close(capture.activations["conv"], expected)
-    assert (capture.activations["conv"] < 0).any()
-    assert_no_hooks(tiny_net)
 
 
 # Reduced precision -----------------------------------------------------------------------------------------

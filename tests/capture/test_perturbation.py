@@ -18,7 +18,9 @@ from conftest import (
 from torch import Tensor, nn
 
 from cam_callback import CAMEngine, compute_cam
-from cam_callback.capture.perturbation import LayerProbe, ablationcam_weights, scorecam_weights
+from cam_callback.capture.perturbation import ablationcam_weights, scorecam_weights
+from cam_callback.capture.probe import LayerProbe
+from cam_callback.core.tokens import tokens_to_grid
 
 PERTURBATION = ["scorecam", "ablationcam"]
 
@@ -254,6 +256,41 @@ def test_ablationcam_fans_out_inside_a_residual_block_like_zeroing_by_hand() -> 
     assert (expected > 0).any()
     maps = result.raw[("layer3.1.conv2", "ablationcam")]
     torch.testing.assert_close(maps[0], expected, rtol=1e-3, atol=1e-4)
+
+
+class TokenNet(nn.Module):
+    """x [B, 2, 2, 2] -> a class token (1, 2) and 4 patch tokens of 2 features -> ``tok`` (the layer) -> score
+    s = sum over every token of (feature 0 - feature 1); logits (s, -s)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tok = nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        patches = x.flatten(2).transpose(1, 2)  # [B, 4, 2], row by row
+        cls = torch.tensor([1.0, 2.0]).expand(x.shape[0], 1, 2)
+        tokens = self.tok(torch.cat([cls, patches], dim=1))
+        total = (tokens[..., 0] - tokens[..., 1]).sum(dim=1)
+        return torch.stack([total, -total], dim=1)
+
+
+# Patch features: A^0 = [[3, 1], [0, 2]] (sum 6), A^1 = [[1, 0], [2, 1]] (sum 4).
+TOKENS_X = torch.tensor([[[3.0, 1.0], [0.0, 2.0]], [[1.0, 0.0], [2.0, 1.0]]]).unsqueeze(0)
+
+
+def test_ablationcam_zeroes_feature_k_of_the_patch_tokens_only() -> None:
+    # y = (1 - 2) + 6 - 4 = 1. Feature 0 of the patches zeroed: y = -1 - 4 = -5, w0 = (1 + 5) / 1 = 6.
+    # Feature 1 zeroed: y = -1 + 6 = 5, w1 = (1 - 5) / 1 = -4. Map: ReLU(6 A^0 - 4 A^1) = [[14, 6], [0, 8]].
+    # Zeroing the class token's features instead would give w = (2, -2).
+    out = compute_cam(TokenNet(), TOKENS_X, "tok", method="ablationcam", reshape="tokens", target=0, raw=True)
+    torch.testing.assert_close(out, torch.tensor([[[14.0, 6.0], [0.0, 8.0]]]))
+
+
+def test_ablationcam_refuses_a_reshape_that_changes_the_values() -> None:
+    with pytest.raises(ValueError, match="ablationcam: `reshape` must only rearrange the layer's output"):
+        compute_cam(
+            TokenNet(), TOKENS_X, "tok", method="ablationcam", reshape=lambda t: tokens_to_grid(t) * 2
+        )
 
 
 def test_a_callable_target_must_score_rows_independently(tiny_net: TinyNet, images: Tensor) -> None:

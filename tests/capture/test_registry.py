@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from cam_callback.capture.guided import GuidedMethod
-from cam_callback.capture.perturbation import LayerProbe, PerturbationMethod
+from cam_callback.capture.perturbation import PerturbationMethod
+from cam_callback.capture.probe import LayerProbe
 from cam_callback.capture.registry import METHODS, get_method, method_names
 from cam_callback.core.methods import LayerMethod, gradcam
 

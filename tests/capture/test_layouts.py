@@ -1,4 +1,4 @@
-"""timm transformers with random weights: prefix tokens read from the model, channels-last layers."""
+"""Layer layouts: prefix tokens read from the model, channels-last outputs caught (timm, random weights)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,67 @@ import pytest
 import torch
 
 from cam_callback import CAMEngine, compute_cam
+from cam_callback.capture.layouts import channel_count, prefix_tokens, warn_if_channels_last
 from cam_callback.core.tokens import TokenGrid, tokens_to_grid
 
-timm = pytest.importorskip("timm")
+
+def _timm() -> Any:
+    return pytest.importorskip("timm")
+
+
+# The functions on hand-made modules ------------------------------------------------------------------------
+
+
+def _declaring(count: object) -> torch.nn.Module:
+    module = torch.nn.Module()
+    module.num_prefix_tokens = count  # type: ignore[assignment]
+    return module
+
+
+def test_prefix_tokens_come_from_the_innermost_declaring_module_on_the_path():
+    model = _declaring(1)
+    model.inner = _declaring(5)
+    model.inner.blocks = torch.nn.Sequential(torch.nn.LayerNorm(4))
+    model.side = torch.nn.Linear(2, 2)
+    assert prefix_tokens(model, "inner.blocks.0") == 5
+    assert prefix_tokens(model, "side") == 1  # only the root declares it on this path
+    assert prefix_tokens(torch.nn.Sequential(torch.nn.Linear(2, 2)), "0") is None
+    assert prefix_tokens(_declaring(True), "x") is None  # a bool is no count
+    assert prefix_tokens(_declaring(0), "x") == 0
+
+
+def test_channel_count_is_the_last_one_dimensional_parameter_or_the_norms_shape():
+    assert channel_count(torch.nn.Conv2d(3, 7, 1)) == 7  # its bias
+    assert channel_count(torch.nn.LayerNorm(16)) == 16
+    assert channel_count(torch.nn.LayerNorm(16, elementwise_affine=False)) == 16  # no parameters at all
+    assert channel_count(torch.nn.Sequential(torch.nn.Conv2d(3, 7, 1), torch.nn.BatchNorm2d(7))) == 7
+    assert channel_count(torch.nn.Conv2d(3, 7, 1, bias=False)) is None  # a 4-D weight only
+    assert channel_count(torch.nn.ReLU()) is None
+
+
+def test_a_four_d_output_whose_last_side_is_the_channel_count_warns():
+    norm = torch.nn.LayerNorm(8)
+    message = (
+        r"layer 'x' gives \(2, 4, 4, 8\), which looks channels-last \[B, h, w, C\] \(its last dimension "
+        r"is the layer's 8 channels\); pass reshape='nhwc'"
+    )
+    with pytest.warns(UserWarning, match=message):
+        assert warn_if_channels_last("x", norm, torch.zeros(2, 4, 4, 8)) is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_if_channels_last("x", norm, torch.zeros(2, 8, 4, 4)) is False  # channels first
+        assert warn_if_channels_last("x", norm, torch.zeros(2, 8, 4, 8)) is False  # both: channels first
+        assert warn_if_channels_last("x", norm, torch.zeros(2, 16, 8)) is False  # tokens, not 4-D
+        assert warn_if_channels_last("x", torch.nn.ReLU(), torch.zeros(2, 4, 4, 8)) is False  # no count
+
+
+# timm's transformers ---------------------------------------------------------------------------------------
 
 
 def _vit(**kwargs) -> torch.nn.Module:
     torch.manual_seed(0)
     options = {"img_size": 32, "num_classes": 3, "depth": 2, "embed_dim": 48, "num_heads": 2, **kwargs}
-    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **options)
+    model = _timm().create_model("vit_tiny_patch16_224", pretrained=False, **options)
     return cast(torch.nn.Module, model.eval())
 
 
@@ -91,7 +143,7 @@ def test_a_plain_vit_drops_one_class_token(images):
 @pytest.fixture(scope="module")
 def swin() -> torch.nn.Module:
     torch.manual_seed(0)
-    model = timm.create_model(
+    model = _timm().create_model(
         "swin_tiny_patch4_window7_224", pretrained=False, img_size=32, num_classes=3, depths=(1, 1),
         embed_dim=16, num_heads=(1, 1), window_size=2,
     )
@@ -131,7 +183,7 @@ def test_an_early_swin_stage_is_caught_too(swin, images):
 def test_convnext_internals_nhwc_and_its_blocks_need_none(images):
     torch.manual_seed(0)
     # conv_mlp=False: each block's norm and MLP run channels-last, [B, h, w, C]
-    model = timm.create_model("convnext_atto", pretrained=False, num_classes=3, conv_mlp=False).eval()
+    model = _timm().create_model("convnext_atto", pretrained=False, num_classes=3, conv_mlp=False).eval()
     inner = "stages.2.blocks.1.norm"
     with pytest.warns(UserWarning, match=r"\(2, 2, 2, 160\), which looks channels-last"):
         compute_cam(model, images, inner)
