@@ -1,19 +1,22 @@
-"""Where images and numbers go: one module per destination, all taking the same records."""
+"""Where images go: one module per destination, all taking the same image records.
 
-from .base import ImageRecord, Record, ScalarRecord, Sink, publish
-from .files import PngSink
+The numbers go to the loggers through Lightning; :class:`ScalarsCsv` keeps them for a run without a logger.
+"""
+
+from .base import ImageRecord, Sink, publish
+from .files import PngSink, ScalarsCsv
 from .mlflow import MlflowSink
 from .tensorboard import TensorBoardSink
 from .wandb import WandbSink
-from .writer import BackgroundWriter
+from .writer import BackgroundWriter, Job
 
 __all__ = [
     "BackgroundWriter",
     "ImageRecord",
+    "Job",
     "MlflowSink",
     "PngSink",
-    "Record",
-    "ScalarRecord",
+    "ScalarsCsv",
     "Sink",
     "TensorBoardSink",
     "WandbSink",

@@ -1,8 +1,10 @@
-"""What every sink takes: tagged ``uint8 [3, H, W]`` RGB images and float scalars at integer steps.
+"""What every sink takes, tagged ``uint8 [3, H, W]`` RGB images at integer steps, and how they are handed on.
 
-The callback's publishing step turns a validation into :class:`ImageRecord` and :class:`ScalarRecord`
-items; :func:`publish` hands each to every sink. One module per destination:
-:mod:`~cam_callback.sinks.tensorboard`, :mod:`~cam_callback.sinks.files`.
+Sinks take images only: the numbers reach the loggers through Lightning (see
+:mod:`cam_callback.callback.metrics`). :func:`publish` hands a validation's :class:`ImageRecord` items to
+every sink, in the background writer's thread (:mod:`~cam_callback.sinks.writer`). One module per
+destination: :mod:`~cam_callback.sinks.tensorboard` (event files), :mod:`~cam_callback.sinks.wandb`,
+:mod:`~cam_callback.sinks.mlflow` and :mod:`~cam_callback.sinks.files` (PNG files).
 """
 
 from __future__ import annotations
@@ -15,22 +17,18 @@ from torch import Tensor
 
 from ..core.checks import check_int
 
-__all__ = ["ImageRecord", "Record", "ScalarRecord", "Sink", "check_step", "check_tag", "publish"]
+__all__ = ["ImageRecord", "Sink", "check_step", "check_tag", "publish"]
 
 
 @runtime_checkable
 class Sink(Protocol):
-    """Anything that can take tagged images and scalars at a step."""
+    """Anything that can take tagged images at a step."""
 
     def add_image(self, tag: str, image: Tensor, step: int, image_format: str = "png") -> None:
         """Record a ``uint8 [3, H, W]`` RGB image under ``tag`` at ``step``.
 
         ``image_format`` (``"png"`` or ``"jpeg"``) is the encoding, where the sink stores encoded images.
         """
-        ...
-
-    def add_scalar(self, tag: str, value: float, step: int) -> None:
-        """Record a scalar under ``tag`` at ``step``."""
         ...
 
     def flush(self) -> None:
@@ -48,28 +46,25 @@ class ImageRecord:
     image_format: str = "png"
 
 
-@dataclass(frozen=True)
-class ScalarRecord:
-    """One number to log under ``tag`` at ``step``."""
+def publish(sinks: Sequence[Sink], records: Iterable[ImageRecord]) -> list[Exception]:
+    """Hand every record to every sink, in order, then flush each sink once; return what failed.
 
-    tag: str
-    value: float
-    step: int
-
-
-Record = ImageRecord | ScalarRecord
-
-
-def publish(sinks: Sequence[Sink], records: Iterable[Record]) -> None:
-    """Hand every record to every sink, in order, then flush each sink once."""
+    A record or flush that raises is kept in the returned list and the others still go, so one bad write
+    loses only itself.
+    """
     items = list(records)
+    errors: list[Exception] = []
     for sink in sinks:
         for record in items:
-            if isinstance(record, ImageRecord):
+            try:
                 sink.add_image(record.tag, record.image, record.step, record.image_format)
-            else:
-                sink.add_scalar(record.tag, record.value, record.step)
-        sink.flush()
+            except Exception as error:  # noqa: BLE001 - one bad record must not lose the others
+                errors.append(error)
+        try:
+            sink.flush()
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+    return errors
 
 
 def check_step(step: int) -> int:

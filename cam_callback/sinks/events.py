@@ -22,7 +22,7 @@ import google_crc32c
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-__all__ = ["EventFile", "frame_record", "image_event", "masked_crc32c", "scalar_event"]
+__all__ = ["EventFile", "frame_record", "image_event", "masked_crc32c"]
 
 _MASK_DELTA = 0xA282EAD8
 _FILE_VERSION = "brain.Event:2"
@@ -47,12 +47,6 @@ def image_event(tag: str, encoded: bytes, height: int, width: int, step: int, wa
     """An ``Event`` holding one encoded RGB image (PNG or JPEG bytes) under ``tag`` at ``step``."""
     picture = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=encoded)
     summary = Summary(value=[Summary.Value(tag=tag, image=picture)])
-    return Event(wall_time=wall_time, step=step, summary=summary)
-
-
-def scalar_event(tag: str, value: float, step: int, wall_time: float) -> Event:
-    """An ``Event`` holding one scalar (``simple_value``, as ``SummaryWriter.add_scalar`` writes it)."""
-    summary = Summary(value=[Summary.Value(tag=tag, simple_value=value)])
     return Event(wall_time=wall_time, step=step, summary=summary)
 
 

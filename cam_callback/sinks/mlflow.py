@@ -1,6 +1,6 @@
-"""The MLflow sink: images with ``MlflowClient.log_image``, numbers with ``MlflowClient.log_metric``.
+"""The MLflow sink: images with ``MlflowClient.log_image``.
 
-Written against the client's two methods (what Lightning's ``MLFlowLogger.experiment`` is), so this module
+Written against that method of the client (what Lightning's ``MLFlowLogger.experiment`` is), so this module
 imports neither Lightning nor MLflow. Images become artifacts of the run through MLflow itself, under its
 ``images/`` folder with their tag and step, so nothing is written into the tracking store's folders by hand.
 """
@@ -13,8 +13,8 @@ from typing import Any
 from torch import Tensor
 
 from ..core.checks import check_choice, check_str
-from ..render.encoding import IMAGE_FORMATS, check_image
 from .base import check_step
+from .encoding import IMAGE_FORMATS, check_image
 
 __all__ = ["MlflowSink", "mlflow_key"]
 
@@ -32,7 +32,7 @@ class MlflowSink:
 
     Images go through ``client.log_image(run_id, array, key=key, step=step)`` (MLflow 2.12 or later), which
     stores each as a PNG artifact that MLflow's image view steps through; ``image_format`` is checked, then
-    ignored. Numbers go through ``client.log_metric``.
+    ignored.
 
     Args:
         client: the ``MlflowClient`` (``MLFlowLogger.experiment``).
@@ -40,7 +40,7 @@ class MlflowSink:
     """
 
     def __init__(self, client: Any, run_id: str) -> None:
-        for method in ("log_image", "log_metric"):
+        for method in ("log_image",):
             if not callable(getattr(client, method, None)):
                 got = type(client).__name__
                 raise TypeError(f"`client` must be an MlflowClient (with `{method}`), got {got}")
@@ -52,10 +52,6 @@ class MlflowSink:
         check_choice("image_format", image_format, IMAGE_FORMATS)
         pixels = check_image(image).permute(1, 2, 0).contiguous().numpy()
         self.client.log_image(self.run_id, pixels, key=mlflow_key(tag), step=check_step(step))
-
-    def add_scalar(self, tag: str, value: float, step: int) -> None:
-        """Log ``float(value)`` as the run metric ``tag`` at ``step``."""
-        self.client.log_metric(self.run_id, mlflow_key(tag), float(value), step=check_step(step))
 
     def flush(self) -> None:
         """Nothing to do: the client writes each call through."""

@@ -8,9 +8,9 @@ from typing import Any
 from torch import Tensor
 
 from ..core.checks import check_choice
-from ..render.encoding import IMAGE_FORMATS, check_image, encode_image
 from .base import check_step
-from .events import EventFile, image_event, scalar_event
+from .encoding import IMAGE_FORMATS, check_image, encode_image
+from .events import EventFile, image_event
 
 __all__ = ["TensorBoardSink"]
 
@@ -22,14 +22,14 @@ class TensorBoardSink:
     (:class:`~cam_callback.sinks.events.EventFile`, native CRC-32C) into the writer's folder,
     ``writer.get_logdir()``, where TensorBoard reads it as part of the same run; the writer itself is
     neither written to nor closed. Each image is encoded once, with OpenCV. A writer without
-    ``get_logdir`` gets the records through its own ``add_image``/``add_scalar``/``flush``.
+    ``get_logdir`` gets the images through its own ``add_image`` and ``flush``.
 
     Args:
-        writer: the ``SummaryWriter`` (anything with its ``add_image``/``add_scalar``/``flush``).
+        writer: the ``SummaryWriter`` (anything with its ``add_image`` and ``flush``).
     """
 
     def __init__(self, writer: Any) -> None:
-        for method in ("add_image", "add_scalar", "flush"):
+        for method in ("add_image", "flush"):
             if not callable(getattr(writer, method, None)):
                 raise TypeError(
                     f"`writer` must be a SummaryWriter (with `{method}`), got {type(writer).__name__}"
@@ -42,7 +42,8 @@ class TensorBoardSink:
         """Log a ``uint8 [3, H, W]`` RGB image at ``step``, encoded as ``image_format``.
 
         ``"png"`` is lossless (OpenCV, fastest compression level); ``"jpeg"`` is quality
-        :data:`cam_callback.render.JPEG_QUALITY`, far fewer bytes for detailed images. TensorBoard shows both.
+        :data:`cam_callback.sinks.encoding.JPEG_QUALITY`, far fewer bytes for detailed images. TensorBoard
+        shows both.
         """
         step = check_step(step)
         image = check_image(image)
@@ -53,14 +54,6 @@ class TensorBoardSink:
         encoded = encode_image(image, image_format)
         height, width = int(image.shape[1]), int(image.shape[2])
         self.events.add(image_event(tag, encoded, height, width, step, time.time()))
-
-    def add_scalar(self, tag: str, value: float, step: int) -> None:
-        """Log ``float(value)`` under ``tag`` at ``step``."""
-        step = check_step(step)
-        if self.events is None:
-            self.writer.add_scalar(tag, float(value), global_step=step)
-            return
-        self.events.add(scalar_event(tag, float(value), step, time.time()))
 
     def flush(self) -> None:
         """Append the pending events to the event file (or flush the writer without a folder)."""

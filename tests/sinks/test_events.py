@@ -9,16 +9,23 @@ import cv2
 import numpy as np
 from events import read_events
 from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as python_masked_crc32c
 from tensorboard.summary.writer.record_writer import RecordWriter
 from torch.utils.tensorboard import SummaryWriter
 
-from cam_callback.sinks.events import EventFile, frame_record, image_event, masked_crc32c, scalar_event
+from cam_callback.sinks.events import EventFile, frame_record, image_event, masked_crc32c
 
 
 def _png(seed: int, height: int = 5, width: int = 7) -> bytes:
     pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     return cv2.imencode(".png", pixels)[1].tobytes()
+
+
+def scalar_event(tag: str, value: float, step: int, wall_time: float) -> Event:
+    """A scalar event as TensorBoard's own writer makes it (the framing must not care what an event holds)."""
+    summary = Summary(value=[Summary.Value(tag=tag, simple_value=value)])
+    return Event(wall_time=wall_time, step=step, summary=summary)
 
 
 def _records(data: bytes) -> list[bytes]:

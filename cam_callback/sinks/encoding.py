@@ -1,4 +1,4 @@
-"""Encoding ``uint8 [3, H, W]`` RGB images to PNG or JPEG bytes with OpenCV."""
+"""Encoding ``uint8 [3, H, W]`` RGB images (what :mod:`cam_callback.render` draws) to PNG or JPEG bytes."""
 
 from __future__ import annotations
 
