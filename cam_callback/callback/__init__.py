@@ -3,8 +3,10 @@
 Importing this package imports no Lightning; :mod:`.pl` and :mod:`.lightning` do, each for its namespace.
 """
 
-from .core import CAMCallbackCore, CAMConfigurationError
+from ..core.errors import CAMConfigurationError
+from .core import CAMCallbackCore
 from .history import MapHistory
+from .options import CallbackOptions
 from .publishing import Display
 from .samples import FixedBatch, take_fixed_batch
 from .trainer import LightningNamespace, TrainerLike
@@ -12,6 +14,7 @@ from .trainer import LightningNamespace, TrainerLike
 __all__ = [
     "CAMCallbackCore",
     "CAMConfigurationError",
+    "CallbackOptions",
     "Display",
     "FixedBatch",
     "LightningNamespace",

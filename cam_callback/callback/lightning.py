@@ -1,17 +1,14 @@
 """``GradCAMCallback`` for the unified ``lightning`` package (``lightning.pytorch``).
 
 Use it with ``lightning.pytorch.Trainer`` and its LightningCLI (``cam_callback.lightning.GradCAMCallback``);
-the two packages' ``Callback`` classes are different class trees.
+the two packages' ``Callback`` classes are different class trees. The hooks' bodies are the core's
+(:class:`~cam_callback.callback.core.CAMCallbackCore`, with ``@override``); this class declares its
+namespace: the ``Callback`` base that LightningCLI checks, and the loggers and strategies treated specially.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
-from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
-from typing_extensions import override
+from lightning.pytorch import Callback, loggers, strategies
 
 from .core import CAMCallbackCore
 from .trainer import LightningNamespace
@@ -23,49 +20,7 @@ class GradCAMCallback(CAMCallbackCore, Callback):
     """Logs class-activation maps of a fixed validation batch at every selected validation.
 
     The callback for the unified ``lightning`` package (``lightning.pytorch``); its arguments and behaviour
-    are those of :class:`~cam_callback.callback.core.CAMCallbackCore`.
+    are those of :class:`~cam_callback.callback.core.CAMCallbackCore` (options: the README's option table).
     """
 
-    namespace = LightningNamespace(
-        TensorBoardLogger,
-        (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy),
-        wandb_logger=WandbLogger,
-        mlflow_logger=MLFlowLogger,
-        csv_logger=CSVLogger,
-    )
-
-    @override
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._setup(trainer, pl_module, stage)
-
-    @override
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._on_train_start(trainer, pl_module)
-
-    @override
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._on_validation_epoch_end(trainer, pl_module)
-
-    @override
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._on_train_epoch_end(trainer, pl_module)
-
-    @override
-    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._on_fit_end(trainer, pl_module)
-
-    @override
-    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._teardown(trainer, pl_module, stage)
-
-    @override
-    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        self._on_exception(trainer, pl_module, exception)
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        return self._state()
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._restore(state_dict)
+    namespace = LightningNamespace.of(loggers, strategies)

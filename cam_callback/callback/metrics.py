@@ -1,4 +1,4 @@
-"""The drift numbers as Lightning metrics, and the step Lightning logs them at.
+"""The callback's numbers as Lightning metrics of the validation they belong to.
 
 Numbers logged with ``LightningModule.log`` from ``on_validation_epoch_end`` (a hook where Lightning
 allows callbacks to log at epoch level) join that validation's own metrics: ``trainer.callback_metrics``
@@ -13,26 +13,7 @@ from typing import Any
 
 from .trainer import TrainerLike
 
-__all__ = ["log_numbers", "logging_step"]
-
-
-def logging_step(trainer: TrainerLike, source: str = "val") -> int:
-    """The step Lightning's loggers get for the metrics of the validation (or training epoch) now ending.
-
-    Lightning logs them at the fit loop's count of optimizer-stepping batches, which trails
-    ``trainer.global_step`` by one during an end-of-batch validation; its own ``LearningRateMonitor``
-    reads the same counter, for which there is no public accessor. At a training epoch's end Lightning
-    logs one step earlier (the counter has already moved on). ``trainer.global_step`` when it is absent.
-
-    Args:
-        trainer: the running Trainer.
-        source: ``"val"`` (a validation) or ``"train"`` (the end of a training epoch without one).
-    """
-    epoch_loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
-    counted = getattr(epoch_loop, "_batches_that_stepped", None)
-    if not isinstance(counted, int):
-        return int(trainer.global_step)
-    return max(0, counted - 1) if source == "train" else counted
+__all__ = ["log_numbers"]
 
 
 def log_numbers(trainer: TrainerLike, pl_module: Any, numbers: Mapping[str, float]) -> None:

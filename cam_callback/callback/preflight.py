@@ -15,20 +15,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 
-from ..core.task_targets import NoDetectionsError
+from ..core.errors import CAMConfigurationError
+from ..core.targets import NoDetectionsError
 from .trainer import TrainerLike
 
 __all__ = ["CAMConfigurationError", "check_first_maps"]
-
-
-class CAMConfigurationError(ValueError):
-    """A setting of the callback that cannot work with this model or data; raised even when not strict.
-
-    Raised before the first training step: when the fixed batch is read and the run's first maps are
-    computed as training starts (under ``trainer.validate``, or when Lightning has not loaded the validation
-    data by then, at the first validation the callback runs at). The message names the setting and what
-    would work; the error that revealed it is chained as ``__cause__``.
-    """
 
 
 def _reason(error: BaseException) -> str:

@@ -10,11 +10,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset, default_collate
 
 __all__ = [
-    "DetectionBatch", "FixedBatch", "KeySpec", "preserved_rng", "take_fixed_batch", "first_dataloader",
+    "DetectionBatch", "FixedBatch", "KeySpec", "first_dataloader", "module_device", "preserved_rng",
+    "take_fixed_batch",
 ]
 
 KeySpec = int | str | None
@@ -100,6 +101,14 @@ def _detection_batch(batch: Any) -> DetectionBatch | None:
     return DetectionBatch(
         torch.stack(list(images)).detach(), torch.tensor(labels), torch.stack(boxes).to(images[0].device)
     )
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """A LightningModule's ``device``, or that of a plain module's first parameter."""
+    device = getattr(module, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    return next(module.parameters()).device
 
 
 def first_dataloader(loaders: Any) -> DataLoader | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import signal
 import threading
 import time
-import types
+import warnings
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import pytorch_lightning as pl
@@ -16,7 +16,7 @@ from lit_models import loaders, make_module_class
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from cam_callback import GradCAMCallback
-from cam_callback.sinks import BackgroundWriter, ScalarRecord, TensorBoardSink
+from cam_callback.sinks import TensorBoardSink
 
 TinyNet = make_module_class(pl)
 QUIET: dict[str, Any] = dict(
@@ -58,7 +58,7 @@ def test_every_image_and_number_of_every_validation_is_in_the_event_files_in_ord
     trainer = _trainer(tmp_path, callback, max_epochs=3)
     train, val = loaders()
     trainer.fit(TinyNet(), train, val)
-    assert callback._writer is None and not _writer_threads()  # drained and stopped by the end of fit
+    assert not _writer_threads()  # drained and stopped by the end of fit
 
     assert isinstance(trainer.logger, TensorBoardLogger)
     events = read_events(trainer.logger.log_dir)
@@ -103,7 +103,7 @@ def test_an_exception_in_fit_still_writes_what_was_queued(tmp_path, slow_images)
     trainer = _trainer(tmp_path, callback, max_epochs=3)
     with pytest.raises(ValueError, match="user code failed"):
         trainer.fit(FailsAtEpoch(ValueError("user code failed")), *loaders())
-    assert callback._writer is None and not _writer_threads()
+    assert not _writer_threads()
     assert isinstance(trainer.logger, TensorBoardLogger)
     events = read_events(trainer.logger.log_dir)
     # The step-0 frame and the first epoch's validation (at val_loss's step); the fit fails in the second.
@@ -128,48 +128,40 @@ def test_a_keyboard_interrupt_in_fit_still_writes_what_was_queued(tmp_path, slow
     assert [e.step for e in events.Images("cam/features.3/gradcam")] == [0, 5]
 
 
-class Failing:
-    """A sink whose every write fails."""
+@pytest.fixture
+def fails_at_step_zero(monkeypatch):
+    """Every image of the step-0 frame fails to be written (a moment of full disk); later ones are fine."""
+    original = TensorBoardSink.add_image
 
-    def add_image(self, tag, image, step, image_format="png"):
-        raise OSError("disk full")
+    def flaky(self, tag, image, step, image_format="png"):
+        if step == 0:
+            raise OSError("disk full")
+        original(self, tag, image, step, image_format)
 
-    def add_scalar(self, tag, value, step):
-        raise OSError("disk full")
-
-    def flush(self):
-        pass
-
-
-def _failed_writer() -> BackgroundWriter:
-    writer = BackgroundWriter([Failing()])
-    writer.submit([ScalarRecord("cam/x", 1.0, 3)])
-    writer.drain()
-    return writer
+    monkeypatch.setattr(TensorBoardSink, "add_image", flaky)
 
 
-def _idle_trainer() -> pl.Trainer:
-    return cast(pl.Trainer, types.SimpleNamespace(sanity_checking=False, current_epoch=0))
+def test_a_writer_failure_warns_at_the_next_validation_once_per_lost_image(tmp_path, fails_at_step_zero):
+    callback = GradCAMCallback(layer="features.3", num_samples=2)
+    trainer = _trainer(tmp_path, callback, max_epochs=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(TinyNet(), *loaders())
+    lost = [str(w.message) for w in caught if "skipped writing some maps" in str(w.message)]
+    # The step-0 frame's overlay and heatmap, each said once (at the first validation), never again.
+    message = "GradCAMCallback skipped writing some maps of an earlier validation: OSError: disk full"
+    assert lost == [message] * 2
+    assert isinstance(trainer.logger, TensorBoardLogger)
+    events = read_events(trainer.logger.log_dir)
+    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [5, 11]
 
 
-def test_a_writer_failure_warns_at_the_next_hook_and_once():
-    callback = GradCAMCallback(layer="features.3", every_n_epochs=0)  # the hook then does nothing else
-    callback._writer = _failed_writer()
-    with pytest.warns(
-        RuntimeWarning, match="skipped writing some maps of an earlier validation: OSError: disk full"
-    ):
-        callback.on_validation_epoch_end(_idle_trainer(), TinyNet())
-    with warnings_as_errors():
-        callback.on_validation_epoch_end(_idle_trainer(), TinyNet())  # reported once only
-    callback._close_writer()
-
-
-def test_a_writer_failure_is_raised_at_the_next_hook_under_strict():
-    callback = GradCAMCallback(layer="features.3", every_n_epochs=0, strict=True)
-    callback._writer = _failed_writer()
+def test_a_writer_failure_is_raised_at_the_next_validation_under_strict(tmp_path, fails_at_step_zero):
+    callback = GradCAMCallback(layer="features.3", num_samples=2, strict=True)
+    trainer = _trainer(tmp_path, callback, max_epochs=2)
     with pytest.raises(OSError, match="disk full"):
-        callback.on_validation_epoch_end(_idle_trainer(), TinyNet())
-    callback._close_writer()
+        trainer.fit(TinyNet(), *loaders())
+    assert trainer.current_epoch == 0 and not _writer_threads()
 
 
 def test_a_failure_while_writing_during_fit_warns_and_training_goes_on(tmp_path, monkeypatch):
@@ -188,16 +180,3 @@ def test_a_failure_while_writing_during_fit_warns_and_training_goes_on(tmp_path,
     val_steps = [e.step for e in events.Scalars("val_loss")]
     assert val_steps == [5, 11]
     assert [e.step for e in events.Scalars("cam_drift/features.3/gradcam/change_prev")] == val_steps
-
-
-class warnings_as_errors:
-    def __enter__(self):
-        import warnings
-
-        self._catcher = warnings.catch_warnings()
-        self._catcher.__enter__()
-        warnings.simplefilter("error")
-
-    def __exit__(self, *exc):
-        self._catcher.__exit__(*exc)
-        return False

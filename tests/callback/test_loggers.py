@@ -239,3 +239,58 @@ def test_mlflow_on_sqlite_gets_image_artifacts_and_run_metrics(tmp_path, cwd):
     assert {p.name for p in tmp_path.iterdir()} <= {"mlflow.db", "artifacts", "download", "cwd", "root"}
     assert not (tmp_path / "root").exists()
     assert torch.is_tensor(trainer.callback_metrics[ENERGY])
+
+
+def _picture() -> torch.Tensor:
+    return torch.full((3, 2, 2), 7, dtype=torch.uint8)
+
+
+def _stand_in(root: Path, loggers: list, **more: Any) -> Any:
+    import types
+
+    return types.SimpleNamespace(loggers=loggers, default_root_dir=str(root), **more)
+
+
+def test_run_output_writes_images_summary_and_without_a_logger_the_numbers(tmp_path):
+    from cam_callback.callback.loggers import RunOutput
+    from cam_callback.callback.reporting import Reporter
+    from cam_callback.callback.trainer import LightningNamespace
+    from cam_callback.sinks import ImageRecord
+
+    output = RunOutput(LightningNamespace.of(pl.loggers, pl.strategies), "cam", Reporter("T", strict=False))
+    trainer = _stand_in(tmp_path, [])
+    with pytest.warns(UserWarning, match="T: no logger: writing the images as PNG files under"):
+        output.images(trainer, [ImageRecord("cam/l/gradcam", _picture(), 3)])
+    output.numbers(trainer, {"cam_drift/l/gradcam/change_prev": 0.25}, 3)
+    output.summary(trainer, [ImageRecord("cam_summary/l/gradcam", _picture(), 9)])
+    output.close()
+    folder = tmp_path / "cam_logs" / "version_0"
+    assert _files(folder) == {
+        "cam/l/gradcam/step_00000003.png",
+        "cam_summary/l/gradcam/step_00000009.png",  # the run folder's sink takes the summary too
+        "cam_summary_l_gradcam.png",  # and one file per tag, rewritten at each summary
+        "scalars.csv",
+    }
+    assert (folder / "scalars.csv").read_text().splitlines() == [
+        "tag,step,value", "cam_drift/l/gradcam/change_prev,3,0.25",
+    ]
+
+
+def test_run_output_writes_nothing_under_fast_dev_run_and_numbers_only_without_a_logger(tmp_path):
+    from cam_callback.callback.loggers import RunOutput
+    from cam_callback.callback.reporting import Reporter
+    from cam_callback.callback.trainer import LightningNamespace
+    from cam_callback.sinks import ImageRecord
+
+    namespace = LightningNamespace.of(pl.loggers, pl.strategies)
+    quick = RunOutput(namespace, "cam", Reporter("T", strict=False))
+    with pytest.warns(UserWarning, match="fast_dev_run: the maps are computed and checked, but no file"):
+        quick.images(_stand_in(tmp_path / "a", [], fast_dev_run=True), [ImageRecord("cam/x", _picture(), 1)])
+    quick.close()
+    assert not (tmp_path / "a").exists()
+    logged = RunOutput(namespace, "cam", Reporter("T", strict=False))
+    csv_logger = CSVLogger(str(tmp_path / "b"), name="run")
+    with pytest.warns(UserWarning, match="CSVLogger takes no images"):
+        logged.numbers(_stand_in(tmp_path / "b", [csv_logger]), {"x": 1.0}, 2)  # Lightning logs them
+    logged.close()
+    assert not (tmp_path / "b").exists()

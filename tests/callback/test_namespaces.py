@@ -77,7 +77,8 @@ def test_lightning_cli_builds_the_callback_from_yaml(tmp_path, flavour):
     found = [c for c in cli.trainer.callbacks if isinstance(c, callback_class)]
     assert len(found) == 1
     callback = found[0]
-    assert callback.layers == ["features.3", "features.0"]
-    assert callback.methods == ["gradcam", "layercam"]
-    assert (callback.num_samples, callback.colormap, callback.alpha) == (5, "turbo", 0.3)
-    assert callback.std == [0.25, 0.25, 0.25]
+    options = callback.options
+    assert callback.layers == ["features.3", "features.0"] and options.layers == ("features.3", "features.0")
+    assert options.methods == ("gradcam", "layercam")
+    assert (options.num_samples, options.display.colormap, options.display.alpha) == (5, "turbo", 0.3)
+    assert options.display.std == (0.25, 0.25, 0.25)

@@ -13,8 +13,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from cam_callback import CAMEngine, GradCAMCallback
-from cam_callback.callback import CAMConfigurationError
+from cam_callback import CAMConfigurationError, CAMEngine, GradCAMCallback
 from cam_callback.core.drift import shrink_maps
 
 TinyNet: Any = make_module_class(pl)
@@ -124,7 +123,7 @@ def test_the_first_maps_are_a_step_0_frame_of_the_untrained_model_and_the_origin
     pl.seed_everything(7, verbose=False)
     untrained = TinyNet()  # the same weights _fit starts from
     _, trainer = _fit(tmp_path, callback, max_epochs=2)
-    batch = callback._batch
+    batch = callback.fixed_batch
     assert batch is not None and batch.labels is not None
     result = CAMEngine(untrained, "features.3")(batch.inputs, batch.labels)
     first = callback.history.frames()[("features.3", "gradcam")][0]

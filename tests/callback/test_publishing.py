@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
-from cam_callback.callback.publishing import (
-    SUMMARY_TILE_SIDE,
-    Display,
-    captions,
-    summary_records,
-    validation_records,
-)
+from cam_callback.callback.publishing import SUMMARY_TILE_SIDE, Display, summary_records, validation_records
 from cam_callback.capture.engine import CAMResult
-from cam_callback.sinks import ImageRecord, ScalarRecord
 
 
 def _result(outputs: torch.Tensor, classes: torch.Tensor | None, saliency: dict | None = None) -> CAMResult:
@@ -23,51 +14,47 @@ def _result(outputs: torch.Tensor, classes: torch.Tensor | None, saliency: dict 
     return CAMResult(raw, outputs, classes, torch.zeros(2), (4, 4), saliency or {})
 
 
-def test_captions_show_label_prediction_and_the_targets_probability():
-    # softmax rows: [1/4, 3/4], [4/5, 1/5]
-    logits = torch.tensor([[0.0, math.log(3.0)], [math.log(4.0), 0.0]])
-    result = _result(logits, torch.tensor([0, 0]))
-    assert captions(result, torch.tensor([1, 0])) == ["y=1 p=1 0.25", "y=0 p=0 0.80"]
-    assert captions(_result(logits, None), None) == ["p=1 0.75", "p=0 0.80"]  # no class: the predicted one's
-    assert captions(_result(torch.zeros(2, 3, 4), None), None) is None  # not [B, classes]
-
-
-def test_float_labels_are_captioned_short():
-    # A regression target used to print in full precision: y=0.12345679104328156.
-    logits = torch.zeros(2, 1)
-    captioned = captions(_result(logits, None), torch.tensor([0.12345679104328156, -1250.5]))
-    assert captioned == ["y=0.123 p=0 1.00", "y=-1.25e+03 p=0 1.00"]
-
-
 def test_validation_records_in_order_with_their_formats():
     saliency = {("layer4", "guided-gradcam"): torch.randn(2, 3, 4, 4)}
     result = _result(torch.zeros(2, 3), torch.tensor([0, 1]), saliency)
     maps = {key: torch.rand(2, 4, 4) for key in result.raw}
-    scalars = {("layer4", "gradcam"): {"change_prev": 0.5}, ("layer4", "guided-gradcam"): {}}
     display = Display(tag_prefix="att", image_format="jpeg", log_heatmaps=True)
-    records = validation_records(result, maps, scalars, torch.rand(2, 3, 4, 4), None, 7, display)
-    assert [(type(r).__name__, r.tag) for r in records] == [
-        ("ImageRecord", "att/layer4/gradcam"),
-        ("ImageRecord", "att_heatmap/layer4/gradcam"),
-        ("ScalarRecord", "att_drift/layer4/gradcam/change_prev"),
-        ("ImageRecord", "att/layer4/guided-gradcam"),
-        ("ImageRecord", "att_heatmap/layer4/guided-gradcam"),
-        ("ImageRecord", "att_saliency/layer4/guided-gradcam"),
+    records = validation_records(result, maps, torch.rand(2, 3, 4, 4), 7, display)
+    assert [r.tag for r in records] == [
+        "att/layer4/gradcam",
+        "att_heatmap/layer4/gradcam",
+        "att/layer4/guided-gradcam",
+        "att_heatmap/layer4/guided-gradcam",
+        "att_saliency/layer4/guided-gradcam",
     ]
     assert {r.step for r in records} == {7}
-    images = [r for r in records if isinstance(r, ImageRecord)]
-    assert [r.image_format for r in images] == ["jpeg", "png", "jpeg", "png", "jpeg"]
+    assert [r.image_format for r in records] == ["jpeg", "png", "jpeg", "png", "jpeg"]
     # A 2-tile grid of 4x4 tiles: ceil(sqrt(2)) = 2 per row, 2 px padding around and between.
-    assert all(tuple(r.image.shape) == (3, 8, 14) and r.image.dtype == torch.uint8 for r in images)
-    scalar = next(r for r in records if isinstance(r, ScalarRecord))
-    assert scalar.value == 0.5
+    assert all(tuple(r.image.shape) == (3, 8, 14) and r.image.dtype == torch.uint8 for r in records)
+    assert display.number(("layer4", "gradcam"), "change_prev") == "att_drift/layer4/gradcam/change_prev"
+
+
+def test_captions_are_asked_for_the_width_of_the_shown_tiles():
+    result = _result(torch.zeros(2, 3), torch.tensor([0, 1]))
+    maps = {("layer4", "gradcam"): torch.rand(2, 4, 4)}
+    widths: list[int] = []
+
+    def texts(width: int) -> list[str]:
+        widths.append(width)
+        return ["a", "b"]
+
+    inputs, display = torch.rand(2, 3, 40, 40), Display(min_tile=128)
+    captioned = validation_records(result, maps, inputs, 0, display, texts=texts)
+    plain = validation_records(result, maps, inputs, 0, display)
+    assert widths == [160]  # 40 px enlarged by the smallest whole factor reaching 128: 4
+    assert not torch.equal(captioned[0].image, plain[0].image)  # the caption band is drawn
 
 
 def test_no_heatmaps_when_not_asked():
     result = _result(torch.zeros(2, 3), torch.tensor([0, 1]))
     maps = {("layer4", "gradcam"): torch.rand(2, 4, 4)}
     inputs = torch.rand(2, 3, 4, 4)
-    records = validation_records(result, maps, {}, inputs, None, 0, Display(log_heatmaps=False))
+    records = validation_records(result, maps, inputs, 0, Display(log_heatmaps=False))
     assert [r.tag for r in records] == ["cam/layer4/gradcam"]
 
 

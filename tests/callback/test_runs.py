@@ -50,8 +50,8 @@ def test_a_second_fit_with_the_same_callback_starts_from_its_own_data(tmp_path):
     second = _trainer(tmp_path, callback, "b", max_epochs=2)
     second.fit(TinyNet(), train, val_b)
     # It used to explain the first fit's images, compare with its maps and mix both in the summary.
-    assert callback._batch is not None
-    assert torch.equal(callback._batch.inputs.cpu(), _first(val_b, 4))
+    assert callback.fixed_batch is not None
+    assert torch.equal(callback.fixed_batch.inputs.cpu(), _first(val_b, 4))
     events = read_events(second.logger.log_dir)
     val_steps = [e.step for e in events.Scalars("val_loss")]
     assert val_steps == [5, 11]
@@ -72,8 +72,8 @@ def test_validate_after_fit_explains_the_validate_data(tmp_path):
     trainer.fit(model, train, val_a)
     val_b = DataLoader(tiny_data(8, seed=5), batch_size=2)
     trainer.validate(model, val_b)
-    assert callback._batch is not None
-    assert torch.equal(callback._batch.inputs.cpu(), _first(val_b, 4))  # not val_a's
+    assert callback.fixed_batch is not None
+    assert torch.equal(callback.fixed_batch.inputs.cpu(), _first(val_b, 4))  # not val_a's
     assert callback.history.recorded == 1  # validate's own history
 
 
@@ -165,13 +165,13 @@ def test_more_samples_asked_than_the_data_has_is_said_once(tmp_path):
     said = [w for w in caught if "`num_samples` is 50" in str(w.message)]
     assert len(said) == 1
     assert "the validation data has only 8 samples: explaining those 8" in str(said[0].message)
-    assert callback._batch is not None
-    assert len(callback._batch.inputs) == 8
+    assert callback.fixed_batch is not None
+    assert len(callback.fixed_batch.inputs) == 8
 
 
 def test_a_single_mean_and_std_serve_every_channel(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=2, mean=0.5, std=0.2)
-    assert (callback.mean, callback.std) == ([0.5], [0.2])
+    assert (callback.options.display.mean, callback.options.display.std) == ((0.5,), (0.2,))
     train, val = loaders()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # nothing skipped

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cam_callback import CAMConfigurationError
 from cam_callback.callback.samples import DetectionBatch, FixedBatch, split_batch
-from cam_callback.callback.tasks import default_target, explained_boxes, task_captions, task_of
-from cam_callback.capture.engine import CAMResult
-from cam_callback.render.boxes import draw_boxes
+from cam_callback.callback.tasks import check_labels, default_target, task_of
 from cam_callback.targets import DetectionTarget, MultiLabelTarget, RegressionTarget, SegmentationTarget
 
 X = torch.zeros(2, 3, 8, 8)
@@ -49,49 +48,25 @@ def test_default_targets_per_task():
     assert default_target("unlabelled", None, FixedBatch(X)) == "predicted"
     boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 5.0, 5.0]])
     detect = default_target("detection", None, DetectionBatch(X, torch.tensor([1, 2]), boxes))
-    assert isinstance(detect, DetectionTarget) and detect.match == "box" and detect._boxes is boxes
+    assert isinstance(detect, DetectionTarget) and detect.match == "box"
+    # Bound to the ground truth: each sample's box that overlaps its own, not the best-scoring one.
+    detections = [
+        {"boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0], [5.0, 5.0, 8.0, 8.0]]), "labels": torch.tensor([1, 1]),
+         "scores": torch.tensor([0.2, 0.9])},
+        {"boxes": torch.tensor([[1.0, 1.0, 5.0, 5.0], [6.0, 6.0, 8.0, 8.0]]), "labels": torch.tensor([2, 2]),
+         "scores": torch.tensor([0.1, 0.95])},
+    ]
+    assert detect.chosen(detections) == [0, 0] and DetectionTarget().chosen(detections) == [1, 1]
     empty = default_target("detection", None, DetectionBatch(X, torch.tensor([-1, -1]), torch.zeros(2, 4)))
     assert isinstance(empty, DetectionTarget) and empty.match == "best"
     # a configured object is bound to the batch when it reads it, and kept otherwise
-    masks = torch.ones(2, 8, 8, dtype=torch.long)
+    masks = torch.zeros(2, 8, 8, dtype=torch.long)
+    masks[:, :4] = 1  # class 1 in the top half
     bound = default_target("unlabelled", SegmentationTarget(1, region="mask"), FixedBatch(X, None, masks))
-    assert bound._masks is masks
+    logits = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(bound(logits), logits[:, 1, :4].sum(dim=(1, 2)))
     plain = SegmentationTarget(1)
     assert default_target("unlabelled", plain, FixedBatch(X, None, masks)) is plain
-
-
-def _result(outputs, classes=None) -> CAMResult:
-    return CAMResult({}, outputs, classes, torch.zeros(2), (8, 8))
-
-
-def test_regression_captions_are_short_numbers():
-    outputs = torch.tensor([[0.12345], [2.0]])
-    texts = task_captions("regression", _result(outputs), torch.tensor([0.1, 1.5]), None)
-    assert texts == ["y=0.1 p=0.123", "y=1.5 p=2"]
-
-
-def test_multilabel_captions_use_sigmoid_probabilities():
-    logits = torch.tensor([[2.0, -1.0, 0.5], [-3.0, 0.0, 1.0]])
-    labels = torch.tensor([[1, 0, 1], [0, 0, 0]])
-    target = MultiLabelTarget().bind(labels=labels)
-    texts = task_captions("multilabel", _result(logits), labels, target)
-    # sample 0: positives 0 (2.0) and 2 (0.5) -> 0, sigmoid(2) = 0.88; predicted above 0.5: 0 and 2
-    # sample 1: no positive label -> its argmax 2, sigmoid(1) = 0.73; predicted above 0.5: 2 only
-    assert texts == ["y=0,2 p=0,2 0:0.88", "y=- p=2 2:0.73"]
-
-
-def test_detection_captions_and_the_explained_boxes():
-    outputs = [
-        {"boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0], [2.0, 2.0, 8.0, 8.0]]), "labels": torch.tensor([1, 2]),
-         "scores": torch.tensor([0.9, 0.4])},
-        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "scores": torch.zeros(0)},
-    ]
-    target = DetectionTarget(class_index=2)
-    texts = task_captions("detection", _result(outputs), torch.tensor([2, -1]), target)
-    assert texts == ["y=2 p=2 0.40", "no box"]
-    expected = torch.tensor([[2.0, 2.0, 8.0, 8.0], [0.0] * 4])
-    torch.testing.assert_close(explained_boxes(outputs, target), expected)
-    assert task_captions("classification", _result(torch.zeros(2, 3)), None, None) is None
 
 
 def test_a_detection_batch_is_read_from_tuples_of_lists():
@@ -118,32 +93,6 @@ def test_multi_hot_and_column_labels_are_kept():
     assert split_batch({"image": X, "label": column}).labels is column
 
 
-def test_draw_boxes_outlines_inside_the_box():
-    tiles = torch.zeros(2, 3, 6, 6, dtype=torch.uint8)
-    boxes = torch.tensor([[1.0, 1.0, 5.0, 4.0], [0.0, 0.0, 0.0, 0.0]])
-    out = draw_boxes(tiles, boxes, color=(10, 20, 30), thickness=1)
-    painted = (out[0, 0] == 10).int()
-    expected = torch.zeros(6, 6, dtype=torch.int)
-    expected[1, 1:5] = expected[3, 1:5] = 1  # top and bottom rows (y2 = 4 exclusive)
-    expected[1:4, 1] = expected[1:4, 4] = 1  # left and right columns (x2 = 5 exclusive)
-    assert torch.equal(painted, expected)
-    assert out[0, 1][painted.bool()].unique().tolist() == [20]
-    assert out[1].sum() == 0  # an empty box draws nothing
-    assert tiles.sum() == 0  # the input is not changed
-
-
-def test_a_detection_batch_survives_a_resume():
-    from cam_callback import GradCAMCallback
-
-    boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 5.0, 5.0]])
-    callback = GradCAMCallback(layer="x")
-    callback._batch = DetectionBatch(X, torch.tensor([1, 2]), boxes)
-    resumed = GradCAMCallback(layer="x")
-    resumed.load_state_dict(callback.state_dict())
-    assert isinstance(resumed._batch, DetectionBatch) and task_of(resumed._batch) == "detection"
-    torch.testing.assert_close(resumed._batch.masks, boxes)
-
-
 def test_a_segmentation_output_without_a_target_names_the_target_objects():
     from cam_callback import compute_cam
 
@@ -168,3 +117,13 @@ def test_detection_batches_from_an_iterable_dataset_are_joined():
     assert isinstance(batch, DetectionBatch) and batch.labels is not None and batch.masks is not None
     assert batch.inputs[:, 0, 0, 0].tolist() == [0.0, 1.0, 2.0] and batch.labels.tolist() == [0, 1, 2]
     assert batch.masks[:, 0].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_labels_that_the_target_cannot_use_stop_the_run():
+    check_labels("label", torch.tensor([0, 2]))
+    check_labels(None, torch.tensor([0.5, 1.0]))  # float labels by default: a task of its own
+    check_labels("predicted", None)
+    with pytest.raises(CAMConfigurationError, match="`target='label'` but the batches carry no labels"):
+        check_labels("label", None)
+    with pytest.raises(CAMConfigurationError, match="the labels are float32 numbers, not class indices"):
+        check_labels("label", torch.tensor([0.5, 1.0]))

@@ -12,8 +12,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
-from cam_callback import GradCAMCallback
-from cam_callback.callback.core import CAMConfigurationError
+from cam_callback import CAMConfigurationError, GradCAMCallback
 
 timm = pytest.importorskip("timm")
 
@@ -64,7 +63,7 @@ def test_automatic_layer_on_a_vit_with_register_tokens(tmp_path):
     frames = callback.history.frames()[("model.blocks.1.norm1", "gradcam")]
     # the frame when training starts and one validation
     assert frames.shape[:2] == (2, 2) and bool((frames.flatten(2).amax(2) > 0).all())  # real maps
-    assert callback._state()["auto_reshape"] == "tokens"  # a resumed run uses the same reshape
+    assert callback.state_dict()["auto_reshape"] == "tokens"  # a resumed run uses the same reshape
 
 
 class TokenMixer(nn.Module):

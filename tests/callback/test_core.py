@@ -15,8 +15,10 @@ from events import read_events
 from lit_models import loaders, make_module_class
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from cam_callback import CAMOptions, GradCAMCallback
-from cam_callback.callback import CAMConfigurationError
+from cam_callback import CAMConfigurationError, CAMEngine, GradCAMCallback
+from cam_callback.callback import core
+from cam_callback.callback.tasks import default_target, task_of
+from cam_callback.core.options import CAMOptions
 
 TinyNet: Any = make_module_class(pl)
 
@@ -247,10 +249,18 @@ def test_engine_options_reach_the_engine_and_guided_methods_log_saliency(tmp_pat
         layer="features.3", method=["gradcam", "guided-gradcam"], num_samples=4,
         eigen_smooth=True, aug_smooth=True, aug_scales=[1.0], chunk_size=3,
     )
-    model, trainer = _fit(tmp_path, [callback], max_epochs=1)
-    engine = callback._engine
-    assert engine is not None
-    assert engine.options == CAMOptions(eigen_smooth=True, aug_smooth=True, aug_scales=(1.0,), chunk_size=3)
+    made: list[CAMOptions] = []
+    real = CAMEngine.from_options
+
+    def spy(model, layer, method, options):
+        made.append(options)
+        return real(model, layer, method, options)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CAMEngine, "from_options", spy)
+        model, trainer = _fit(tmp_path, [callback], max_epochs=1)
+    expected = CAMOptions(eigen_smooth=True, aug_smooth=True, aug_scales=(1.0,), chunk_size=3)
+    assert callback.options.engine == expected and made == [expected]  # one engine for the run
     events = read_events(trainer.logger.log_dir)
     images = set(events.Tags()["images"])
     assert "cam_saliency/features.3/guided-gradcam" in images
@@ -259,57 +269,30 @@ def test_engine_options_reach_the_engine_and_guided_methods_log_saliency(tmp_pat
     assert (tile.width, tile.height) == (262, 262)  # 2x2 grid of 16x16 tiles shown at 128 px, 2 px padding
 
 
-@pytest.mark.parametrize(
-    "kwargs, error, match",
-    [
-        (dict(method="gradcam+++"), ValueError, "valid: gradcam"),
-        (dict(colormap="jett"), ValueError, "jet"),
-        (dict(alpha=1.5), ValueError, "alpha"),
-        (dict(num_samples=0), ValueError, "num_samples"),
-        (dict(chunk_size=0), ValueError, "chunk_size"),
-        (dict(aug_scales=[1.0, -0.5]), ValueError, "aug_scales"),
-        (dict(eigen_smooth="yes"), TypeError, "eigen_smooth"),
-        (dict(reshape="tokenz"), ValueError, "tokens"),
-        (dict(target="labels"), ValueError, "'label', 'predicted'"),
-        (dict(mean=[0.5, 0.5, 0.5]), ValueError, "`mean` and `std`"),
-        (dict(image_format="jpg"), ValueError, r"valid: 'png', 'jpeg'"),
-        (dict(layer=2), TypeError, r"`layer` must be a str or a list of str, got int 2"),
-        (dict(mean=[0.5, 0.5], std="a"), TypeError, r"`std` must be a list of numbers, got str"),
-        (dict(history_size="a"), TypeError, r"`history_size` must be an int, got str 'a'"),
-        (dict(history_size=2.5), TypeError, r"`history_size` must be an int, got float 2.5"),
-        (dict(alpha="a"), TypeError, r"`alpha` must be a number, got str 'a'"),
-        (dict(num_samples=True), TypeError, r"`num_samples` must be an int, got bool True"),
-        (dict(tag_prefix=""), ValueError, r"`tag_prefix` must name something, got ''.*such as 'cam'"),
-        (dict(tag_prefix="/"), ValueError, r"`tag_prefix` must name something"),
-        (dict(tag_prefix="../cam"), ValueError, r"`tag_prefix`: '../cam' cannot be a folder of the PNG"),
-        (dict(tag_prefix="a\\b"), ValueError, r"`tag_prefix`: .* cannot be a folder"),
-    ],
-)
-def test_bad_arguments_are_named(kwargs, error, match):
-    with pytest.raises(error, match=match):
-        GradCAMCallback(**kwargs)
+@pytest.fixture
+def exploding(monkeypatch):
+    """The first maps (when training starts) succeed; every later observation raises."""
+    real = core.observe
 
-
-class Exploding(GradCAMCallback):
-    """Its first maps (when training starts) succeed; every later computation raises."""
-
-    def _observe(self, trainer, pl_module, batch, *args, **kwargs):
+    def observe(run, options, trainer, *args, **kwargs):
         if trainer.global_step > 0:
             raise RuntimeError("boom")
-        return super()._observe(trainer, pl_module, batch, *args, **kwargs)
+        return real(run, options, trainer, *args, **kwargs)
+
+    monkeypatch.setattr(core, "observe", observe)
 
 
-def test_a_failure_after_the_first_maps_warns_and_training_goes_on(tmp_path):
+def test_a_failure_after_the_first_maps_warns_and_training_goes_on(tmp_path, exploding):
     plain = _snapshot(*_fit(tmp_path / "a", []))
     with pytest.warns(RuntimeWarning, match="skipped the maps at step .*boom"):
-        model, trainer = _fit(tmp_path / "b", [Exploding(layer="features.3")])
+        model, trainer = _fit(tmp_path / "b", [GradCAMCallback(layer="features.3")])
     assert trainer.current_epoch == 2
     _assert_same_training(plain, _snapshot(model, trainer))
 
 
-def test_strict_mode_reraises(tmp_path):
+def test_strict_mode_reraises(tmp_path, exploding):
     with pytest.raises(RuntimeError, match="boom"):
-        _fit(tmp_path, [Exploding(layer="features.3", strict=True)])
+        _fit(tmp_path, [GradCAMCallback(layer="features.3", strict=True)])
 
 
 def test_without_tensorboard_writes_png_files_and_says_so(tmp_path):
@@ -324,9 +307,10 @@ def test_without_tensorboard_writes_png_files_and_says_so(tmp_path):
 def test_label_is_the_default_target_and_predicted_otherwise(tmp_path):
     callback = GradCAMCallback(layer="features.3", num_samples=4)
     _fit(tmp_path / "a", [callback], max_epochs=1)
-    assert callback._batch is not None
-    labels = callback._batch.labels
-    assert callback._target(callback._batch) is labels
+    batch = callback.fixed_batch
+    assert batch is not None and batch.labels is not None
+    labels = batch.labels
+    assert default_target(task_of(batch), callback.options.target, batch) is labels
     assert torch.equal(labels, torch.stack([loaders()[1].dataset[i][1] for i in range(4)]))
 
 
@@ -374,8 +358,9 @@ def test_no_validation_data_uses_training_samples_once_warned(tmp_path):
     )
     with pytest.warns(UserWarning, match="no validation data"):
         trainer.fit(TinyNet(), train)
-    assert callback._batch is not None and isinstance(trainer.logger, TensorBoardLogger)
-    assert torch.equal(callback._batch.inputs.cpu(), torch.stack([train.dataset[i][0] for i in range(2)]))
+    batch = callback.fixed_batch
+    assert batch is not None and isinstance(trainer.logger, TensorBoardLogger)
+    assert torch.equal(batch.inputs.cpu(), torch.stack([train.dataset[i][0] for i in range(2)]))
     # When training starts; then Lightning logs a training epoch's metrics at the step of its last batch.
     overlays = read_events(trainer.logger.log_dir).Images("cam/features.3/gradcam")
     assert [e.step for e in overlays] == [0, 5, 11]
@@ -386,16 +371,16 @@ def test_state_survives_a_checkpoint_and_resume(tmp_path):
     _, trainer = _fit(tmp_path / "first", [callback], max_epochs=1, enable_checkpointing=True)
     ckpt = trainer.checkpoint_callback.best_model_path
     state = torch.load(ckpt, weights_only=True)["callbacks"][callback.state_key]
-    assert callback._batch is not None
-    assert torch.equal(state["batch"]["inputs"], callback._batch.inputs.cpu())
+    assert callback.fixed_batch is not None
+    assert torch.equal(state["batch"]["inputs"], callback.fixed_batch.inputs.cpu())
     resumed = GradCAMCallback(layer="features.3", num_samples=3)
     train, val = loaders()
     trainer2 = pl.Trainer(
         max_epochs=2, callbacks=[resumed], logger=TensorBoardLogger(str(tmp_path), name="second"), **QUIET
     )
     trainer2.fit(TinyNet(), train, val, ckpt_path=ckpt)
-    assert resumed._batch is not None and isinstance(trainer2.logger, TensorBoardLogger)
-    assert torch.equal(resumed._batch.inputs.cpu(), callback._batch.inputs.cpu())
+    assert resumed.fixed_batch is not None and isinstance(trainer2.logger, TensorBoardLogger)
+    assert torch.equal(resumed.fixed_batch.inputs.cpu(), callback.fixed_batch.inputs.cpu())
     # The first run's step-0 frame and validation (at its val_loss step, 5), then one validation after
     # resuming (at 11): the resumed run's own check when training starts logs nothing.
     first_val = [e.step for e in read_events(trainer.logger.log_dir).Scalars("val_loss")]
@@ -455,7 +440,7 @@ def test_between_validations_only_the_batch_and_history_are_held(tmp_path):
     held = _tensors_in(callback, set())
     frames = callback.history.frames()[("features.3", "gradcam")]
     assert frames.shape == (3, 4, 16, 16)  # step 0 and two validations of 4 maps at the input's 16x16
-    batch = callback._batch
+    batch = callback.fixed_batch
     assert batch is not None
     expected = {id(t) for t in (batch.inputs, batch.labels, batch.masks) if t is not None}
     expected |= {id(t) for t in _tensors_in(callback.history, set())}

@@ -1,4 +1,4 @@
-"""Captions name the classes: given as `class_names`, or read from the data module or dataset."""
+"""The class names for captions: given as `class_names`, or read from the data module or dataset."""
 
 from __future__ import annotations
 
@@ -11,39 +11,10 @@ from torch.utils.data import Subset, TensorDataset
 
 from cam_callback import GradCAMCallback
 from cam_callback.callback.classnames import check_class_names, find_class_names
-from cam_callback.callback.publishing import captions
-from cam_callback.capture.engine import CAMResult
 
 
 class Named(TensorDataset):
     classes = ["circle", "square", "triangle"]
-
-
-def _result(logits):
-    outputs = torch.tensor(logits)
-    return CAMResult(
-        raw={}, outputs=outputs, classes=outputs.argmax(dim=1), scores=outputs.max(dim=1).values,
-        input_size=(8, 8),
-    )
-
-
-def test_captions_read_names_and_keep_indices_without_one():
-    result = _result([[0.0, 2.0, 0.0], [3.0, 0.0, 0.0]])
-    labels = torch.tensor([0, 5])
-    texts = captions(result, labels, ["circle", "square", "triangle"])
-    # softmax of (0, 2, 0): e^2 / (e^2 + 2) = 0.787; of (3, 0, 0): e^3 / (e^3 + 2) = 0.909
-    assert texts == ["y=circle p=square 0.79", "y=5 p=circle 0.91"]
-
-
-def test_long_names_are_shortened_to_the_tile():
-    result = _result([[0.0, 1.0]])
-    names = ["a_rather_long_class_name", "another_very_long_one"]
-    wide = captions(result, torch.tensor([0]), names, width=1000)
-    narrow = captions(result, torch.tensor([0]), names, width=128)
-    assert wide is not None and narrow is not None
-    assert wide[0].startswith("y=a_rather_long_class_name p=another_very_long_one ")
-    y, p, _ = narrow[0].split(" ")
-    assert y.endswith(".") and p.endswith(".") and len(y) < len("y=a_rather_long_class_name")
 
 
 def test_names_are_found_on_the_data_module_or_through_dataset_wrappers():
@@ -69,17 +40,17 @@ def test_a_fit_captions_with_the_data_modules_classes_or_the_given_names(tmp_pat
     import pytorch_lightning as pl
     from lit_models import loaders, make_module_class
 
-    import cam_callback.callback.core as core
+    import cam_callback.callback.observation as observation
 
     seen: list[Any] = []
-    real = core.validation_records
+    real = observation.captions_for
     signature = inspect.signature(real)
 
     def spy(*args: Any, **kwargs: Any) -> Any:
-        seen.append(signature.bind(*args, **kwargs).arguments.get("names"))
+        seen.append(list(signature.bind(*args, **kwargs).arguments.get("names") or []))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(core, "validation_records", spy)
+    monkeypatch.setattr(observation, "captions_for", spy)
 
     class Data(pl.LightningDataModule):
         classes = ["circle", "square", "triangle"]

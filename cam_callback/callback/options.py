@@ -1,0 +1,144 @@
+"""The callback's options, validated once into one frozen object.
+
+:meth:`CallbackOptions.from_arguments` takes the callback's keyword arguments (see the README's option
+table) and checks each: a wrong type raises ``TypeError``, a bad value ``ValueError``, each naming the
+option, what came and what would be valid. The engine's options become a
+:class:`~cam_callback.core.options.CAMOptions`, the drawing options a
+:class:`~cam_callback.callback.publishing.Display`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..capture.registry import get_method
+from ..core.checks import check_bool, check_choice, check_float, check_int, check_str
+from ..core.options import CAMOptions
+from ..core.smoothing import DEFAULT_SCALES
+from ..core.targets import check_target
+from ..render import check_normalization, colormap_lut
+from ..sinks.encoding import IMAGE_FORMATS
+from .classnames import check_class_names
+from .publishing import Display
+from .samples import KeySpec
+
+__all__ = ["CallbackOptions"]
+
+
+def _names(name: str, value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Sequence):
+        raise TypeError(f"`{name}` must be a str or a list of str, got {type(value).__name__} {value!r}")
+    return tuple(check_str(name, item) for item in value)
+
+
+def _key(name: str, value: Any) -> KeySpec:
+    if value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise TypeError(f"`{name}` must be a tuple position (int), a dict key (str) or None, got {value!r}")
+
+
+def _tag_prefix(value: Any) -> str:
+    """The prefix without its outer slashes: a name, or names joined by ``/``, each fit for a folder."""
+    text = check_str("tag_prefix", value).strip("/")
+    if not text:
+        raise ValueError(
+            f"`tag_prefix` must name something, got {value!r} (the tags would start with '/'); use a name "
+            "such as 'cam'"
+        )
+    for part in text.split("/"):
+        if part in ("", ".", "..") or "\\" in part or "\0" in part:
+            raise ValueError(
+                f"`tag_prefix`: {value!r} cannot be a folder of the PNG files ({part!r}); use plain names "
+                "joined by '/', such as 'cam' or 'attention/cam'"
+            )
+    return text
+
+
+@dataclass(frozen=True)
+class CallbackOptions:
+    """Every option of the callback, validated.
+
+    Attributes:
+        layers: the layer paths as given; empty when ``layer`` is None (the engine picks one).
+        methods: the methods' registry names.
+        num_samples: how many validation samples are explained.
+        target: ``None``, a word of :data:`~cam_callback.core.targets.TARGET_WORDS`, a class index, a
+            target object or a callable.
+        every_n_epochs: the validation schedule (0 disables).
+        keys: where a batch holds the inputs, labels and masks.
+        history_size: the largest side of the maps kept for drift and the summary.
+        strict: re-raise a validation's failure instead of warning.
+        class_names: names for the captions, or None.
+        display: how the maps are drawn and tagged.
+        engine: how the engine computes the maps.
+    """
+
+    layers: tuple[str, ...]
+    methods: tuple[str, ...]
+    num_samples: int
+    target: Any
+    every_n_epochs: int
+    keys: tuple[KeySpec, KeySpec, KeySpec]
+    history_size: int
+    strict: bool
+    class_names: tuple[str, ...] | None
+    display: Display
+    engine: CAMOptions
+
+    @property
+    def tag_prefix(self) -> str:
+        """The first part of every tag."""
+        return self.display.tag_prefix
+
+    @classmethod
+    def from_arguments(cls, **arguments: Any) -> CallbackOptions:
+        """Check the callback's keyword arguments (all of them, by name) and return them as options.
+
+        Raises:
+            TypeError: an option of the wrong type. ValueError: an option with a bad value.
+        """
+        methods = tuple(get_method(m).name for m in _names("method", arguments["method"]))
+        if not methods:
+            raise ValueError("`method` must name at least one method")
+        colormap_lut(arguments["colormap"], "cpu")  # raises with the valid names
+        normalization = check_normalization(arguments["mean"], arguments["std"])
+        names = check_class_names(arguments["class_names"])
+        scales = arguments["aug_scales"]
+        return cls(
+            layers=_names("layer", arguments["layer"]),
+            methods=methods,
+            num_samples=check_int("num_samples", arguments["num_samples"], minimum=1),
+            target=check_target(arguments["target"]),
+            every_n_epochs=check_int("every_n_epochs", arguments["every_n_epochs"], minimum=0),
+            keys=(
+                _key("input_key", arguments["input_key"]),
+                _key("label_key", arguments["label_key"]),
+                _key("mask_key", arguments["mask_key"]),
+            ),
+            history_size=check_int("history_size", arguments["history_size"], minimum=1),
+            strict=check_bool("strict", arguments["strict"]),
+            class_names=tuple(names) if names is not None else None,
+            display=Display(
+                tag_prefix=_tag_prefix(arguments["tag_prefix"]),
+                alpha=check_float("alpha", arguments["alpha"], low=0.0, high=1.0),
+                colormap=arguments["colormap"],
+                mean=normalization[0] if normalization else None,
+                std=normalization[1] if normalization else None,
+                image_format=check_choice("image_format", arguments["image_format"], IMAGE_FORMATS),
+                log_heatmaps=check_bool("log_heatmaps", arguments["log_heatmaps"]),
+                min_tile=check_int("min_display_size", arguments["min_display_size"], minimum=0),
+            ),
+            engine=CAMOptions(
+                reshape=arguments["reshape"],
+                eigen_smooth=arguments["eigen_smooth"],
+                aug_smooth=arguments["aug_smooth"],
+                aug_scales=DEFAULT_SCALES if scales is None else scales,
+                chunk_size=arguments["chunk_size"],
+            ),
+        )

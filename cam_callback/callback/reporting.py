@@ -1,0 +1,44 @@
+"""How the callback tells the user: a warning once per cause, and the skip-or-raise rule of ``strict``."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+
+__all__ = ["Reporter"]
+
+
+class Reporter:
+    """Warnings of one run of one callback, each said once, and its failures under ``strict``.
+
+    Args:
+        owner: the callback's class name, which starts every message.
+        strict: re-raise a validation's failure instead of warning and skipping it.
+    """
+
+    def __init__(self, owner: str, strict: bool) -> None:
+        self.owner = owner
+        self.strict = strict
+        self._said: set[str] = set()
+
+    def once(self, key: str, message: str) -> None:
+        """Warn ``message`` (a ``UserWarning``) unless a warning under ``key`` was given in this run."""
+        if key not in self._said:
+            self._said.add(key)
+            warnings.warn(f"{self.owner}: {message}", UserWarning, stacklevel=3)
+
+    def skip(self, error: Exception, what: str) -> None:
+        """Warn that ``what`` was skipped because of ``error`` (``RuntimeWarning``); re-raise it if strict."""
+        if self.strict:
+            raise error
+        message = f"{self.owner} skipped {what}: {type(error).__name__}: {error}"
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    def writer_failures(self, errors: Iterable[Exception], *, quiet: bool = False) -> None:
+        """Report what the background writer failed to write (``quiet``: warn even when strict)."""
+        for error in errors:
+            if quiet:
+                message = f"{self.owner} could not write: {type(error).__name__}: {error}"
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
+            else:
+                self.skip(error, "writing some maps of an earlier validation")

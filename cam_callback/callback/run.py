@@ -1,0 +1,64 @@
+"""What one ``fit``, ``validate`` or ``test`` run of a callback holds; ``setup`` starts a new one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..capture.engine import CAMEngine
+from .history import MapHistory
+from .loggers import RunOutput
+from .reporting import Reporter
+from .samples import DetectionBatch, FixedBatch
+from .tasks import task_of
+
+__all__ = ["RunState"]
+
+
+@dataclass
+class RunState:
+    """The per-run state of a callback: replaced whole when a run starts, restored from a checkpoint.
+
+    Attributes:
+        history: the maps of past validations, bounded (in the checkpoint).
+        reporter: this run's warnings, each said once.
+        output: where this run's output goes, and its writer.
+        batch: the fixed batch, once taken (in the checkpoint).
+        task: the task read from it (:data:`~cam_callback.callback.tasks.TASKS`).
+        engine: the engine for the model being explained, once made.
+        layers: the layers explained: as configured, or as the engine picked them (in the checkpoint).
+        reshape: the ``reshape`` the engine picked with the layer, when none was configured.
+        validated: whether a validation ran in this fit.
+        checked: whether this run's first maps were computed (:mod:`~cam_callback.callback.preflight`).
+    """
+
+    history: MapHistory
+    reporter: Reporter
+    output: RunOutput
+    batch: FixedBatch | None = None
+    task: str = "unlabelled"
+    engine: CAMEngine | None = None
+    layers: tuple[str, ...] = ()
+    reshape: str | None = None
+    validated: bool = False
+    checked: bool = False
+
+    def state_dict(self) -> dict[str, Any]:
+        """The fixed batch, the layers and reshape picked, the history: CPU tensors, str and ints only."""
+        return {
+            "batch": self.batch.state_dict() if self.batch is not None else None,
+            "layers": list(self.layers),
+            "auto_reshape": self.reshape,
+            "task": self.task if self.batch is not None else None,
+            "history": self.history.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`; the layers only when none were configured (they were picked)."""
+        batch = state.get("batch")
+        kind = DetectionBatch if state.get("task") == "detection" else FixedBatch
+        self.batch = kind.from_state_dict(batch) if batch is not None else None
+        self.task = task_of(self.batch) if self.batch is not None else self.task
+        if not self.layers and state.get("layers"):
+            self.layers, self.reshape = tuple(state["layers"]), state.get("auto_reshape")
+        self.history.load_state_dict(state.get("history", {}))

@@ -1,0 +1,86 @@
+"""One observation on a stand-in Trainer: the maps recorded, the images written, the numbers by hand."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from lit_models import DictData, loaders, make_module_class
+from pytorch_lightning.plugins.precision import Precision
+
+from cam_callback import GradCAMCallback, compute_cam
+from cam_callback.callback.history import MapHistory
+from cam_callback.callback.loggers import RunOutput
+from cam_callback.callback.observation import observe
+from cam_callback.callback.reporting import Reporter
+from cam_callback.callback.run import RunState
+from cam_callback.callback.trainer import LightningNamespace, TrainerLike
+
+TinyNet: Any = make_module_class(pl)
+NAMESPACE = LightningNamespace.of(pl.loggers, pl.strategies)
+ENERGY = "cam_drift/features.3/gradcam/energy_in_mask"
+
+
+def _trainer(root: Path, step: int, rank_zero: bool = True) -> TrainerLike:
+    train, val = loaders(dict_batches=True)
+    return cast(TrainerLike, types.SimpleNamespace(
+        precision_plugin=Precision(), is_global_zero=rank_zero, global_step=step, val_dataloaders=val,
+        train_dataloader=train, loggers=[], default_root_dir=str(root), fast_dev_run=False,
+    ))
+
+
+def _run(options: Any) -> RunState:
+    reporter = Reporter("Test", strict=False)
+    output = RunOutput(NAMESPACE, options.tag_prefix, reporter)
+    return RunState(MapHistory(options.history_size), reporter, output, layers=options.layers)
+
+
+def test_an_observation_records_writes_and_returns_the_numbers(tmp_path):
+    options = GradCAMCallback(layer="features.3", num_samples=4).options
+    run, model = _run(options), TinyNet()
+    with pytest.warns(UserWarning, match="no logger: writing the images as PNG files"):
+        first = observe(run, options, _trainer(tmp_path, 0), model, "val")
+    second = observe(run, options, _trainer(tmp_path, 6), model, "val")
+    run.output.close()
+    # The fixed batch: the first 4 validation samples; the target their labels.
+    batch = run.batch
+    assert batch is not None and batch.labels is not None and run.task == "classification"
+    data = DictData(8, 2)
+    assert torch.equal(batch.labels, torch.stack([data[i]["label"] for i in range(4)]))
+    model.eval()
+    maps = compute_cam(model, batch.inputs, "features.3", target=batch.labels)
+    mask = torch.zeros(16, 16)
+    mask[4:12, 4:12] = 1
+    energy = float(((maps * mask).sum(dim=(1, 2)) / maps.sum(dim=(1, 2))).mean())
+    assert set(first) == {ENERGY, "cam_drift/features.3/gradcam/pointing_game"}
+    assert first[ENERGY] == pytest.approx(energy, abs=1e-6)
+    # The same model again: nothing moved.
+    assert second["cam_drift/features.3/gradcam/change_prev"] == pytest.approx(0.0, abs=1e-6)
+    assert second["cam_drift/features.3/gradcam/shift_first"] == pytest.approx(0.0, abs=1e-4)
+    assert run.history.steps("features.3", "gradcam") == [0, 6]
+    folder = tmp_path / "cam_logs" / "version_0"
+    overlays = sorted(p.name for p in (folder / "cam" / "features.3" / "gradcam").iterdir())
+    assert overlays == ["step_00000000.png", "step_00000006.png"]
+    rows = (folder / "scalars.csv").read_text().splitlines()
+    assert rows[0] == "tag,step,value" and len(rows) == 1 + len(first) + len(second)
+
+
+def test_off_rank_zero_the_maps_are_computed_but_nothing_is_kept_or_sent(tmp_path):
+    options = GradCAMCallback(layer="features.3", num_samples=2).options
+    run = _run(options)
+    assert observe(run, options, _trainer(tmp_path, 0, rank_zero=False), TinyNet(), "val") == {}
+    assert run.batch is not None and run.history.recorded == 0
+    run.output.close()
+    assert not (tmp_path / "cam_logs").exists()
+
+
+def test_a_resumed_runs_check_draws_but_keeps_nothing(tmp_path):
+    options = GradCAMCallback(layer="features.3", num_samples=2).options
+    run = _run(options)
+    assert observe(run, options, _trainer(tmp_path, 0), TinyNet(), "val", keep=False) == {}
+    run.output.close()
+    assert run.history.recorded == 0 and not (tmp_path / "cam_logs").exists()

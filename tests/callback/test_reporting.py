@@ -1,0 +1,47 @@
+"""How the callback tells the user: each warning once per run, and the skip-or-raise rule of `strict`."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from cam_callback.callback.reporting import Reporter
+
+
+def test_a_warning_is_said_once_per_key():
+    reporter = Reporter("GradCAMCallback", strict=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reporter.once("few", "only 3 samples")
+        reporter.once("few", "only 3 samples")
+        reporter.once("no-val", "no validation data")
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (UserWarning, "GradCAMCallback: only 3 samples"),
+        (UserWarning, "GradCAMCallback: no validation data"),
+    ]
+
+
+def test_a_skipped_step_warns_unless_strict():
+    error = OSError("disk full")
+    with pytest.warns(RuntimeWarning, match=r"^Cam skipped the maps at step 4: OSError: disk full$"):
+        Reporter("Cam", strict=False).skip(error, "the maps at step 4")
+    with pytest.raises(OSError) as raised:
+        Reporter("Cam", strict=True).skip(error, "the maps at step 4")
+    assert raised.value is error
+
+
+def test_writer_failures_warn_or_raise_and_quietly_only_warn():
+    errors = [OSError("a"), OSError("b")]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Reporter("Cam", strict=False).writer_failures(errors)
+        Reporter("Cam", strict=True).writer_failures(errors, quiet=True)
+    assert [str(w.message) for w in caught] == [
+        "Cam skipped writing some maps of an earlier validation: OSError: a",
+        "Cam skipped writing some maps of an earlier validation: OSError: b",
+        "Cam could not write: OSError: a",
+        "Cam could not write: OSError: b",
+    ]
+    with pytest.raises(OSError, match="a"):
+        Reporter("Cam", strict=True).writer_failures(errors)
