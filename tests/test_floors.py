@@ -150,7 +150,8 @@ def test_importing_an_alias_loads_its_floor_and_not_the_demo():
 
 def test_importing_the_functional_core_imports_no_lightning_opencv_or_tensorboard():
     code = (
-        "import sys; import cam_callback; from cam_callback import compute_cam, CAMEngine, CAMOptions; "
+        "import sys; import cam_callback; "
+        "from cam_callback import compute_cam, CAMEngine, CAMConfigurationError, ScoreTarget; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'lightning', 'pytorch_lightning', 'cv2', 'tensorboard', 'torchvision'}))"
     )
@@ -165,3 +166,32 @@ def test_no_method_kind_is_compared_as_a_string():
         tree = ast.parse(path.read_text())
         names = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
         assert "kind" not in names, f"{path.relative_to(PACKAGE)} reads a `.kind` attribute"
+
+
+TESTS = PACKAGE.parent / "tests"
+# Modules whose tests sit in one file with their twin's, and why.
+SHARED_TEST_FILES = {
+    "callback/pl.py": "callback/test_namespaces.py",  # one parametrised file runs both shells
+    "callback/lightning.py": "callback/test_namespaces.py",
+}
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_every_module_has_its_test_file(path: Path):
+    """Tests mirror the package: ``<floor>/<m>.py`` is tested by ``tests/<floor>/test_<m>.py``."""
+    relative = path.relative_to(PACKAGE)
+    if relative.name == "__init__.py":
+        return
+    expected = SHARED_TEST_FILES.get(str(relative), f"{relative.parent}/test_{relative.name}")
+    assert (TESTS / expected).is_file(), f"{relative} has no {expected}"
+
+
+def test_the_public_names_are_few_and_importable_from_the_top_level():
+    import cam_callback
+
+    assert sorted(cam_callback.__all__) == [
+        "CAMConfigurationError", "CAMEngine", "CAMResult", "GradCAMCallback", "ScoreTarget", "compute_cam",
+        "method_names",
+    ]
+    for name in cam_callback.__all__:
+        assert getattr(cam_callback, name) is not None

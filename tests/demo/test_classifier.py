@@ -66,7 +66,7 @@ def test_forward_unwraps_auxiliary_outputs():
     assert isinstance(logits, torch.Tensor) and logits.shape == (2, 3)
 
 
-def test_split_batch_reads_dicts_and_tuples():
+def test_images_and_labels_reads_dicts_and_tuples():
     x, y = torch.zeros(2, 3, 4, 4), torch.tensor([0, 1])
     for batch in ({"image": x, "label": y, "mask": torch.zeros(2, 4, 4)}, (x, y), [x, y, "extra"]):
         got_x, got_y = images_and_labels(batch)

@@ -16,7 +16,8 @@ from events import read_events
 from lightning_fabric.utilities.data import AttributeDict
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from cam_callback import CAMOptions, GradCAMCallback
+from cam_callback import GradCAMCallback
+from cam_callback.core.options import CAMOptions
 from cam_callback.demo import ImageFolderDataModule, ShapesDataModule, ShapesDataset
 from cam_callback.demo.classifier import ImageClassifier
 from cam_callback.demo.cli import main
@@ -72,14 +73,17 @@ def test_every_config_parses_and_builds_its_parts(config, tmp_path):
     assert isinstance(cli.model, ImageClassifier)
     callbacks = [c for c in cast(Any, cli.trainer).callbacks if isinstance(c, GradCAMCallback)]
     assert len(callbacks) == 1
-    assert callbacks[0].methods == ["gradcam", "gradcam++"]
+    options = callbacks[0].options
+    assert options.methods == ("gradcam", "gradcam++")
     if config.name == "imagefolder.yaml":
         assert isinstance(cli.datamodule, ImageFolderDataModule)
-        assert callbacks[0].mean == list(cli.datamodule.mean)  # display undoes the data's own normalisation
+        # display undoes the data's own normalisation
+        assert options.display.mean == tuple(cli.datamodule.mean)
     else:
         assert isinstance(cli.datamodule, ShapesDataModule)
         assert cast(AttributeDict, cli.datamodule.hparams).shortcut == (config.name == "shortcut.yaml")
-        assert callbacks[0].mean == list(cli.datamodule.mean) and callbacks[0].std == list(cli.datamodule.std)
+        assert options.display.mean == tuple(cli.datamodule.mean)
+        assert options.display.std == tuple(cli.datamodule.std)
         assert cast(AttributeDict, cli.model.hparams).arch == "tinycnn"
 
 
@@ -119,20 +123,21 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
     callback = next(
         c for c in cast(Any, main(args, run=False).trainer).callbacks if isinstance(c, GradCAMCallback)
     )
-    assert callback.layers == ["model.features.4"]
-    assert callback.methods == ["layercam", "eigencam"]
-    assert (callback.num_samples, callback.target, callback.every_n_epochs) == (3, "predicted", 2)
-    assert (callback.alpha, callback.colormap, callback.keys) == (0.25, "turbo", ("image", "label", "mask"))
-    assert (callback.mean, callback.std) == ([0.4] * 3, [0.2] * 3)
-    assert (callback.display.log_heatmaps, callback.history.max_side, callback.tag_prefix) == (
-        False, 16, "attention"
-    )
-    assert (callback.strict, callback.display.image_format) == (True, "png")
-    assert callback.options == CAMOptions(
+    options = callback.options
+    assert callback.layers == ["model.features.4"] and options.layers == ("model.features.4",)
+    assert options.methods == ("layercam", "eigencam")
+    assert (options.num_samples, options.target, options.every_n_epochs) == (3, "predicted", 2)
+    display = options.display
+    assert (display.alpha, display.colormap, options.keys) == (0.25, "turbo", ("image", "label", "mask"))
+    assert (display.mean, display.std) == ((0.4,) * 3, (0.2,) * 3)
+    assert (display.log_heatmaps, callback.history.max_side, options.tag_prefix) == (False, 16, "attention")
+    assert (options.history_size, display.tag_prefix) == (16, "attention")
+    assert (options.strict, display.image_format) == (True, "png")
+    assert options.engine == CAMOptions(
         reshape="tokens", eigen_smooth=True, aug_smooth=True, aug_scales=(1.0, 0.8), chunk_size=8
     )
-    assert callback.class_names == ["a", "b", "c", "d"]
-    assert callback.display.min_tile == 96
+    assert options.class_names == ("a", "b", "c", "d")
+    assert display.min_tile == 96
 
 
 def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 from typing import cast
 
@@ -15,7 +16,14 @@ from cam_callback.demo import (
     ShapesDataModule,
     ShapesDataset,
 )
-from cam_callback.demo.datamodules import _Transformed
+from cam_callback.demo.datamodules import fitting_workers
+
+
+def _indices(dataset: object) -> list[int]:
+    """The image folder's samples a split holds (its public ``indices``)."""
+    indices = getattr(dataset, "indices", None)
+    assert isinstance(indices, list) and all(isinstance(i, int) for i in indices)
+    return indices
 
 
 def _instantiate(parser: ArgumentParser, cfg):
@@ -122,9 +130,9 @@ def test_imagefolder_attributes_before_setup(image_root):
 def test_imagefolder_split_and_batches(image_root):
     dm = ImageFolderDataModule(str(image_root), image_size=16, batch_size=4, val_fraction=0.2)
     dm.setup("fit")
-    assert isinstance(dm.train_dataset, _Transformed) and isinstance(dm.val_dataset, _Transformed)
-    assert len(dm.train_dataset) == 12 and len(dm.val_dataset) == 3
-    assert set(dm.train_dataset.indices).isdisjoint(dm.val_dataset.indices)
+    train, val = _indices(dm.train_dataset), _indices(dm.val_dataset)
+    assert len(train) == 12 and len(val) == 3
+    assert set(train).isdisjoint(val) and set(train) | set(val) == set(range(15))
     images, labels = next(iter(dm.train_dataloader()))
     assert images.shape == (4, 3, 16, 16) and images.dtype == torch.float32
     assert labels.dtype == torch.int64
@@ -140,10 +148,8 @@ def test_imagefolder_split_is_reproducible(image_root):
     c = ImageFolderDataModule(str(image_root), seed=5)
     for dm in (a, b, c):
         dm.setup()
-    assert isinstance(a.val_dataset, _Transformed) and isinstance(b.val_dataset, _Transformed)
-    assert isinstance(c.val_dataset, _Transformed)
-    assert a.val_dataset.indices == b.val_dataset.indices
-    assert a.val_dataset.indices != c.val_dataset.indices
+    assert _indices(a.val_dataset) == _indices(b.val_dataset)
+    assert _indices(a.val_dataset) != _indices(c.val_dataset)
 
 
 def test_imagefolder_normalises_with_its_mean_and_std(tmp_path):
@@ -163,8 +169,8 @@ def test_imagefolder_with_val_dir(tmp_path, image_root):
     val_root = _write_folder(tmp_path / "val", ["cat", "dog", "owl"], per_class=2, seed=1)
     dm = ImageFolderDataModule(str(image_root), val_dir=str(val_root), image_size=16, augment=False)
     dm.setup()
-    assert isinstance(dm.train_dataset, _Transformed) and isinstance(dm.val_dataset, _Transformed)
-    assert len(dm.train_dataset) == 15 and len(dm.val_dataset) == 6
+    assert len(_indices(dm.train_dataset)) == 15 and len(_indices(dm.val_dataset)) == 6
+    assert dm.train_dataset is not None
     first, _ = dm.train_dataset[0]
     assert torch.equal(first, dm.train_dataset[0][0])  # no augmentation
 
@@ -201,3 +207,35 @@ def test_imagefolder_builds_from_parsed_arguments(image_root):
     )
     dm = _instantiate(parser, cfg).data
     assert dm.num_classes == 3 and dm.mean == (0.1, 0.2, 0.3)
+
+
+# ---------------------------------------------------------------- loader workers
+
+
+@pytest.mark.parametrize(("cores", "expected"), [(1, 0), (2, 1), (3, 2), (5, 4), (16, 4)])
+def test_fitting_workers_leave_one_core_free_and_stop_at_four(monkeypatch, cores, expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    assert fitting_workers() == expected
+
+
+@pytest.mark.parametrize(("cores", "expected"), [(None, 0), (1, 0), (3, 2), (8, 4)])
+def test_without_an_affinity_call_the_core_count_is_used(monkeypatch, cores, expected):
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)  # None: unknown, taken as one core
+    assert fitting_workers() == expected
+
+
+@pytest.mark.parametrize(("cores", "expected"), [(1, 0), (3, 2), (12, 4)])
+def test_none_fits_the_workers_to_the_machine(image_root, monkeypatch, cores, expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    assert ImageFolderDataModule(str(image_root), num_workers=None).num_workers == expected
+    assert ImageFolderDataModule(str(image_root), num_workers=3).num_workers == 3  # a number is kept
+    assert ImageFolderDataModule(str(image_root)).num_workers == 0  # the default
+
+
+def test_negative_or_non_integer_workers_are_refused(image_root):
+    message = r"`num_workers` must be >= 0 \(or None to fit the machine\), got -1"
+    with pytest.raises(ValueError, match=message):
+        ImageFolderDataModule(str(image_root), num_workers=-1)
+    with pytest.raises(TypeError, match="`num_workers` must be an int or None, got float"):
+        ImageFolderDataModule(str(image_root), num_workers=2.0)  # type: ignore[arg-type]

@@ -50,7 +50,7 @@ def test_task_config_trains_and_logs_its_maps(config, tmp_path):
     skipped = [str(w.message) for w in caught if "skipped" in str(w.message)]
     assert skipped == []  # no validation's maps were skipped
     callback = next(c for c in cast(Any, cli.trainer).callbacks if isinstance(c, GradCAMCallback))
-    assert type(callback.target) is target_class
+    assert type(callback.options.target) is target_class
     assert isinstance(cli.trainer.logger, TensorBoardLogger)
     events = read_events(cli.trainer.logger.log_dir)
     # Lightning's own metric of the validation (torchvision's detector gives no loss in eval: its box count)
@@ -80,7 +80,7 @@ def test_a_reshape_object_is_built_from_the_command_line(tmp_path):
     ]
     trainer = cast(Any, main(args, run=False).trainer)
     callback = next(c for c in trainer.callbacks if isinstance(c, GradCAMCallback))
-    assert callback.options.reshape_fn == TokenGrid((4, 4), True, 5)
+    assert callback.options.engine.reshape_fn == TokenGrid((4, 4), True, 5)
 
 
 def test_a_target_object_with_arguments_from_the_command_line(tmp_path):
@@ -91,9 +91,10 @@ def test_a_target_object_with_arguments_from_the_command_line(tmp_path):
     ]
     trainer = cast(Any, main(args, run=False).trainer)
     callback = next(c for c in trainer.callbacks if isinstance(c, GradCAMCallback))
-    assert isinstance(callback.target, DetectionTarget)
+    target = callback.options.target
+    assert isinstance(target, DetectionTarget)
     # the config's own init_args (match: box) are kept, the given one is added
-    assert (callback.target.class_index, callback.target.match) == (2, "box")
+    assert (target.class_index, target.match) == (2, "box")
 
 
 @pytest.mark.parametrize("name", ["detection.yaml", "multilabel.yaml", "regression.yaml"])

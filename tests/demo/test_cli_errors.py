@@ -1,24 +1,13 @@
-"""The command line as a person meets it: short errors, nothing left behind when refused, where a run went."""
+"""Refused command lines as a person meets them: the own message first and short, nothing left behind."""
 
 from __future__ import annotations
-
-import types
-from pathlib import Path
 
 import pytest
 
 from cam_callback.demo.cli import main
-from cam_callback.demo.cli_errors import FULL_ERRORS, own_message
-from cam_callback.demo.cli_report import run_report
+from cam_callback.demo.cli_errors import FULL_ERRORS, explain, own_message
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO = str(ROOT / "configs" / "demo.yaml")
-TINY = [
-    "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-    "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-    "--trainer.callbacks.init_args.num_samples=2", "--data.init_args.num_train=16",
-    "--data.init_args.num_val=8", "--data.init_args.image_size=32", "--data.init_args.batch_size=8",
-]
+from .cli_helpers import DEMO, TINY
 
 
 @pytest.mark.parametrize(
@@ -56,6 +45,28 @@ def test_own_message_finds_the_backticked_line_only():
     assert own_message("unrecognized arguments: --x") is None
 
 
+PARSER_REPORT = (
+    "Parser key \"trainer.callbacks\":\n  Does not validate against any of the Union subtypes\nErrors:\n"
+    "  - `alpha` must be in [0, 1], got 2\n  - Not a valid subclass of Callback"
+)
+
+
+def test_explain_shows_the_own_line_and_a_hint(monkeypatch):
+    monkeypatch.delenv(FULL_ERRORS, raising=False)
+    assert explain(ValueError(PARSER_REPORT)) == (
+        "error: `alpha` must be in [0, 1], got 2\n"
+        "(set CAM_CALLBACK_FULL_ERRORS=1 to see the parser's full report)"
+    )
+
+
+def test_explain_shows_everything_on_request_or_without_an_own_line(monkeypatch):
+    monkeypatch.setenv(FULL_ERRORS, "1")
+    assert explain(ValueError(PARSER_REPORT)) == f"error: {PARSER_REPORT}"
+    monkeypatch.setenv(FULL_ERRORS, "")  # empty: not a request
+    assert explain(ValueError(PARSER_REPORT)).startswith("error: `alpha` must be in [0, 1], got 2\n(set ")
+    assert explain(TypeError("unrecognized arguments: --x")) == "error: unrecognized arguments: --x"
+
+
 def test_a_misspelled_layer_is_refused_before_any_log_folder_exists(tmp_path):
     args = ["fit", "--config", DEMO, f"--trainer.logger.init_args.save_dir={tmp_path}",
             "--trainer.callbacks.init_args.layer=model.featurez.7"]
@@ -63,20 +74,3 @@ def test_a_misspelled_layer_is_refused_before_any_log_folder_exists(tmp_path):
         main(args + TINY)
     assert "closest: 'model.features.7'" in str(refused.value.code)
     assert not any(tmp_path.iterdir())
-
-
-def test_a_fit_says_where_it_went(tmp_path, capsys):
-    cli = main(["fit", "--config", DEMO, f"--trainer.logger.init_args.save_dir={tmp_path}"] + TINY)
-    out = capsys.readouterr().out.splitlines()
-    logger = cli.trainer.logger
-    assert logger is not None and logger.log_dir is not None
-    folder = Path(logger.log_dir)
-    assert f"run folder: {folder}" in out
-    summaries = sorted(str(p) for p in folder.glob("cam_summary_*.png"))
-    assert len(summaries) == 4  # 2 layers x 2 methods
-    assert [line[len("summary: "):] for line in out if line.startswith("summary: ")] == summaries
-    assert f"view it: tensorboard --logdir {folder.parent} --samples_per_plugin images=1000" in out
-
-
-def test_the_report_is_rank_zeros_alone():
-    assert run_report(types.SimpleNamespace(is_global_zero=False, loggers=[])) is None
