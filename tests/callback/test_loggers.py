@@ -183,6 +183,9 @@ def test_wandb_offline_gets_images_with_captions_and_numbers(tmp_path, cwd, monk
         monkeypatch.setenv(variable, str(tmp_path / "wandb-home"))
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    # W&B 0.16 takes a save_dir that does not exist yet for unwritable: it runs in the system's temporary
+    # folder instead and says so in ./wandb/debug-internal.log, in the working directory.
+    (tmp_path / "wb").mkdir()
     logger = WandbLogger(project="cam", save_dir=str(tmp_path / "wb"), offline=True)
     try:
         trainer = _fit(tmp_path, logger)
