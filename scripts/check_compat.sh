@@ -23,10 +23,11 @@
 # on PATH).
 #
 # Cost: the first build of each environment downloads torch with its CUDA libraries from the package index
-# (about 3 GB each, 5 and 6 GB on disk) and took 4 to 6 minutes each here; each test run takes as long as
-# the suite (4 to 8 minutes on 2 cores). A rerun reuses an environment whose inputs (interpreter,
-# pyproject.toml, the pins, this checkout's path) are unchanged and only runs the tests; a changed input
-# re-runs pip, which installs only what is missing. Not for CI: CI keeps the pinned Python 3.11 environment.
+# (up to about 3 GB each; 5.1 and 6.1 GB on disk) and took a little over 2 minutes each here on a fast
+# link; each test run takes as long as the suite (about 1.5 to 2 minutes on 2 idle cores, more when they are
+# shared). A rerun reuses an environment whose inputs (interpreter, pyproject.toml, the pins, this
+# checkout's path) are unchanged and only runs the tests; a changed input re-runs pip, which installs only
+# what is missing. Not for CI: CI keeps the pinned Python 3.11 environment.
 #
 # Exit status: 0 when every environment installed and its suite passed, 1 when one did not, 2 on a usage
 # error or when another run holds the folder.
@@ -97,7 +98,8 @@ split_args() {  # the --pytest-args string as words, one per line, quoted as a s
 
 PYTEST_WORDS=()
 if [[ -n $PYTEST_ARGS ]]; then
-    words=$(split_args "$HELPER_PY" "$PYTEST_ARGS" 2>/dev/null) || die "cannot split --pytest-args '$PYTEST_ARGS'"
+    words=$(split_args "$HELPER_PY" "$PYTEST_ARGS" 2>/dev/null) \
+        || die "cannot split --pytest-args '$PYTEST_ARGS'"
     mapfile -t PYTEST_WORDS <<< "$words"
 fi
 
