@@ -33,6 +33,9 @@
 # error or when another run holds the folder.
 set -uo pipefail
 
+# Everything below is one block that bash reads whole before running it, so editing this file or checking out
+# another commit during a run cannot change the run.
+{
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 COMPAT_DIR=${CAM_COMPAT_DIR:-$HOME/.cache/cam_callback-compat}
 PINS=scripts/compat/lowest.txt
@@ -219,3 +222,4 @@ rc=$?
 sed -n '/^| environment/,/^$/p' "$REPORT"
 echo "report: $REPORT"
 exit "$rc"
+}
