@@ -49,6 +49,13 @@ def history(run_dir: Path) -> list[dict]:
         record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]
         record.ParseFromString(payload)
         if record.WhichOneof("record_type") == "history":
-            items = record.history.item
-            rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items})
+            row = {}
+            for item in record.history.item:
+                key, value = item.key or "/".join(item.nested_key), json.loads(item.value_json)
+                if isinstance(value, dict) and "_type" in value:
+                    # A media item: W&B 0.16 writes it as one dict, later releases each field under key/field.
+                    row.update({f"{key}/{field}": part for field, part in value.items()})
+                else:
+                    row[key] = value
+            rows.append(row)
     return rows

@@ -1,4 +1,4 @@
-"""The error of a setting that cannot work, whichever way it came in, and where this package's warnings point."""
+"""The error of a setting that cannot work, however it came in, and where this package's warnings point."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import csv
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import pytorch_lightning as pl
@@ -183,6 +184,9 @@ def test_wandb_offline_gets_images_with_captions_and_numbers(tmp_path, cwd, monk
         monkeypatch.setenv(variable, str(tmp_path / "wandb-home"))
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    # W&B 0.16 takes a save_dir that does not exist yet for unwritable: it runs in the system's temporary
+    # folder instead and says so in ./wandb/debug-internal.log, in the working directory.
+    (tmp_path / "wb").mkdir()
     logger = WandbLogger(project="cam", save_dir=str(tmp_path / "wb"), offline=True)
     try:
         trainer = _fit(tmp_path, logger)
@@ -209,6 +213,18 @@ def test_wandb_offline_gets_images_with_captions_and_numbers(tmp_path, cwd, monk
     assert {p.name for p in (tmp_path / "wb").iterdir()} == {"wandb"}  # nothing beside W&B's own folder
 
 
+def _mlflow_images(names: list[str], tag: str) -> list[tuple[int, str]]:
+    """(step, artifact path) of each full-size PNG MLflow made for ``tag``, from MLflow's own file names:
+    ``images/<tag, / as ~>+step+<step>+timestamp+...png`` (MLflow 2.12: ``/`` as ``#``, ``%`` between fields).
+    """
+    found = []
+    for slash, split in (("~", "+"), ("#", "%")):
+        prefix = f"images/{tag.replace('/', slash)}{split}step{split}"
+        pngs = [n for n in names if n.startswith(prefix) and n.endswith(".png")]
+        found += [(int(n[len(prefix) :].split(split)[0]), n) for n in pngs]
+    return found
+
+
 def test_mlflow_on_sqlite_gets_image_artifacts_and_run_metrics(tmp_path, cwd):
     pytest.importorskip("mlflow")
     from mlflow import MlflowClient
@@ -217,6 +233,10 @@ def test_mlflow_on_sqlite_gets_image_artifacts_and_run_metrics(tmp_path, cwd):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     artifacts = str(tmp_path / "artifacts")
     logger = MLFlowLogger(experiment_name="cam", tracking_uri=uri, artifact_location=artifacts)
+    # MLflow 2.12 makes its default artifact root, an empty ./mlruns, whenever it opens a SQL store (as the
+    # logger's client just did); 3.18 does not. That folder is MLflow's, made before the run: it stays empty.
+    made_by_mlflow = sorted(p.name for p in cwd.iterdir())
+    assert made_by_mlflow in ([], ["mlruns"])
     trainer = _fit(tmp_path, logger)
     assert logger.run_id is not None
     client = MlflowClient(tracking_uri=uri)
@@ -226,18 +246,22 @@ def test_mlflow_on_sqlite_gets_image_artifacts_and_run_metrics(tmp_path, cwd):
     assert [m.step for m in energy] == val_steps
     assert energy[-1].value == pytest.approx(float(trainer.callback_metrics[ENERGY]), abs=1e-6)
     names = [a.path for a in client.list_artifacts(logger.run_id, "images")]
-    overlay = "images/cam~features.3~gradcam+step+"  # MLflow's own naming: tag (/ as ~), step, time
-    overlays = sorted(n for n in names if n.startswith(overlay) and n.endswith(".png"))
-    assert sorted(int(n.split("+")[2]) for n in overlays) == [0, *val_steps]  # the step-0 frame too
-    assert any(n.startswith("images/cam_summary~features.3~gradcam+step+") for n in names)
-    path = client.download_artifacts(logger.run_id, overlays[1], str(tmp_path / "download"))
+    overlays = _mlflow_images(names, "cam/features.3/gradcam")
+    assert sorted(step for step, _ in overlays) == [0, *val_steps]  # the step-0 frame too
+    assert len(_mlflow_images(names, "cam_summary/features.3/gradcam")) == 1
+    last = next(name for step, name in overlays if step == val_steps[-1])
+    # Read from the run's (local) artifact store: MLflow 2.12 cannot download its own %-named images.
+    run_artifacts = Path(urlparse(client.get_run(logger.run_id).info.artifact_uri).path)
+    assert run_artifacts.is_relative_to(tmp_path / "artifacts")
     import cv2
 
-    pixels = cv2.imread(path)
+    pixels = cv2.imread(str(run_artifacts / last))
     assert pixels is not None
     assert pixels.shape == (132, 262, 3)  # two 16-pixel tiles shown at 128 px side by side, 2 px padding
     assert {p.name for p in tmp_path.iterdir()} <= {"mlflow.db", "artifacts", "download", "cwd", "root"}
     assert not (tmp_path / "root").exists()
+    for name in made_by_mlflow:
+        (cwd / name).rmdir()  # only if still empty
     assert torch.is_tensor(trainer.callback_metrics[ENERGY])
 
 

@@ -83,7 +83,7 @@ class Conv(nn.Module):
 
 
 def test_warnings_raised_deep_in_the_package_point_at_the_users_line():
-    # compute_cam -> CAMEngine.__call__ -> _pick_layer -> warnings.warn: three frames of ours, one of the test.
+    # compute_cam -> CAMEngine.__call__ -> _pick_layer -> warnings.warn: three frames of ours, then the test.
     with pytest.warns(UserWarning, match="no `layer` given; explaining 'conv'") as caught:
         line = sys._getframe().f_lineno + 1
         compute_cam(Conv(), torch.rand(2, 3, 8, 8))
