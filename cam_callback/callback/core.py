@@ -22,8 +22,8 @@ from ..core.targets import ScoreTarget
 from ..core.tokens import LayerReshape
 from .history import MapHistory
 from .loggers import RunOutput
-from .metrics import log_numbers
-from .observation import observe
+from .metrics import log_numbers, log_to_loggers
+from .observation import focus_metrics, observe
 from .options import CallbackOptions
 from .preflight import check_first_maps
 from .publishing import summary_records
@@ -168,6 +168,9 @@ class CAMCallbackCore(CallbackHooks):
             self._run.reporter.once("no-val", _NO_VALIDATION)
         keep = self._run.history.recorded == 0
         self._check_first(trainer, pl_module, source, "when training starts", keep=keep)
+        if keep:  # the untrained model's focus: the baseline the later ones are read against
+            focus = focus_metrics(self.options, self._run.focus)
+            log_to_loggers(trainer, focus, logging_step(trainer, source))
 
     @override
     def on_validation_epoch_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:

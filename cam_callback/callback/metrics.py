@@ -13,7 +13,7 @@ from typing import Any
 
 from .trainer import TrainerLike
 
-__all__ = ["log_numbers"]
+__all__ = ["log_numbers", "log_to_loggers"]
 
 
 def log_numbers(trainer: TrainerLike, pl_module: Any, numbers: Mapping[str, float]) -> None:
@@ -34,3 +34,14 @@ def log_numbers(trainer: TrainerLike, pl_module: Any, numbers: Mapping[str, floa
             name, float(value), on_step=False, on_epoch=True, prog_bar=False, batch_size=1,
             sync_dist=True, reduce_fx="max",
         )
+
+
+def log_to_loggers(trainer: TrainerLike, numbers: Mapping[str, float], step: int) -> None:
+    """Write ``numbers`` at ``step`` straight to every logger (global rank 0; none are Lightning metrics).
+
+    For the step-0 frame, made in ``on_train_start``, where Lightning takes no epoch-level metrics.
+    """
+    if not trainer.is_global_zero or not numbers:
+        return
+    for logger in trainer.loggers:
+        logger.log_metrics(dict(numbers), step)

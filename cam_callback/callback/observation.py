@@ -13,6 +13,8 @@ from functools import partial
 from torch import Tensor, nn
 
 from ..capture.engine import CAMEngine
+from ..core.drift import shrink_maps
+from ..core.focus import focus_numbers
 from .captions import captions_for
 from .classnames import find_class_names
 from .options import CallbackOptions
@@ -22,11 +24,16 @@ from .samples import FixedBatch, first_dataloader, module_device, take_fixed_bat
 from .tasks import check_labels, default_target, explained_boxes, task_of
 from .trainer import TrainerLike, logging_step
 
-__all__ = ["observe"]
+__all__ = ["focus_metrics", "observe"]
 
 
 def observe(
-    run: RunState, options: CallbackOptions, trainer: TrainerLike, pl_module: nn.Module, source: str, *,
+    run: RunState,
+    options: CallbackOptions,
+    trainer: TrainerLike,
+    pl_module: nn.Module,
+    source: str,
+    *,
     keep: bool = True,
 ) -> dict[str, float]:
     """Explain the run's fixed batch, record the maps and hand the images over; return the numbers.
@@ -64,6 +71,8 @@ def observe(
     if not keep:  # drawn all the same: a display option that cannot work fails here too
         return {}
     numbers = _record(run, options, maps, step, batch.masks)
+    run.focus = _focus(run, maps, batch.labels)
+    numbers.update(focus_metrics(options, run.focus))
     run.output.images(trainer, records)
     run.output.numbers(trainer, numbers, step)
     return numbers
@@ -77,6 +86,25 @@ def _record(
         options.display.number(key, name): value
         for key, pair in maps.items()
         for name, value in run.history.record(*key, pair, step, masks).items()
+    }
+
+
+def _focus(
+    run: RunState, maps: dict[MapKey, Tensor], labels: Tensor | None
+) -> dict[MapKey, dict[str, float]]:
+    """Every pair's focus numbers (:mod:`~cam_callback.core.focus`), on maps of the history's size."""
+    return {
+        key: focus_numbers(shrink_maps(pair.float(), run.history.max_side), labels)
+        for key, pair in maps.items()
+    }
+
+
+def focus_metrics(options: CallbackOptions, focus: dict[MapKey, dict[str, float]]) -> dict[str, float]:
+    """The focus numbers by metric name, ``<prefix>_focus/<layer>/<method>/<name>``."""
+    return {
+        options.display.number(key, name, "_focus"): value
+        for key, numbers in focus.items()
+        for name, value in numbers.items()
     }
 
 

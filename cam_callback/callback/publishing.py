@@ -55,9 +55,12 @@ class Display:
         """
         return f"{self.tag_prefix}{kind}/{key[0]}/{key[1]}"
 
-    def number(self, key: MapKey, name: str) -> str:
-        """The metric name ``<prefix>_drift/<layer>/<method>/<name>`` of one of the pair's numbers."""
-        return f"{self.tag('_drift', key)}/{name}"
+    def number(self, key: MapKey, name: str, kind: str = "_drift") -> str:
+        """The metric name ``<prefix><kind>/<layer>/<method>/<name>`` of one of the pair's numbers.
+
+        ``kind`` is ``"_drift"`` (drift and mask scores) or ``"_focus"`` (the mask-free focus numbers).
+        """
+        return f"{self.tag(kind, key)}/{name}"
 
 
 def validation_records(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..capture.engine import CAMEngine
@@ -30,6 +30,7 @@ class RunState:
         reshape: the ``reshape`` the engine picked with the layer, when none was configured.
         validated: whether a validation ran in this fit.
         checked: whether this run's first maps were computed (:mod:`~cam_callback.callback.preflight`).
+        focus: the latest focus numbers by (layer, method) and name (global rank 0 only).
     """
 
     history: MapHistory
@@ -42,6 +43,7 @@ class RunState:
     reshape: str | None = None
     validated: bool = False
     checked: bool = False
+    focus: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         """The fixed batch, the layers and reshape picked, the history: CPU tensors, str and ints only."""

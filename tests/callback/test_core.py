@@ -154,6 +154,10 @@ def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
         assert energy == val_steps
         change = [e.step for e in events.Scalars(f"cam_drift/features.3/{method}/change_prev")]
         assert change == val_steps
+        # The focus numbers beside them, and the step-0 frame's too (written to the logger directly).
+        for name in ("concentration", "border_share", "consistency"):
+            focus = [e.step for e in events.Scalars(f"cam_focus/features.3/{method}/{name}")]
+            assert focus == expected_steps
     assert not any("epoch" in tag for tag in images)
     summary = events.Images("cam_summary/features.3/gradcam")
     assert len(summary) == 1

@@ -48,6 +48,8 @@ def test_numbers_are_callback_and_logged_metrics_with_the_value_worked_out_by_ha
     model, trainer = _fit(tmp_path, [recorder], cam=True)
     assert ENERGY in trainer.callback_metrics and ENERGY in trainer.logged_metrics
     assert "cam_drift/features.3/gradcam/change_prev" in trainer.callback_metrics  # from the 2nd validation
+    for name in ("concentration", "border_share", "consistency"):
+        assert f"cam_focus/features.3/gradcam/{name}" in trainer.callback_metrics
     # The last validation saw the final weights; the fixed batch is the first 4 validation samples.
     batch = trainer.callbacks[0].fixed_batch
     labels = torch.stack([DictData(8, 2)[i]["label"] for i in range(4)])

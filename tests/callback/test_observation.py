@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import types
 from pathlib import Path
 from typing import Any, cast
@@ -56,8 +57,27 @@ def test_an_observation_records_writes_and_returns_the_numbers(tmp_path):
     mask = torch.zeros(16, 16)
     mask[4:12, 4:12] = 1
     energy = float(((maps * mask).sum(dim=(1, 2)) / maps.sum(dim=(1, 2))).mean())
-    assert set(first) == {ENERGY, "cam_drift/features.3/gradcam/pointing_game"}
+    focus = {f"cam_focus/features.3/gradcam/{n}" for n in ("concentration", "border_share", "consistency")}
+    assert set(first) == {ENERGY, "cam_drift/features.3/gradcam/pointing_game"} | focus
     assert first[ENERGY] == pytest.approx(energy, abs=1e-6)
+    # The focus numbers of the 16 x 16 maps (kept at that size), worked out here in a few lines.
+    p = maps.flatten(1) / maps.flatten(1).sum(dim=1, keepdim=True)
+    peaked = 1 - (-(p * torch.log(p.clamp(min=1e-30))).sum(dim=1) / math.log(256))
+    band = torch.ones(16, 16)
+    band[2:14, 2:14] = 0  # round(0.1 * 16) = 2 pixels from each edge
+    border = (maps * band).sum(dim=(1, 2)) / maps.sum(dim=(1, 2)) / (band.mean())
+    alike = []
+    for i in range(4):
+        same = batch.labels == batch.labels[i]
+        if int(same.sum()) < 2:  # a class of one sample does not count
+            continue
+        mean = maps[same].mean(dim=0).flatten()
+        alike.append(torch.nn.functional.cosine_similarity(maps[i].flatten(), mean, dim=0))
+    focus_of = "cam_focus/features.3/gradcam/{}".format
+    assert first[focus_of("concentration")] == pytest.approx(float(peaked.mean()), abs=1e-5)
+    assert first[focus_of("border_share")] == pytest.approx(float(border.mean()), abs=1e-5)
+    assert first[focus_of("consistency")] == pytest.approx(float(torch.stack(alike).mean()), abs=1e-5)
+    assert run.focus["features.3", "gradcam"]["border_share"] == pytest.approx(float(border.mean()), abs=1e-5)
     # The same model again: nothing moved.
     assert second["cam_drift/features.3/gradcam/change_prev"] == pytest.approx(0.0, abs=1e-6)
     assert second["cam_drift/features.3/gradcam/shift_first"] == pytest.approx(0.0, abs=1e-4)
