@@ -11,22 +11,23 @@ The floors, each importing only from those below it:
 
 The top level is small: the functional core (``compute_cam``, ``CAMEngine`` and its ``CAMResult``,
 ``method_names``), which needs only torch; ``ScoreTarget`` (more target objects in
-:mod:`cam_callback.targets`); ``CAMConfigurationError``; and ``GradCAMCallback`` (the ``pytorch_lightning``
-flavour, imported on first use; for the unified ``lightning`` package use
-``cam_callback.lightning.GradCAMCallback``).
+:mod:`cam_callback.targets`); ``CAMConfigurationError``; ``AttentionWarning`` (the callback's alarm);
+and ``GradCAMCallback`` (the ``pytorch_lightning`` flavour, imported on first use; for the unified
+``lightning`` package use ``cam_callback.lightning.GradCAMCallback``).
 """
 
 from typing import TYPE_CHECKING, Any
 
 from .capture.engine import CAMEngine, CAMResult, compute_cam
 from .capture.registry import method_names
-from .core.errors import CAMConfigurationError
+from .core.errors import AttentionWarning, CAMConfigurationError
 from .core.targets import ScoreTarget
 
 if TYPE_CHECKING:
     from .callback.pl import GradCAMCallback
 
 __all__ = [
+    "AttentionWarning",
     "CAMConfigurationError",
     "CAMEngine",
     "CAMResult",

@@ -87,6 +87,7 @@ class CAMCallbackCore(CallbackHooks):
         chunk_size: int = 64,
         class_names: list[str] | None = None,
         min_display_size: int = 128,
+        alarm: bool = True,
     ) -> None:
         super().__init__()
         self.options = CallbackOptions.from_arguments(
@@ -95,7 +96,7 @@ class CAMCallbackCore(CallbackHooks):
             label_key=label_key, mask_key=mask_key, mean=mean, std=std, log_heatmaps=log_heatmaps,
             image_format=image_format, history_size=history_size, tag_prefix=tag_prefix, strict=strict,
             reshape=reshape, eigen_smooth=eigen_smooth, aug_smooth=aug_smooth, aug_scales=aug_scales,
-            chunk_size=chunk_size, class_names=class_names, min_display_size=min_display_size,
+            chunk_size=chunk_size, class_names=class_names, min_display_size=min_display_size, alarm=alarm,
         )
         self._run = self._new_run()
 
@@ -167,7 +168,7 @@ class CAMCallbackCore(CallbackHooks):
         if source == "train":
             self._run.reporter.once("no-val", _NO_VALIDATION)
         keep = self._run.history.recorded == 0
-        self._check_first(trainer, pl_module, source, "when training starts", keep=keep)
+        self._check_first(trainer, pl_module, source, "when training starts", keep=keep, judge=False)
         if keep:  # the untrained model's focus: the baseline the later ones are read against
             focus = focus_metrics(self.options, self._run.focus)
             log_to_loggers(trainer, focus, logging_step(trainer, source))
@@ -238,7 +239,8 @@ class CAMCallbackCore(CallbackHooks):
         log_numbers(trainer, pl_module, numbers)  # every rank: the metrics must exist on each
 
     def _check_first(
-        self, trainer: TrainerLike, pl_module: nn.Module, source: str, when: str, *, keep: bool = True
+        self, trainer: TrainerLike, pl_module: nn.Module, source: str, when: str, *, keep: bool = True,
+        judge: bool = True,
     ) -> dict[str, float]:
         """The run's first maps, on every rank at once; any failure stops the run (strict or not).
 
@@ -249,7 +251,9 @@ class CAMCallbackCore(CallbackHooks):
 
         def attempt() -> None:
             if self._computes_here(trainer):
-                numbers.update(observe(self._run, self.options, trainer, pl_module, source, keep=keep))
+                numbers.update(
+                    observe(self._run, self.options, trainer, pl_module, source, keep=keep, judge=judge)
+                )
 
         check_first_maps(trainer, attempt, when)
         return numbers

@@ -14,7 +14,9 @@ from torch import Tensor, nn
 
 from ..capture.engine import CAMEngine
 from ..core.drift import shrink_maps
+from ..core.errors import AttentionWarning
 from ..core.focus import focus_numbers
+from .attention import alarm_message, alarms
 from .captions import captions_for
 from .classnames import find_class_names
 from .options import CallbackOptions
@@ -34,7 +36,7 @@ def observe(
     pl_module: nn.Module,
     source: str,
     *,
-    keep: bool = True,
+    keep: bool = True, judge: bool = True,
 ) -> dict[str, float]:
     """Explain the run's fixed batch, record the maps and hand the images over; return the numbers.
 
@@ -49,6 +51,8 @@ def observe(
         pl_module: the LightningModule to explain.
         source: ``"val"`` or ``"train"``: which data the fixed batch comes from, when it is first taken.
         keep: record and send the maps.
+        judge: let the attention alarm (:mod:`.attention`) read the focus numbers; never for the
+            untrained model's step-0 frame.
     """
     batch = _fixed_batch(run, options, trainer, pl_module, source)
     engine = _engine(run, options, pl_module)
@@ -73,6 +77,11 @@ def observe(
     numbers = _record(run, options, maps, step, batch.masks)
     run.focus = _focus(run, maps, batch.labels)
     numbers.update(focus_metrics(options, run.focus))
+    if judge and options.alarm:
+        for alarm in alarms(run.focus):
+            cause = f"attention:{alarm.key[0]}:{alarm.key[1]}:{alarm.rule.number}"
+            message = alarm_message(alarm, step, options.display.tag("", alarm.key))
+            run.reporter.once(cause, message, AttentionWarning)
     run.output.images(trainer, records)
     run.output.numbers(trainer, numbers, step)
     return numbers

@@ -77,6 +77,8 @@ class CallbackOptions:
         class_names: names for the captions, or None.
         display: how the maps are drawn and tagged.
         engine: how the engine computes the maps.
+        alarm: warn (:class:`~cam_callback.core.errors.AttentionWarning`) when the focus numbers say the
+            attention settled on a fixed place or on the border.
     """
 
     layers: tuple[str, ...]
@@ -90,6 +92,7 @@ class CallbackOptions:
     class_names: tuple[str, ...] | None
     display: Display
     engine: CAMOptions
+    alarm: bool = True
 
     @property
     def tag_prefix(self) -> str:
@@ -141,4 +144,5 @@ class CallbackOptions:
                 aug_scales=DEFAULT_SCALES if scales is None else scales,
                 chunk_size=arguments["chunk_size"],
             ),
+            alarm=check_bool("alarm", arguments["alarm"]),
         )

@@ -21,11 +21,11 @@ class Reporter:
         self.strict = strict
         self._said: set[str] = set()
 
-    def once(self, key: str, message: str) -> None:
-        """Warn ``message`` (a ``UserWarning``) unless a warning under ``key`` was given in this run."""
+    def once(self, key: str, message: str, category: type[Warning] = UserWarning) -> None:
+        """Warn ``message`` (a ``category``) unless a warning under ``key`` was given in this run."""
         if key not in self._said:
             self._said.add(key)
-            warnings.warn(f"{self.owner}: {message}", UserWarning, stacklevel=3)
+            warnings.warn(f"{self.owner}: {message}", category, stacklevel=3)
 
     def skip(self, error: Exception, what: str) -> None:
         """Warn that ``what`` was skipped because of ``error`` (``RuntimeWarning``); re-raise it if strict."""

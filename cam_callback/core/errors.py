@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-__all__ = ["CAMConfigurationError", "caller_stacklevel"]
+__all__ = ["AttentionWarning", "CAMConfigurationError", "caller_stacklevel"]
 
 _PACKAGE = str(Path(__file__).resolve().parents[1])
 
@@ -17,6 +17,15 @@ class CAMConfigurationError(ValueError):
     maps are computed (see :mod:`cam_callback.callback.preflight`); the engine raises it when it cannot pick
     a layer by itself. The message names the setting and what would work; the error that revealed it is
     chained as ``__cause__``.
+    """
+
+
+class AttentionWarning(UserWarning):
+    """The maps say the model looks at a fixed place whatever the object, or at the image's border.
+
+    The callback warns once per (layer, method, cause) of a run, on global rank 0, naming the number, its
+    value, the threshold and the images' tag to look at. A shortcut (a watermark, a frame, a corner mark)
+    is the usual reason. Silence it with ``alarm=False`` or a ``warnings`` filter on this class.
     """
 
 

@@ -21,6 +21,7 @@ def test_defaults():
     assert (display.alpha, display.colormap, display.mean, display.std) == (0.5, "jet", None, None)
     assert (display.image_format, display.log_heatmaps, display.min_tile) == ("jpeg", True, 128)
     assert options.engine == CAMOptions()
+    assert options.alarm is True
 
 
 def test_values_are_normalised():
@@ -57,6 +58,7 @@ def test_every_argument_must_be_given():
         (dict(alpha=1.5), ValueError, "alpha"),
         (dict(num_samples=0), ValueError, "num_samples"),
         (dict(chunk_size=0), ValueError, "chunk_size"),
+        (dict(alarm="no"), TypeError, "alarm"),
         (dict(aug_scales=[1.0, -0.5]), ValueError, "aug_scales"),
         (dict(eigen_smooth="yes"), TypeError, "eigen_smooth"),
         (dict(reshape="tokenz"), ValueError, "tokens"),

@@ -1,0 +1,208 @@
+"""The focus numbers of clean and shortcut runs: the measurements behind the attention alarm's thresholds.
+
+Trains the demo's tiny CNN (``tinycnn``) on the synthetic shapes at 64x64 with ``GradCAMCallback`` on the
+demo's layers and methods, and reads the focus numbers of every validation back from a ``CSVLogger``:
+
+* ``clean``: objects at random positions, nothing else;
+* ``corner`` / ``corner_br`` / ``stripe`` / ``interior``: a class-coded mark in the training AND the
+  validation images: a 6x6 square in the top-left corner (the demo's marker), the same in the
+  bottom-right corner, a 3-pixel stripe along the top edge, or a 6x6 square inside the image, away from
+  the border band (rows 12-17, columns 44-49);
+* ``train_only``: the demo's marker in the training images only (``configs/shortcut.yaml``'s setup),
+  with ``train_samples`` explaining the first training samples too.
+
+Each run reports validation accuracy, the accuracy on the same validation images without the mark (how
+much the model relies on it), and, per focus number, the value at the last validation and the highest
+(or lowest) over the validations after the step-0 frame, over all four (layer, method) pairs::
+
+    .venv/bin/python benchmarks/attention_alarm.py                       # every run (about 15-30 min)
+    .venv/bin/python benchmarks/attention_alarm.py --runs clean corner --seeds 0
+    .venv/bin/python benchmarks/attention_alarm.py --from-json results.json   # the table again
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cam_callback import GradCAMCallback
+from cam_callback.demo import ImageClassifier
+from cam_callback.demo.shapes import ShapesDataset
+
+LAYERS = ["model.features.-1", "model.features.5"]
+METHODS = ["gradcam", "gradcam++"]
+PATTERNS = ("clean", "corner", "corner_br", "stripe", "interior", "train_only")
+SIZE = 64
+
+
+def _mark_region(pattern: str) -> tuple[slice, slice]:
+    """Rows and columns the mark covers."""
+    return {
+        "corner": (slice(0, 6), slice(0, 6)),
+        "train_only": (slice(0, 6), slice(0, 6)),
+        "corner_br": (slice(SIZE - 6, SIZE), slice(SIZE - 6, SIZE)),
+        "stripe": (slice(0, 3), slice(0, SIZE)),
+        "interior": (slice(12, 18), slice(44, 50)),
+    }[pattern]
+
+
+class Rendered(Dataset):
+    """A ShapesDataset drawn once into memory, with a class-coded mark painted in (or not)."""
+
+    def __init__(self, length: int, seed: int, pattern: str | None) -> None:
+        shapes = ShapesDataset(length, SIZE, 4, seed=seed)
+        items = [shapes[i] for i in range(length)]
+        self.images = torch.stack([item["image"] for item in items])
+        self.labels = torch.stack([item["label"] for item in items])
+        if pattern is not None and pattern != "clean":
+            rows, cols = _mark_region(pattern)
+            mean = torch.tensor(ShapesDataset.MEAN).view(3, 1, 1)
+            std = torch.tensor(ShapesDataset.STD).view(3, 1, 1)
+            for i, label in enumerate(self.labels.tolist()):
+                colour = (torch.tensor(shapes.marker_color(label)).view(3, 1, 1) - mean) / std
+                self.images[i, :, rows, cols] = colour
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"image": self.images[index], "label": self.labels[index]}
+
+
+class Data(pl.LightningDataModule):
+    """Training and validation splits with the pattern's mark (validation unmarked for ``train_only``)."""
+
+    def __init__(self, pattern: str, seed: int, num_train: int, num_val: int) -> None:
+        super().__init__()
+        self.train_set = Rendered(num_train, 2 * seed, pattern)
+        self.val_set = Rendered(num_val, 2 * seed + 1, None if pattern == "train_only" else pattern)
+        self.val_unmarked = Rendered(num_val, 2 * seed + 1, None)
+        self.num_classes = 4
+        self.classes = ShapesDataset(1, SIZE, 4).classes
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=32, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=64)
+
+
+def _accuracy(model: pl.LightningModule, data: Rendered) -> float:
+    model.eval()
+    with torch.no_grad():
+        return float((model(data.images).argmax(dim=1) == data.labels).float().mean())
+
+
+def train(pattern: str, seed: int, epochs: int, num_train: int, num_val: int) -> dict[str, Any]:
+    """One run; returns its accuracies, the alarms it raised and every logged focus number by step."""
+    pl.seed_everything(seed, verbose=False)
+    data = Data(pattern, seed, num_train, num_val)
+    model = ImageClassifier(arch="tinycnn", num_classes=4, lr=1e-3, weight_decay=1e-2)
+    train_samples = 16 if pattern == "train_only" else 0
+    callback = GradCAMCallback(
+        layer=LAYERS, method=METHODS, num_samples=16, target="label", mean=[0.5] * 3, std=[0.29] * 3,
+        log_heatmaps=False, **({"train_samples": train_samples} if train_samples else {}),
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        logger = pl.loggers.CSVLogger(folder, name="run")
+        trainer = pl.Trainer(
+            max_epochs=epochs, callbacks=[callback], logger=logger, deterministic=True,
+            enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=50,
+            accelerator="cpu", devices=1,
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.fit(model, datamodule=data)
+        alarms = [str(w.message) for w in caught if w.category.__name__ == "AttentionWarning"]
+        with open(Path(logger.log_dir) / "metrics.csv") as handle:
+            rows = list(csv.DictReader(handle))
+    numbers: dict[str, dict[int, float]] = {}
+    for row in rows:
+        for name, value in row.items():
+            if value and ("_focus/" in name or "_gap/" in name or name in ("val/acc", "train/acc")):
+                numbers.setdefault(name, {})[int(row["step"])] = float(value)
+    return {
+        "pattern": pattern, "seed": seed, "epochs": epochs,
+        "val_acc": _accuracy(model, data.val_set), "unmarked_acc": _accuracy(model, data.val_unmarked),
+        "alarms": alarms,
+        "numbers": {k: {str(s): v for s, v in sorted(d.items())} for k, d in numbers.items()},
+    }
+
+
+def _series(run: dict[str, Any], prefix: str, name: str) -> list[list[float]]:
+    """Per (layer, method): the values by step (step 0 first) of ``<prefix>.../<name>``."""
+    return [
+        [v for _, v in sorted((int(s), v) for s, v in steps.items())]
+        for key, steps in run["numbers"].items()
+        if key.startswith(prefix) and key.endswith("/" + name)
+    ]
+
+
+def table(runs: list[dict[str, Any]], prefix: str = "cam_focus/") -> str:
+    """One Markdown row per run: accuracies, then each number at step 0, its most after it and at the end."""
+    head = ["run", "seed", "val acc", "acc without mark", "alarms"]
+    names = (("consistency", max), ("border_share", max), ("concentration", max))
+    for name, _ in names:
+        head += [f"{name} step 0", f"{name} max after", f"{name} last"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+    for run in runs:
+        cells = [run["pattern"], str(run["seed"]), f"{run['val_acc']:.2f}", f"{run['unmarked_acc']:.2f}"]
+        cells.append(str(len(run["alarms"])))
+        for name, pick in names:
+            series = _series(run, prefix, name)
+            if not series:
+                cells += ["-", "-", "-"]
+                continue
+            first = pick(s[0] for s in series)
+            after = pick(pick(s[1:]) for s in series if len(s) > 1)
+            last = pick(s[-1] for s in series)
+            cells += [f"{first:.2f}", f"{after:.2f}", f"{last:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", nargs="+", choices=PATTERNS, default=list(PATTERNS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--clean-seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--num-train", type=int, default=1500)
+    parser.add_argument("--num-val", type=int, default=256)
+    parser.add_argument("--json", help="append each run's results to this JSON-lines file")
+    parser.add_argument("--from-json", help="print the table of a JSON-lines file; train nothing")
+    args = parser.parse_args(argv)
+    if args.from_json:
+        runs = [json.loads(line) for line in Path(args.from_json).read_text().splitlines() if line]
+    else:
+        runs = []
+        print(f"1-minute load average at the start: {os.getloadavg()[0]:.2f}", flush=True)
+        for pattern in args.runs:
+            for seed in args.clean_seeds if pattern == "clean" else args.seeds:
+                start = time.perf_counter()
+                run = train(pattern, seed, args.epochs, args.num_train, args.num_val)
+                run["seconds"] = round(time.perf_counter() - start)
+                runs.append(run)
+                print(f"{pattern} seed {seed}: {run['seconds']} s, val acc {run['val_acc']:.2f}", flush=True)
+                if args.json:
+                    with open(args.json, "a") as handle:
+                        handle.write(json.dumps(run) + "\n")
+    print(table(runs))
+    if any(r["pattern"] == "train_only" for r in runs):
+        print()
+        print(table([r for r in runs if r["pattern"] == "train_only"], prefix="cam_train_focus/"))
+
+
+if __name__ == "__main__":
+    main()

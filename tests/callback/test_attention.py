@@ -1,0 +1,146 @@
+"""The attention alarm: its rules on numbers by hand, and once per (layer, method, cause) in a run."""
+
+from __future__ import annotations
+
+import re
+import types
+import warnings
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import pytorch_lightning as pl
+from lit_models import loaders, make_module_class
+from pytorch_lightning.plugins.precision import Precision
+
+import cam_callback
+from cam_callback import AttentionWarning, GradCAMCallback
+from cam_callback.callback import attention
+from cam_callback.callback.attention import AlarmRule, alarm_message, alarms
+from cam_callback.callback.history import MapHistory
+from cam_callback.callback.loggers import RunOutput
+from cam_callback.callback.observation import observe
+from cam_callback.callback.reporting import Reporter
+from cam_callback.callback.run import RunState
+from cam_callback.callback.trainer import LightningNamespace, TrainerLike
+
+TinyNet: Any = make_module_class(pl)
+NAMESPACE = LightningNamespace.of(pl.loggers, pl.strategies)
+ALWAYS = (
+    AlarmRule("a fixed place whatever the object", "consistency", -1.0),
+    AlarmRule("the image's border", "border_share", -1.0),
+)
+
+
+def test_attention_warning_is_a_user_warning_at_the_top_level():
+    assert issubclass(cam_callback.AttentionWarning, UserWarning)
+    assert "AttentionWarning" in cam_callback.__all__
+
+
+def test_rules_fire_strictly_above_their_thresholds():
+    rules = (AlarmRule("x", "consistency", 0.9), AlarmRule("y", "border_share", 1.5))
+    focus = {
+        ("a", "gradcam"): {"consistency": 0.95, "border_share": 1.5},  # on the threshold: silent
+        ("b", "gradcam"): {"consistency": 0.9, "border_share": 1.6},
+        ("c", "gradcam"): {"border_share": 0.2},  # no consistency (every class one sample)
+    }
+    fired = [(a.key[0], a.rule.number, a.value) for a in alarms(focus, rules)]
+    assert fired == [("a", "consistency", 0.95), ("b", "border_share", 1.6)]
+
+
+def test_default_rules_are_the_measured_thresholds():
+    assert {(r.number, r.threshold) for r in attention.RULES} == {
+        ("consistency", 0.95),
+        ("border_share", 1.8),
+    }
+
+
+def test_message_names_layer_method_number_value_threshold_and_tag():
+    alarm = alarms(
+        {("layer4", "gradcam++"): {"border_share": 2.25}}, (AlarmRule("the border", "border_share", 1.8),)
+    )
+    text = alarm_message(alarm[0], 40, "cam/layer4/gradcam++")
+    for part in (
+        "'layer4'",
+        "gradcam++",
+        "border_share",
+        "2.250",
+        "1.8",
+        "step 40",
+        "'cam/layer4/gradcam++'",
+    ):
+        assert part in text
+
+
+def _trainer(root: Path, step: int, rank_zero: bool = True) -> TrainerLike:
+    train, val = loaders(dict_batches=True)
+    return cast(
+        TrainerLike,
+        types.SimpleNamespace(
+            precision_plugin=Precision(),
+            is_global_zero=rank_zero,
+            global_step=step,
+            val_dataloaders=val,
+            train_dataloader=train,
+            loggers=[],
+            default_root_dir=str(root),
+            fast_dev_run=False,
+        ),
+    )
+
+
+def _observe_twice(tmp_path: Path, rank_zero: bool = True, judge: bool = True, **kwargs: Any) -> list[str]:
+    options = GradCAMCallback(
+        layer="features.3", method=["gradcam", "gradcam++"], num_samples=4, **kwargs
+    ).options
+    reporter = Reporter("GradCAMCallback", strict=False)
+    run = RunState(MapHistory(), reporter, RunOutput(NAMESPACE, "cam", reporter), layers=options.layers)
+    model = TinyNet()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in (3, 6):
+            observe(run, options, _trainer(tmp_path, step, rank_zero), model, "val", judge=judge)
+        run.output.close()
+    return [str(w.message) for w in caught if w.category is AttentionWarning]
+
+
+def test_an_observation_warns_once_per_layer_method_and_cause(tmp_path, monkeypatch):
+    monkeypatch.setattr(attention, "RULES", ALWAYS)
+    said = _observe_twice(tmp_path)
+    assert len(said) == 4  # 2 methods x 2 causes, at the first of the two validations only
+    assert all("at step 3" in s for s in said)
+    assert sum("'cam/features.3/gradcam'" in s for s in said) == 2
+    assert sum("'cam/features.3/gradcam++'" in s for s in said) == 2
+
+
+@pytest.mark.parametrize("case", ["alarm off", "step-0 frame", "not rank zero"])
+def test_no_alarm_when_off_on_the_step_0_frame_or_off_rank_zero(tmp_path, monkeypatch, case):
+    monkeypatch.setattr(attention, "RULES", ALWAYS)
+    if case == "alarm off":
+        said = _observe_twice(tmp_path, alarm=False)
+    elif case == "step-0 frame":
+        said = _observe_twice(tmp_path, judge=False)
+    else:
+        said = _observe_twice(tmp_path, rank_zero=False)
+    assert said == []
+
+
+def test_a_fit_warns_from_the_first_validation_never_at_the_step_0_frame(tmp_path, monkeypatch):
+    monkeypatch.setattr(attention, "RULES", ALWAYS[:1])
+    pl.seed_everything(7, verbose=False)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        callbacks=[GradCAMCallback(layer="features.3", num_samples=4)],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=str(tmp_path),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(TinyNet(), *loaders(dict_batches=True))
+    said = [str(w.message) for w in caught if w.category is AttentionWarning]
+    assert len(said) == 1
+    step = re.search(r"at step (\d+)", said[0])
+    assert step is not None and 0 < int(step.group(1)) < trainer.global_step  # the validation's step
