@@ -15,9 +15,9 @@ Each run reports validation accuracy, the accuracy on the same validation images
 much the model relies on it), and, per focus number, the value at the last validation and the highest
 (or lowest) over the validations after the step-0 frame, over all four (layer, method) pairs::
 
-    .venv/bin/python benchmarks/attention_alarm.py                       # every run (about 15-30 min)
-    .venv/bin/python benchmarks/attention_alarm.py --runs clean corner --seeds 0
-    .venv/bin/python benchmarks/attention_alarm.py --from-json results.json   # the table again
+    PYTHONPATH=. .venv/bin/python benchmarks/attention_alarm.py --json runs.jsonl   # every run
+    PYTHONPATH=. .venv/bin/python benchmarks/attention_alarm.py --runs clean corner --seeds 0
+    PYTHONPATH=. .venv/bin/python benchmarks/attention_alarm.py --from-json runs.jsonl   # the table again
 """
 
 from __future__ import annotations
@@ -46,27 +46,29 @@ PATTERNS = ("clean", "corner", "corner_br", "stripe", "interior", "train_only")
 SIZE = 64
 
 
-def _mark_region(pattern: str) -> tuple[slice, slice]:
-    """Rows and columns the mark covers."""
+def _mark_region(pattern: str, size: int) -> tuple[slice, slice]:
+    """Rows and columns the mark covers in a ``size`` x ``size`` image."""
+    side = max(3, round(size / 10))  # the demo's marker
+    inner = (size // 4, size * 5 // 8)  # inside the image, clear of the border band
     return {
-        "corner": (slice(0, 6), slice(0, 6)),
-        "train_only": (slice(0, 6), slice(0, 6)),
-        "corner_br": (slice(SIZE - 6, SIZE), slice(SIZE - 6, SIZE)),
-        "stripe": (slice(0, 3), slice(0, SIZE)),
-        "interior": (slice(12, 18), slice(44, 50)),
+        "corner": (slice(0, side), slice(0, side)),
+        "train_only": (slice(0, side), slice(0, side)),
+        "corner_br": (slice(size - side, size), slice(size - side, size)),
+        "stripe": (slice(0, 3), slice(0, size)),
+        "interior": (slice(inner[0], inner[0] + side), slice(inner[1], inner[1] + side)),
     }[pattern]
 
 
 class Rendered(Dataset):
     """A ShapesDataset drawn once into memory, with a class-coded mark painted in (or not)."""
 
-    def __init__(self, length: int, seed: int, pattern: str | None) -> None:
-        shapes = ShapesDataset(length, SIZE, 4, seed=seed)
+    def __init__(self, length: int, seed: int, pattern: str | None, size: int = SIZE) -> None:
+        shapes = ShapesDataset(length, size, 4, seed=seed)
         items = [shapes[i] for i in range(length)]
         self.images = torch.stack([item["image"] for item in items])
         self.labels = torch.stack([item["label"] for item in items])
         if pattern is not None and pattern != "clean":
-            rows, cols = _mark_region(pattern)
+            rows, cols = _mark_region(pattern, size)
             mean = torch.tensor(ShapesDataset.MEAN).view(3, 1, 1)
             std = torch.tensor(ShapesDataset.STD).view(3, 1, 1)
             for i, label in enumerate(self.labels.tolist()):
@@ -83,11 +85,11 @@ class Rendered(Dataset):
 class Data(pl.LightningDataModule):
     """Training and validation splits with the pattern's mark (validation unmarked for ``train_only``)."""
 
-    def __init__(self, pattern: str, seed: int, num_train: int, num_val: int) -> None:
+    def __init__(self, pattern: str, seed: int, num_train: int, num_val: int, size: int = SIZE) -> None:
         super().__init__()
-        self.train_set = Rendered(num_train, 2 * seed, pattern)
-        self.val_set = Rendered(num_val, 2 * seed + 1, None if pattern == "train_only" else pattern)
-        self.val_unmarked = Rendered(num_val, 2 * seed + 1, None)
+        self.train_set = Rendered(num_train, 2 * seed, pattern, size)
+        self.val_set = Rendered(num_val, 2 * seed + 1, None if pattern == "train_only" else pattern, size)
+        self.val_unmarked = Rendered(num_val, 2 * seed + 1, None, size)
         self.num_classes = 4
         self.classes = ShapesDataset(1, SIZE, 4).classes
 
@@ -104,15 +106,15 @@ def _accuracy(model: pl.LightningModule, data: Rendered) -> float:
         return float((model(data.images).argmax(dim=1) == data.labels).float().mean())
 
 
-def train(pattern: str, seed: int, epochs: int, num_train: int, num_val: int) -> dict[str, Any]:
+def train(pattern: str, seed: int, epochs: int, num_train: int, num_val: int, size: int) -> dict[str, Any]:
     """One run; returns its accuracies, the alarms it raised and every logged focus number by step."""
     pl.seed_everything(seed, verbose=False)
-    data = Data(pattern, seed, num_train, num_val)
+    data = Data(pattern, seed, num_train, num_val, size)
     model = ImageClassifier(arch="tinycnn", num_classes=4, lr=1e-3, weight_decay=1e-2)
     train_samples = 16 if pattern == "train_only" else 0
     callback = GradCAMCallback(
         layer=LAYERS, method=METHODS, num_samples=16, target="label", mean=[0.5] * 3, std=[0.29] * 3,
-        log_heatmaps=False, **({"train_samples": train_samples} if train_samples else {}),
+        log_heatmaps=False, min_display_size=0, **({"train_samples": train_samples} if train_samples else {}),
     )
     with tempfile.TemporaryDirectory() as folder:
         logger = pl.loggers.CSVLogger(folder, name="run")
@@ -133,7 +135,7 @@ def train(pattern: str, seed: int, epochs: int, num_train: int, num_val: int) ->
             if value and ("_focus/" in name or "_gap/" in name or name in ("val/acc", "train/acc")):
                 numbers.setdefault(name, {})[int(row["step"])] = float(value)
     return {
-        "pattern": pattern, "seed": seed, "epochs": epochs,
+        "pattern": pattern, "seed": seed, "epochs": epochs, "size": size, "num_train": num_train,
         "val_acc": _accuracy(model, data.val_set), "unmarked_acc": _accuracy(model, data.val_unmarked),
         "alarms": alarms,
         "numbers": {k: {str(s): v for s, v in sorted(d.items())} for k, d in numbers.items()},
@@ -178,8 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--clean-seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--num-train", type=int, default=1500)
-    parser.add_argument("--num-val", type=int, default=256)
+    parser.add_argument("--num-train", type=int, default=1000)
+    parser.add_argument("--num-val", type=int, default=128)
+    parser.add_argument("--size", type=int, default=48, help="image side in pixels (default: 48)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     parser.add_argument("--json", help="append each run's results to this JSON-lines file")
     parser.add_argument("--from-json", help="print the table of a JSON-lines file; train nothing")
     args = parser.parse_args(argv)
@@ -187,11 +191,12 @@ def main(argv: list[str] | None = None) -> None:
         runs = [json.loads(line) for line in Path(args.from_json).read_text().splitlines() if line]
     else:
         runs = []
+        torch.set_num_threads(args.threads)
         print(f"1-minute load average at the start: {os.getloadavg()[0]:.2f}", flush=True)
         for pattern in args.runs:
             for seed in args.clean_seeds if pattern == "clean" else args.seeds:
                 start = time.perf_counter()
-                run = train(pattern, seed, args.epochs, args.num_train, args.num_val)
+                run = train(pattern, seed, args.epochs, args.num_train, args.num_val, args.size)
                 run["seconds"] = round(time.perf_counter() - start)
                 runs.append(run)
                 print(f"{pattern} seed {seed}: {run['seconds']} s, val acc {run['val_acc']:.2f}", flush=True)

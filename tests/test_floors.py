@@ -190,8 +190,8 @@ def test_the_public_names_are_few_and_importable_from_the_top_level():
     import cam_callback
 
     assert sorted(cam_callback.__all__) == [
-        "AttentionWarning", "CAMConfigurationError", "CAMEngine", "CAMResult", "GradCAMCallback", "ScoreTarget",
-        "compute_cam", "method_names",
+        "AttentionWarning", "CAMConfigurationError", "CAMEngine", "CAMResult", "GradCAMCallback",
+        "ScoreTarget", "compute_cam", "method_names",
     ]
     for name in cam_callback.__all__:
         assert getattr(cam_callback, name) is not None

@@ -16,11 +16,12 @@ from ..capture.engine import CAMEngine
 from ..core.drift import shrink_maps
 from ..core.errors import AttentionWarning
 from ..core.focus import focus_numbers
+from ..sinks import ImageRecord
 from .attention import alarm_message, alarms
 from .captions import captions_for
 from .classnames import find_class_names
 from .options import CallbackOptions
-from .publishing import MapKey, validation_records
+from .publishing import MapKey, summary_records, validation_records
 from .run import RunState
 from .samples import FixedBatch, first_dataloader, module_device, take_fixed_batch
 from .tasks import check_labels, default_target, explained_boxes, task_of
@@ -75,6 +76,7 @@ def observe(
     if not keep:  # drawn all the same: a display option that cannot work fails here too
         return {}
     numbers = _record(run, options, maps, step, batch.masks)
+    records += _timeline(run, options, list(maps), step)
     run.focus = _focus(run, maps, batch.labels)
     numbers.update(focus_metrics(options, run.focus))
     if judge and options.alarm:
@@ -96,6 +98,14 @@ def _record(
         for key, pair in maps.items()
         for name, value in run.history.record(*key, pair, step, masks).items()
     }
+
+
+def _timeline(run: RunState, options: CallbackOptions, keys: list[MapKey], step: int) -> list[ImageRecord]:
+    """The live timeline of each pair: the kept frames so far as columns (bounded like the summary)."""
+    frames = {key: stack for key, stack in run.history.frames().items() if key in keys}
+    steps = {key: run.history.steps(*key) for key in frames}
+    images = run.batch.inputs.cpu() if run.batch is not None else None  # the history's device
+    return summary_records(frames, steps, images, step, options.display, kind="_timeline")
 
 
 def _focus(

@@ -123,8 +123,12 @@ def summary_records(
     step: int,
     display: Display,
     tile_side: int = SUMMARY_TILE_SIDE,
+    kind: str = "_summary",
 ) -> list[ImageRecord]:
     """The end-of-fit summary of each (layer, method): samples as rows, validations as columns.
+
+    With ``kind="_timeline"`` the same image so far, logged at every validation (``<prefix>_timeline/...``):
+    the whole history at the latest step, even where a viewer keeps only a few images per tag.
 
     Bounded: the columns are the history's frames (at most
     :data:`~cam_callback.callback.history.MAX_FRAMES`, plus the images), each tile ``tile_side`` pixels
@@ -137,6 +141,7 @@ def summary_records(
         step: the global step the summary is logged at.
         display: how to draw and tag them.
         tile_side: the tiles' longer side in pixels.
+        kind: the tag's kind, ``"_summary"`` or ``"_timeline"``.
     """
     records = []
     for key, stack in frames.items():
@@ -145,5 +150,5 @@ def summary_records(
             stack, colormap=display.colormap, images=images, mean=display.mean, std=display.std,
             column_captions=column_captions, tile_side=tile_side,
         )
-        records.append(ImageRecord(display.tag("_summary", key), grid, step, "png"))
+        records.append(ImageRecord(display.tag(kind, key), grid, step, "png"))
     return records

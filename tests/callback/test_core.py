@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import warnings
@@ -154,6 +155,11 @@ def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
         assert energy == val_steps
         change = [e.step for e in events.Scalars(f"cam_drift/features.3/{method}/change_prev")]
         assert change == val_steps
+        # The live timeline at every step: one more column each time (the images, then one per frame).
+        timeline = events.Images(f"cam_timeline/features.3/{method}")
+        assert [e.step for e in timeline] == expected_steps
+        widths = [e.width for e in timeline]
+        assert all(b - a == widths[1] - widths[0] > 0 for a, b in itertools.pairwise(widths))
         # The focus numbers beside them, and the step-0 frame's too (written to the logger directly).
         for name in ("concentration", "border_share", "consistency"):
             focus = [e.step for e in events.Scalars(f"cam_focus/features.3/{method}/{name}")]
