@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 from torch import Tensor, nn
 
-from ..capture.engine import CAMEngine
+from ..capture.engine import CAMEngine, CAMResult
 from ..core.drift import shrink_maps
 from ..core.errors import AttentionWarning
 from ..core.focus import focus_numbers
@@ -37,7 +38,8 @@ def observe(
     pl_module: nn.Module,
     source: str,
     *,
-    keep: bool = True, judge: bool = True,
+    keep: bool = True,
+    judge: bool = True,
 ) -> dict[str, float]:
     """Explain the run's fixed batch, record the maps and hand the images over; return the numbers.
 
@@ -63,6 +65,7 @@ def observe(
         result = engine(precision.convert_input(batch.inputs), target)
     if engine.choice is not None and not run.layers:
         run.layers, run.reshape = (engine.choice.layer,), engine.choice.reshape
+    explained = _explain_training(run, options, trainer, engine) if options.train_samples and keep else None
     if not trainer.is_global_zero:
         return {}
     step = logging_step(trainer, source)
@@ -79,6 +82,10 @@ def observe(
     records += _timeline(run, options, list(maps), step)
     run.focus = _focus(run, maps, batch.labels)
     numbers.update(focus_metrics(options, run.focus))
+    if explained is not None and source == "val":
+        train_records, train_numbers = _training_samples(run, options, explained, step, names)
+        records += train_records
+        numbers.update(train_numbers)
     if judge and options.alarm:
         for alarm in alarms(run.focus):
             cause = f"attention:{alarm.key[0]}:{alarm.key[1]}:{alarm.rule.number}"
@@ -98,6 +105,51 @@ def _record(
         for key, pair in maps.items()
         for name, value in run.history.record(*key, pair, step, masks).items()
     }
+
+
+def _explain_training(
+    run: RunState, options: CallbackOptions, trainer: TrainerLike, engine: CAMEngine
+) -> tuple[FixedBatch, Any, CAMResult] | None:
+    """The first ``train_samples`` training samples, their target and their maps (on every computing rank)."""
+    if run.train_batch is None:
+        loader = first_dataloader(trainer.train_dataloader)
+        if loader is None:
+            return None
+        run.train_batch = take_fixed_batch(loader, options.train_samples, *options.keys)
+    device = run.batch.inputs.device if run.batch is not None else run.train_batch.inputs.device
+    batch = run.train_batch = run.train_batch.to(device)
+    target = default_target(run.task, options.target, batch)
+    precision = trainer.precision_plugin
+    with precision.forward_context():
+        result = engine(precision.convert_input(batch.inputs), target)
+    return batch, target, result
+
+
+def _training_samples(
+    run: RunState,
+    options: CallbackOptions,
+    explained: tuple[FixedBatch, Any, CAMResult],
+    step: int,
+    names: Any,
+) -> tuple[list[ImageRecord], dict[str, float]]:
+    """The training samples' grids, focus numbers and gaps (training minus validation focus numbers).
+
+    Tags ``<prefix>_train/...``; metrics ``<prefix>_train_focus/...`` and ``<prefix>_gap/...``.
+    """
+    batch, target, result = explained
+    maps = {key: result.normalized(*key) for key in result.raw}
+    display = replace(options.display, tag_prefix=f"{options.tag_prefix}_train")
+    texts = partial(captions_for, run.task, result, batch.labels, target, names)
+    records = validation_records(result, maps, batch.inputs, step, display, texts=texts)
+    focus = _focus(run, maps, batch.labels)
+    numbers = {
+        display.number(key, name, "_focus"): value for key, n in focus.items() for name, value in n.items()
+    }
+    for key, train_numbers in focus.items():
+        for name, value in train_numbers.items():
+            if name in run.focus.get(key, {}):
+                numbers[options.display.number(key, name, "_gap")] = value - run.focus[key][name]
+    return records, numbers
 
 
 def _timeline(run: RunState, options: CallbackOptions, keys: list[MapKey], step: int) -> list[ImageRecord]:

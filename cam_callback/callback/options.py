@@ -77,6 +77,7 @@ class CallbackOptions:
         class_names: names for the captions, or None.
         display: how the maps are drawn and tagged.
         engine: how the engine computes the maps.
+        train_samples: how many training samples are explained too (0: none).
         alarm: warn (:class:`~cam_callback.core.errors.AttentionWarning`) when the focus numbers say the
             attention settled on a fixed place or on the border.
     """
@@ -93,6 +94,7 @@ class CallbackOptions:
     display: Display
     engine: CAMOptions
     alarm: bool = True
+    train_samples: int = 0
 
     @property
     def tag_prefix(self) -> str:
@@ -145,4 +147,5 @@ class CallbackOptions:
                 chunk_size=arguments["chunk_size"],
             ),
             alarm=check_bool("alarm", arguments["alarm"]),
+            train_samples=check_int("train_samples", arguments["train_samples"], minimum=0),
         )

@@ -30,6 +30,7 @@ class RunState:
         reshape: the ``reshape`` the engine picked with the layer, when none was configured.
         validated: whether a validation ran in this fit.
         checked: whether this run's first maps were computed (:mod:`~cam_callback.callback.preflight`).
+        train_batch: the first ``train_samples`` training samples, once taken.
         focus: the latest focus numbers by (layer, method) and name (global rank 0 only).
     """
 
@@ -43,6 +44,7 @@ class RunState:
     reshape: str | None = None
     validated: bool = False
     checked: bool = False
+    train_batch: FixedBatch | None = None
     focus: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import random
 import warnings
@@ -13,10 +14,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from events import read_events
-from lit_models import loaders, make_module_class
+from lit_models import DictData, loaders, make_module_class
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from cam_callback import CAMConfigurationError, CAMEngine, GradCAMCallback
+from cam_callback import CAMConfigurationError, CAMEngine, GradCAMCallback, compute_cam
 from cam_callback.callback import core
 from cam_callback.callback.tasks import default_target, task_of
 from cam_callback.core.options import CAMOptions
@@ -465,3 +466,29 @@ def test_automatic_layer_choice(tmp_path):
     with pytest.warns(UserWarning, match="no `layer` given; explaining 'features'"):
         _fit(tmp_path, [callback], max_epochs=1)
     assert callback.layers == ["features"]
+
+
+def test_training_samples_are_explained_logged_and_training_stays_the_same(tmp_path):
+    plain = _snapshot(*_fit(tmp_path / "without", [], dict_batches=True))
+    probe = Probe()
+    callback = GradCAMCallback(layer="features.3", num_samples=4, train_samples=3)
+    model, trainer = _fit(tmp_path / "with", [callback, probe], dict_batches=True)
+    _assert_same_training(plain, _snapshot(model, trainer))
+    events = read_events(trainer.logger.log_dir)
+    val_steps = [e.step for e in events.Scalars("val_loss")]
+    assert [e.step for e in events.Images("cam_train/features.3/gradcam")] == [0, *val_steps]
+    # The first 3 training samples by index, whatever the shuffled loader drew (up to the data's own noise).
+    expected = torch.stack([DictData(12, 1).base[i][0] for i in range(3)])
+    batch = callback._run.train_batch
+    assert batch is not None
+    torch.testing.assert_close(batch.inputs.cpu(), expected, atol=0.06, rtol=0)
+    model.eval()
+    maps = compute_cam(model, batch.inputs, "features.3", target=batch.labels)
+    p = maps.flatten(1) / maps.flatten(1).sum(dim=1, keepdim=True)
+    peaked = float((1 - (-(p * torch.log(p.clamp(min=1e-30))).sum(dim=1)) / math.log(p.shape[1])).mean())
+    train = events.Scalars("cam_train_focus/features.3/gradcam/concentration")
+    val = events.Scalars("cam_focus/features.3/gradcam/concentration")
+    gap = events.Scalars("cam_gap/features.3/gradcam/concentration")
+    assert [e.step for e in gap] == val_steps
+    assert train[-1].value == pytest.approx(peaked, abs=1e-5)  # the final weights' maps
+    assert gap[-1].value == pytest.approx(train[-1].value - val[-1].value, abs=1e-6)

@@ -59,6 +59,7 @@ def test_every_argument_must_be_given():
         (dict(num_samples=0), ValueError, "num_samples"),
         (dict(chunk_size=0), ValueError, "chunk_size"),
         (dict(alarm="no"), TypeError, "alarm"),
+        (dict(train_samples=-1), ValueError, "train_samples"),
         (dict(aug_scales=[1.0, -0.5]), ValueError, "aug_scales"),
         (dict(eigen_smooth="yes"), TypeError, "eigen_smooth"),
         (dict(reshape="tokenz"), ValueError, "tokens"),
