@@ -86,8 +86,10 @@ def observe(
         train_records, train_numbers = _training_samples(run, options, explained, step, names)
         records += train_records
         numbers.update(train_numbers)
-    if judge and options.alarm:
-        for alarm in alarms(run.focus):
+    if not judge:  # the untrained model's: what the alarm compares with
+        run.focus_start = run.focus
+    elif options.alarm:
+        for alarm in alarms(run.focus, run.focus_start):
             cause = f"attention:{alarm.key[0]}:{alarm.key[1]}:{alarm.rule.number}"
             message = alarm_message(alarm, step, options.display.tag("", alarm.key))
             run.reporter.once(cause, message, AttentionWarning)

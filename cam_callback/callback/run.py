@@ -32,6 +32,7 @@ class RunState:
         checked: whether this run's first maps were computed (:mod:`~cam_callback.callback.preflight`).
         train_batch: the first ``train_samples`` training samples, once taken.
         focus: the latest focus numbers by (layer, method) and name (global rank 0 only).
+        focus_start: the step-0 frame's focus numbers, when this run made one (what the alarm compares with).
     """
 
     history: MapHistory
@@ -46,6 +47,7 @@ class RunState:
     checked: bool = False
     train_batch: FixedBatch | None = None
     focus: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    focus_start: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         """The fixed batch, the layers and reshape picked, the history: CPU tensors, str and ints only."""

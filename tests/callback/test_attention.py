@@ -27,8 +27,8 @@ from cam_callback.callback.trainer import LightningNamespace, TrainerLike
 TinyNet: Any = make_module_class(pl)
 NAMESPACE = LightningNamespace.of(pl.loggers, pl.strategies)
 ALWAYS = (
-    AlarmRule("a fixed place whatever the object", "consistency", -1.0),
-    AlarmRule("the image's border", "border_share", -1.0),
+    AlarmRule("a fixed place whatever the object", "consistency", -1.0, -10.0),
+    AlarmRule("the image's border", "border_share", -1.0, -10.0),
 )
 
 
@@ -38,37 +38,40 @@ def test_attention_warning_is_a_user_warning_at_the_top_level():
 
 
 def test_rules_fire_strictly_above_their_thresholds():
-    rules = (AlarmRule("x", "consistency", 0.9), AlarmRule("y", "border_share", 1.5))
+    rules = (AlarmRule("x", "consistency", 0.9, 0.05), AlarmRule("y", "border_share", 1.5, 0.2))
     focus = {
         ("a", "gradcam"): {"consistency": 0.95, "border_share": 1.5},  # on the threshold: silent
         ("b", "gradcam"): {"consistency": 0.9, "border_share": 1.6},
         ("c", "gradcam"): {"border_share": 0.2},  # no consistency (every class one sample)
     }
-    fired = [(a.key[0], a.rule.number, a.value) for a in alarms(focus, rules)]
+    fired = [(a.key[0], a.rule.number, a.value) for a in alarms(focus, None, rules)]
     assert fired == [("a", "consistency", 0.95), ("b", "border_share", 1.6)]
 
 
-def test_default_rules_are_the_measured_thresholds():
-    assert {(r.number, r.threshold) for r in attention.RULES} == {
-        ("consistency", 0.95),
-        ("border_share", 1.8),
+def test_with_a_step_0_frame_a_rule_also_needs_its_margin_above_it():
+    rules = (AlarmRule("x", "consistency", 0.9, 0.05),)
+    focus = {
+        ("a", "m"): {"consistency": 0.96},
+        ("b", "m"): {"consistency": 0.96},
+        ("c", "m"): {"consistency": 0.96},
     }
+    start = {("a", "m"): {"consistency": 0.92}, ("b", "m"): {"consistency": 0.90}}  # c: none at step 0
+    fired = alarms(focus, start, rules)
+    assert [(a.key[0], a.start) for a in fired] == [("b", 0.90), ("c", None)]  # a rose by 0.04 only
+
+
+def test_default_rules_are_the_measured_thresholds():
+    measured = {(r.number, r.threshold, r.margin) for r in attention.RULES}
+    assert measured == {("consistency", 0.88, 0.05), ("border_share", 1.35, 0.2)}
 
 
 def test_message_names_layer_method_number_value_threshold_and_tag():
-    alarm = alarms(
-        {("layer4", "gradcam++"): {"border_share": 2.25}}, (AlarmRule("the border", "border_share", 1.8),)
-    )
+    rule = AlarmRule("the border", "border_share", 1.8, 0.2)
+    key = ("layer4", "gradcam++")
+    alarm = alarms({key: {"border_share": 2.25}}, {key: {"border_share": 1.0}}, (rule,))
     text = alarm_message(alarm[0], 40, "cam/layer4/gradcam++")
-    for part in (
-        "'layer4'",
-        "gradcam++",
-        "border_share",
-        "2.250",
-        "1.8",
-        "step 40",
-        "'cam/layer4/gradcam++'",
-    ):
+    parts = ("'layer4'", "gradcam++", "border_share", "2.250", "1.8", "step 40", "1.000 at step 0")
+    for part in (*parts, "'cam/layer4/gradcam++'"):
         assert part in text
 
 
@@ -128,9 +131,10 @@ def test_no_alarm_when_off_on_the_step_0_frame_or_off_rank_zero(tmp_path, monkey
 def test_a_fit_warns_from_the_first_validation_never_at_the_step_0_frame(tmp_path, monkeypatch):
     monkeypatch.setattr(attention, "RULES", ALWAYS[:1])
     pl.seed_everything(7, verbose=False)
+    callback = GradCAMCallback(layer="features.3", num_samples=4)
     trainer = pl.Trainer(
         max_epochs=1,
-        callbacks=[GradCAMCallback(layer="features.3", num_samples=4)],
+        callbacks=[callback],
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -144,3 +148,9 @@ def test_a_fit_warns_from_the_first_validation_never_at_the_step_0_frame(tmp_pat
     assert len(said) == 1
     step = re.search(r"at step (\d+)", said[0])
     assert step is not None and 0 < int(step.group(1)) < trainer.global_step  # the validation's step
+    # The step-0 frame's numbers are what the margins are measured from.
+    assert set(callback._run.focus_start["features.3", "gradcam"]) == {
+        "concentration",
+        "border_share",
+        "consistency",
+    }
