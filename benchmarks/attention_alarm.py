@@ -37,6 +37,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cam_callback import GradCAMCallback
+from cam_callback.callback.attention import alarms
 from cam_callback.demo import ImageClassifier
 from cam_callback.demo.shapes import ShapesDataset
 
@@ -111,17 +112,30 @@ def train(pattern: str, seed: int, epochs: int, num_train: int, num_val: int, si
     pl.seed_everything(seed, verbose=False)
     data = Data(pattern, seed, num_train, num_val, size)
     model = ImageClassifier(arch="tinycnn", num_classes=4, lr=1e-3, weight_decay=1e-2)
-    train_samples = 16 if pattern == "train_only" else 0
+    train_samples = 16  # the first 16 training samples too: their focus numbers and the gap
     callback = GradCAMCallback(
-        layer=LAYERS, method=METHODS, num_samples=16, target="label", mean=[0.5] * 3, std=[0.29] * 3,
-        log_heatmaps=False, min_display_size=0, **({"train_samples": train_samples} if train_samples else {}),
+        layer=LAYERS,
+        method=METHODS,
+        num_samples=16,
+        target="label",
+        mean=[0.5] * 3,
+        std=[0.29] * 3,
+        log_heatmaps=False,
+        min_display_size=0,
+        train_samples=train_samples,
     )
     with tempfile.TemporaryDirectory() as folder:
         logger = pl.loggers.CSVLogger(folder, name="run")
         trainer = pl.Trainer(
-            max_epochs=epochs, callbacks=[callback], logger=logger, deterministic=True,
-            enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=50,
-            accelerator="cpu", devices=1,
+            max_epochs=epochs,
+            callbacks=[callback],
+            logger=logger,
+            deterministic=True,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            log_every_n_steps=50,
+            accelerator="cpu",
+            devices=1,
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -135,41 +149,88 @@ def train(pattern: str, seed: int, epochs: int, num_train: int, num_val: int, si
             if value and ("_focus/" in name or "_gap/" in name or name in ("val/acc", "train/acc")):
                 numbers.setdefault(name, {})[int(row["step"])] = float(value)
     return {
-        "pattern": pattern, "seed": seed, "epochs": epochs, "size": size, "num_train": num_train,
-        "val_acc": _accuracy(model, data.val_set), "unmarked_acc": _accuracy(model, data.val_unmarked),
+        "pattern": pattern,
+        "seed": seed,
+        "epochs": epochs,
+        "size": size,
+        "num_train": num_train,
+        "val_acc": _accuracy(model, data.val_set),
+        "unmarked_acc": _accuracy(model, data.val_unmarked),
         "alarms": alarms,
         "numbers": {k: {str(s): v for s, v in sorted(d.items())} for k, d in numbers.items()},
     }
 
 
-def _series(run: dict[str, Any], prefix: str, name: str) -> list[list[float]]:
-    """Per (layer, method): the values by step (step 0 first) of ``<prefix>.../<name>``."""
+def fired(run: dict[str, Any], prefix: str = "cam_focus/") -> list[str]:
+    """The alarm's rules applied to the logged numbers, validation by validation, as the callback does.
+
+    The step-0 frame is the baseline. Per number: how many (layer, method) pairs fire, from which validation.
+    """
+    series: dict[tuple[str, str], dict[int, dict[str, float]]] = {}
+    for key, steps in run["numbers"].items():
+        if not key.startswith(prefix):
+            continue
+        layer_method, name = key[len(prefix) :].rsplit("/", 1)
+        layer, method = layer_method.rsplit("/", 1)
+        for step, value in steps.items():
+            series.setdefault((layer, method), {}).setdefault(int(step), {})[name] = value
+    said: dict[tuple[tuple[str, str], str], int] = {}
+    for key, by_step in series.items():
+        ordered = sorted(by_step)
+        for index, step in enumerate(ordered[1:], start=1):
+            for alarm in alarms({key: by_step[step]}, {key: by_step[ordered[0]]}):
+                said.setdefault((key, alarm.rule.number), index)
+    summary = []
+    for number in sorted({number for _, number in said}):
+        firsts = [v for (_, n), v in said.items() if n == number]
+        summary.append(f"{number}: {len(firsts)} pair(s), from validation {min(firsts)}")
+    return summary
+
+
+def _pairs(run: dict[str, Any], prefix: str, name: str, method: str | None = None) -> list[list[float]]:
+    """Per (layer, method), optionally of one method: the values of ``name`` by step, step 0 first."""
     return [
         [v for _, v in sorted((int(s), v) for s, v in steps.items())]
         for key, steps in run["numbers"].items()
-        if key.startswith(prefix) and key.endswith("/" + name)
+        if key.startswith(prefix)
+        and key.endswith("/" + name)
+        and (method is None or key.split("/")[-2] == method)
     ]
 
 
+def _start_and_most(series: list[list[float]]) -> str:
+    """``"<step 0> -> <most after it>"``, each the largest over the pairs."""
+    if not series:
+        return "-"
+    start = max(s[0] for s in series)
+    after = max((max(s[1:]) for s in series if len(s) > 1), default=float("nan"))
+    return f"{start:.2f} -> {after:.2f}"
+
+
 def table(runs: list[dict[str, Any]], prefix: str = "cam_focus/") -> str:
-    """One Markdown row per run: accuracies, then each number at step 0, its most after it and at the end."""
-    head = ["run", "seed", "val acc", "acc without mark", "alarms"]
-    names = (("consistency", max), ("border_share", max), ("concentration", max))
-    for name, _ in names:
-        head += [f"{name} step 0", f"{name} max after", f"{name} last"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
-    for run in runs:
+    """One Markdown row per run: accuracies, the focus numbers at step 0 and at most after it, the alarms."""
+    head = [
+        "run",
+        "seed",
+        "val acc",
+        "acc without mark",
+        "consistency Grad-CAM",
+        "consistency Grad-CAM++",
+        "border_share",
+        "concentration",
+        "alarm (of the 4 layer-method pairs)",
+    ]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 3)) + "|---|",
+    ]
+    for run in sorted(runs, key=lambda r: (PATTERNS.index(r["pattern"]), r["seed"], r.get("epochs", 0))):
         cells = [run["pattern"], str(run["seed"]), f"{run['val_acc']:.2f}", f"{run['unmarked_acc']:.2f}"]
-        cells.append(str(len(run["alarms"])))
-        for name, pick in names:
-            series = _series(run, prefix, name)
-            if not series:
-                cells += ["-", "-", "-"]
-                continue
-            first = pick(s[0] for s in series)
-            after = pick(pick(s[1:]) for s in series if len(s) > 1)
-            last = pick(s[-1] for s in series)
-            cells += [f"{first:.2f}", f"{after:.2f}", f"{last:.2f}"]
+        cells.append(_start_and_most(_pairs(run, prefix, "consistency", "gradcam")))
+        cells.append(_start_and_most(_pairs(run, prefix, "consistency", "gradcam++")))
+        cells.append(_start_and_most(_pairs(run, prefix, "border_share")))
+        cells.append(_start_and_most(_pairs(run, prefix, "concentration")))
+        cells.append(", ".join(fired(run, prefix)) or "none")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -30,7 +30,7 @@ class AlarmRule:
 
 
 RULES: tuple[AlarmRule, ...] = (
-    AlarmRule("a fixed place whatever the object", "consistency", 0.88, 0.05),
+    AlarmRule("a fixed place whatever the object", "consistency", 0.92, 0.05),
     AlarmRule("the image's border", "border_share", 1.35, 0.2),
 )
 """The alarm's rules (thresholds measured: README, "The attention alarm")."""

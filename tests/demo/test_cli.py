@@ -6,6 +6,7 @@ import inspect
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,7 +17,7 @@ from events import read_events
 from lightning_fabric.utilities.data import AttributeDict
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from cam_callback import GradCAMCallback
+from cam_callback import AttentionWarning, GradCAMCallback
 from cam_callback.core.options import CAMOptions
 from cam_callback.demo import ImageFolderDataModule, ShapesDataModule, ShapesDataset
 from cam_callback.demo.classifier import ImageClassifier
@@ -145,7 +146,11 @@ def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
         "fit", "--config", str(ROOT / "configs" / "demo.yaml"),
         f"--trainer.logger.init_args.save_dir={tmp_path}",
     ]
-    cli = main(args + TINY + TINY_SHAPES)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = main(args + TINY + TINY_SHAPES)
+    # The demo is a healthy run: the attention alarm stays silent.
+    assert [str(w.message) for w in caught if issubclass(w.category, AttentionWarning)] == []
     assert isinstance(cli.trainer.logger, TensorBoardLogger)
     log_dir = cli.trainer.logger.log_dir
     events = read_events(log_dir)
