@@ -66,7 +66,10 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import image as image_summary
 
 from cam_callback import CAMEngine, GradCAMCallback
+from cam_callback.callback.history import MAX_FRAMES
+from cam_callback.callback.publishing import Display, summary_records
 from cam_callback.core.drift import shrink_maps
+from cam_callback.core.focus import focus_numbers
 from cam_callback.render import heatmap_grid, overlay_grid
 from cam_callback.sinks import TensorBoardSink
 from cam_callback.sinks.encoding import encode_jpeg
@@ -335,13 +338,17 @@ LABELS = {
     "validate_without": "`trainer.validate` without the callback ({images}-image validation, context)",
     "floor_l3_l4": "2-layer floor: grads at layer3 + layer4, raw Grad-CAM (bench_engine)",
     "multi": "callback, layer3 + layer4 x gradcam, gradcam++, layercam (6 pairs)",
+    "focus": "focus numbers of one pair (`focus_numbers` on the maps at `history_size`)",
+    "timeline": f"live timeline of one pair, {MAX_FRAMES} frames (the most kept; drawn, not encoded)",
+    "focus_timeline": "focus numbers + timeline of one pair (what they add to the hook)",
 }
 ROW_ORDER = [
     "plain", "floor", "engine", "render", "sink", "crc_python", "crc_native", "callback", "callback_drain",
     "split", "noheat", "png", "natural", "methods3", "insitu", "validate_diff", "validate_without",
-    "floor_l3_l4", "multi",
+    "floor_l3_l4", "multi", "focus", "timeline", "focus_timeline",
 ]  # fmt: skip
-TARGETS = {"callback": CALLBACK_TARGET, "natural": CALLBACK_TARGET}
+FOCUS_TARGET = 0.05  # focus numbers + live timeline, x floor
+TARGETS = {"callback": CALLBACK_TARGET, "natural": CALLBACK_TARGET, "focus_timeline": FOCUS_TARGET}
 SMALL_LABELS = {
     "small_plain": "plain forward, `torch.inference_mode()`",
     "small_floor": f"floor: Grad-CAM at `{SMALL_LAYER}`, written out",
@@ -470,6 +477,22 @@ def main() -> None:
             sink.add_image("cam/heatmap", heat, 0, "png")
             sink.flush()
 
+        labels = loader.dataset.tensors[1]
+        kept = shrink_maps(maps.float().cpu(), history_size)
+        timeline_frames = {(LAYER, METHOD): kept.unsqueeze(0).repeat(MAX_FRAMES, 1, 1, 1)}
+        frame_steps = {(LAYER, METHOD): list(range(MAX_FRAMES))}
+        shown = x.cpu()
+
+        def focus() -> None:
+            focus_numbers(shrink_maps(maps.float(), history_size), labels)
+
+        def timeline() -> None:
+            summary_records(timeline_frames, frame_steps, shown, 0, Display(), kind="_timeline")
+
+        def focus_and_timeline() -> None:
+            focus()
+            timeline()
+
         def direct(setup: Setup, on: pl.LightningModule = module) -> Variant:
             return Variant(
                 call=lambda: setup.hook(on),
@@ -490,6 +513,9 @@ def main() -> None:
             "png": direct(setups["png"]),
             "natural": direct(setups["natural"]),
             "methods3": direct(setups["methods3"]),
+            "focus": Variant(focus),
+            "timeline": Variant(timeline),
+            "focus_timeline": Variant(focus_and_timeline),
         }
         if not args.no_multi:
             variants["floor_l3_l4"] = Variant(lambda: floor_two_layers(module.net, x))
