@@ -1,13 +1,14 @@
 """The focus numbers of clean and shortcut runs: the measurements behind the attention alarm's thresholds.
 
-Trains the demo's tiny CNN (``tinycnn``) on the synthetic shapes at 64x64 with ``GradCAMCallback`` on the
-demo's layers and methods, and reads the focus numbers of every validation back from a ``CSVLogger``:
+Trains the demo's tiny CNN (``tinycnn``) on the synthetic shapes (48x48 by default) with
+``GradCAMCallback`` on the demo's layers and methods, and reads the focus numbers of every validation back
+from a ``CSVLogger``:
 
 * ``clean``: objects at random positions, nothing else;
 * ``corner`` / ``corner_br`` / ``stripe`` / ``interior``: a class-coded mark in the training AND the
-  validation images: a 6x6 square in the top-left corner (the demo's marker), the same in the
-  bottom-right corner, a 3-pixel stripe along the top edge, or a 6x6 square inside the image, away from
-  the border band (rows 12-17, columns 44-49);
+  validation images: a square of the demo's marker size (a tenth of the side) in the top-left corner, the
+  same in the bottom-right corner, a 3-pixel stripe along the top edge, or the square inside the image,
+  clear of the border band (its corner at a quarter of the height and five eighths of the width);
 * ``train_only``: the demo's marker in the training images only (``configs/shortcut.yaml``'s setup),
   with ``train_samples`` explaining the first training samples too.
 
@@ -212,6 +213,7 @@ def table(runs: list[dict[str, Any]], prefix: str = "cam_focus/") -> str:
     head = [
         "run",
         "seed",
+        "epochs",
         "val acc",
         "acc without mark",
         "consistency Grad-CAM",
@@ -225,12 +227,45 @@ def table(runs: list[dict[str, Any]], prefix: str = "cam_focus/") -> str:
         "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 3)) + "|---|",
     ]
     for run in sorted(runs, key=lambda r: (PATTERNS.index(r["pattern"]), r["seed"], r.get("epochs", 0))):
-        cells = [run["pattern"], str(run["seed"]), f"{run['val_acc']:.2f}", f"{run['unmarked_acc']:.2f}"]
+        cells = [run["pattern"], str(run["seed"]), str(run["epochs"]), f"{run['val_acc']:.2f}"]
+        cells.append(f"{run['unmarked_acc']:.2f}")
         cells.append(_start_and_most(_pairs(run, prefix, "consistency", "gradcam")))
         cells.append(_start_and_most(_pairs(run, prefix, "consistency", "gradcam++")))
         cells.append(_start_and_most(_pairs(run, prefix, "border_share")))
         cells.append(_start_and_most(_pairs(run, prefix, "concentration")))
         cells.append(", ".join(fired(run, prefix)) or "none")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _last(run: dict[str, Any], prefix: str, name: str, method: str | None = None) -> str:
+    """The largest over the pairs of ``name`` at the last validation."""
+    series = _pairs(run, prefix, name, method)
+    return f"{max(s[-1] for s in series):.2f}" if series else "-"
+
+
+def gap_table(runs: list[dict[str, Any]]) -> str:
+    """Training against validation samples at the last validation: the training focus numbers and the gaps."""
+    head = [
+        "run",
+        "seed",
+        "train acc",
+        "val acc",
+        "train consistency Grad-CAM",
+        "train border_share",
+        "gap consistency Grad-CAM",
+        "gap border_share",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+    for run in sorted(runs, key=lambda r: (PATTERNS.index(r["pattern"]), r["seed"])):
+        train_acc = run["numbers"].get("train/acc", {})
+        cells = [run["pattern"], str(run["seed"])]
+        cells.append(f"{list(train_acc.values())[-1]:.2f}" if train_acc else "-")
+        cells.append(f"{run['val_acc']:.2f}")
+        cells.append(_last(run, "cam_train_focus/", "consistency", "gradcam"))
+        cells.append(_last(run, "cam_train_focus/", "border_share"))
+        cells.append(_last(run, "cam_gap/", "consistency", "gradcam"))
+        cells.append(_last(run, "cam_gap/", "border_share"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -265,9 +300,10 @@ def main(argv: list[str] | None = None) -> None:
                     with open(args.json, "a") as handle:
                         handle.write(json.dumps(run) + "\n")
     print(table(runs))
-    if any(r["pattern"] == "train_only" for r in runs):
+    with_training = [r for r in runs if any(k.startswith("cam_gap/") for k in r["numbers"])]
+    if with_training:
         print()
-        print(table([r for r in runs if r["pattern"] == "train_only"], prefix="cam_train_focus/"))
+        print(gap_table(with_training))
 
 
 if __name__ == "__main__":
