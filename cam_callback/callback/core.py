@@ -89,6 +89,7 @@ class CAMCallbackCore(CallbackHooks):
         min_display_size: int = 128,
         alarm: bool = True,
         train_samples: int = 0,
+        faithfulness: str | list[str] | None = None,
     ) -> None:
         super().__init__()
         self.options = CallbackOptions.from_arguments(
@@ -98,7 +99,7 @@ class CAMCallbackCore(CallbackHooks):
             image_format=image_format, history_size=history_size, tag_prefix=tag_prefix, strict=strict,
             reshape=reshape, eigen_smooth=eigen_smooth, aug_smooth=aug_smooth, aug_scales=aug_scales,
             chunk_size=chunk_size, class_names=class_names, min_display_size=min_display_size, alarm=alarm,
-            train_samples=train_samples,
+            train_samples=train_samples, faithfulness=faithfulness,
         )
         self._run = self._new_run()
 

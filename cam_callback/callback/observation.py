@@ -14,6 +14,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..capture.engine import CAMEngine, CAMResult
+from ..capture.faithfulness import faithfulness_numbers
 from ..core.drift import shrink_maps
 from ..core.errors import AttentionWarning
 from ..core.focus import focus_numbers
@@ -66,6 +67,7 @@ def observe(
     if engine.choice is not None and not run.layers:
         run.layers, run.reshape = (engine.choice.layer,), engine.choice.reshape
     explained = _explain_training(run, options, trainer, engine) if options.train_samples and keep else None
+    faith = _faithfulness(options, trainer, pl_module, batch, result) if options.faithfulness and keep else {}
     if not trainer.is_global_zero:
         return {}
     step = logging_step(trainer, source)
@@ -82,6 +84,9 @@ def observe(
     records += _timeline(run, options, list(maps), step)
     run.focus = _focus(run, maps, batch.labels)
     numbers.update(focus_metrics(options, run.focus))
+    numbers.update(
+        {options.display.number(key, name, "_faith"): v for key, n in faith.items() for name, v in n.items()}
+    )
     if explained is not None and source == "val":
         train_records, train_numbers = _training_samples(run, options, explained, step, names)
         records += train_records
@@ -107,6 +112,25 @@ def _record(
         for key, pair in maps.items()
         for name, value in run.history.record(*key, pair, step, masks).items()
     }
+
+
+def _faithfulness(
+    options: CallbackOptions, trainer: TrainerLike, pl_module: nn.Module, batch: FixedBatch, result: CAMResult
+) -> dict[MapKey, dict[str, float]]:
+    """Every pair's faithfulness numbers (every computing rank runs the forwards); none without classes."""
+    if result.classes is None or not isinstance(result.outputs, Tensor) or result.outputs.dim() != 2:
+        return {}  # a callable target or no class logits: nothing to take the probability of
+    maps = {key: result.normalized(*key) for key in result.raw}
+    precision = trainer.precision_plugin
+    with precision.forward_context():
+        return faithfulness_numbers(
+            pl_module,
+            precision.convert_input(batch.inputs),
+            maps,
+            result.classes,
+            options.faithfulness,
+            chunk_size=options.engine.chunk_size,
+        )
 
 
 def _explain_training(

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..capture.registry import get_method
 from ..core.checks import check_bool, check_choice, check_float, check_int, check_str
+from ..core.faithfulness import FAITHFULNESS_NAMES
 from ..core.options import CAMOptions
 from ..core.smoothing import DEFAULT_SCALES
 from ..core.targets import check_target
@@ -78,6 +79,8 @@ class CallbackOptions:
         display: how the maps are drawn and tagged.
         engine: how the engine computes the maps.
         train_samples: how many training samples are explained too (0: none).
+        faithfulness: the faithfulness numbers to compute, none by default
+            (:data:`~cam_callback.core.faithfulness.FAITHFULNESS_NAMES`).
         alarm: warn (:class:`~cam_callback.core.errors.AttentionWarning`) when the focus numbers say the
             attention settled on a fixed place or on the border.
     """
@@ -95,6 +98,7 @@ class CallbackOptions:
     engine: CAMOptions
     alarm: bool = True
     train_samples: int = 0
+    faithfulness: tuple[str, ...] = ()
 
     @property
     def tag_prefix(self) -> str:
@@ -148,4 +152,8 @@ class CallbackOptions:
             ),
             alarm=check_bool("alarm", arguments["alarm"]),
             train_samples=check_int("train_samples", arguments["train_samples"], minimum=0),
+            faithfulness=tuple(
+                check_choice("faithfulness", name, FAITHFULNESS_NAMES)
+                for name in dict.fromkeys(_names("faithfulness", arguments["faithfulness"]))
+            ),
         )

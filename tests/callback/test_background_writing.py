@@ -148,9 +148,9 @@ def test_a_writer_failure_warns_at_the_next_validation_once_per_lost_image(tmp_p
         warnings.simplefilter("always")
         trainer.fit(TinyNet(), *loaders())
     lost = [str(w.message) for w in caught if "skipped writing some maps" in str(w.message)]
-    # The step-0 frame's overlay and heatmap, each said once (at the first validation), never again.
+    # The step-0 frame's overlay, heatmap and timeline, each said once (at the first validation), never again.
     message = "GradCAMCallback skipped writing some maps of an earlier validation: OSError: disk full"
-    assert lost == [message] * 2
+    assert lost == [message] * 3
     assert isinstance(trainer.logger, TensorBoardLogger)
     events = read_events(trainer.logger.log_dir)
     assert [e.step for e in events.Images("cam/features.3/gradcam")] == [5, 11]

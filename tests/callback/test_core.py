@@ -468,10 +468,11 @@ def test_automatic_layer_choice(tmp_path):
     assert callback.layers == ["features"]
 
 
-def test_training_samples_are_explained_logged_and_training_stays_the_same(tmp_path):
+def test_every_new_option_on_training_samples_and_faithfulness_and_training_stays_the_same(tmp_path):
     plain = _snapshot(*_fit(tmp_path / "without", [], dict_batches=True))
     probe = Probe()
-    callback = GradCAMCallback(layer="features.3", num_samples=4, train_samples=3)
+    faithfulness = ["deletion", "insertion", "average_drop", "increase_in_confidence"]
+    callback = GradCAMCallback(layer="features.3", num_samples=4, train_samples=3, faithfulness=faithfulness)
     model, trainer = _fit(tmp_path / "with", [callback, probe], dict_batches=True)
     _assert_same_training(plain, _snapshot(model, trainer))
     events = read_events(trainer.logger.log_dir)
@@ -492,3 +493,6 @@ def test_training_samples_are_explained_logged_and_training_stays_the_same(tmp_p
     assert [e.step for e in gap] == val_steps
     assert train[-1].value == pytest.approx(peaked, abs=1e-5)  # the final weights' maps
     assert gap[-1].value == pytest.approx(train[-1].value - val[-1].value, abs=1e-6)
+    for name in faithfulness:  # the numbers themselves: tests/capture/test_faithfulness.py
+        logged = events.Scalars(f"cam_faith/features.3/gradcam/{name}")
+        assert [e.step for e in logged] == val_steps and all(0 <= e.value <= 1 for e in logged)

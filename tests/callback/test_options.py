@@ -21,7 +21,8 @@ def test_defaults():
     assert (display.alpha, display.colormap, display.mean, display.std) == (0.5, "jet", None, None)
     assert (display.image_format, display.log_heatmaps, display.min_tile) == ("jpeg", True, 128)
     assert options.engine == CAMOptions()
-    assert options.alarm is True
+    assert options.alarm is True and options.train_samples == 0 and options.faithfulness == ()
+    assert GradCAMCallback(faithfulness="insertion").options.faithfulness == ("insertion",)
 
 
 def test_values_are_normalised():
@@ -60,6 +61,8 @@ def test_every_argument_must_be_given():
         (dict(chunk_size=0), ValueError, "chunk_size"),
         (dict(alarm="no"), TypeError, "alarm"),
         (dict(train_samples=-1), ValueError, "train_samples"),
+        (dict(faithfulness=["deletion", "delet"]), ValueError, "faithfulness.*did you mean 'deletion'"),
+        (dict(faithfulness=3), TypeError, "faithfulness"),
         (dict(aug_scales=[1.0, -0.5]), ValueError, "aug_scales"),
         (dict(eigen_smooth="yes"), TypeError, "eigen_smooth"),
         (dict(reshape="tokenz"), ValueError, "tokens"),
