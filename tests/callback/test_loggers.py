@@ -146,7 +146,10 @@ def test_any_other_logger_gets_numbers_through_log_metrics_and_png_files_in_its_
     assert [s for s, _ in energy] == [s for s, m in logger.metrics if "val_loss" in m] == [5, 11]
     # change_prev from the first validation on: the step-0 frame is the one before it
     assert [s for s, m in logger.metrics if CHANGE in m] == [5, 11]
-    assert not any(step == 0 for step, _ in logger.metrics)  # the step-0 frame's numbers are no metrics
+    # The step-0 frame's numbers are no Lightning metrics; only its focus numbers reach the logger, directly.
+    at_zero = {name for step, m in logger.metrics if step == 0 for name in m}
+    focus = ("concentration", "border_share", "consistency")
+    assert at_zero == {f"cam_focus/features.3/gradcam/{n}" for n in focus}
     assert {f"cam/features.3/gradcam/step_{s:08d}.png" for s in (0, 5)} <= _files(tmp_path / "mine")
 
 
