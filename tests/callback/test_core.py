@@ -481,7 +481,7 @@ def test_every_new_option_on_training_samples_and_faithfulness_and_training_stay
     # The first 3 training samples by index, whatever the shuffled loader drew (up to the data's own noise).
     expected = torch.stack([DictData(12, 1).base[i][0] for i in range(3)])
     batch = callback._run.train_batch
-    assert batch is not None
+    assert batch is not None and batch.labels is not None
     torch.testing.assert_close(batch.inputs.cpu(), expected, atol=0.06, rtol=0)
     model.eval()
     maps = compute_cam(model, batch.inputs, "features.3", target=batch.labels)
