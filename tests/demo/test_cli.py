@@ -114,6 +114,9 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
         "chunk_size": "8",
         "class_names": "[a,b,c,d]",
         "min_display_size": "96",
+        "alarm": "false",
+        "train_samples": "5",
+        "faithfulness": "[deletion,average_drop]",
     }
     parameters = set(inspect.signature(GradCAMCallback.__init__).parameters) - {"self"}
     assert parameters == set(overrides), "every option must be covered here"
@@ -139,6 +142,8 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
     )
     assert options.class_names == ("a", "b", "c", "d")
     assert display.min_tile == 96
+    assert (options.alarm, options.train_samples) == (False, 5)
+    assert options.faithfulness == ("deletion", "average_drop")
 
 
 def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
