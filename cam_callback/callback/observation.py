@@ -66,7 +66,8 @@ def observe(
         result = engine(precision.convert_input(batch.inputs), target)
     if engine.choice is not None and not run.layers:
         run.layers, run.reshape = (engine.choice.layer,), engine.choice.reshape
-    explained = _explain_training(run, options, trainer, engine) if options.train_samples and keep else None
+    wanted = options.train_samples and keep and source == "val"  # explaining training data already: none
+    explained = _explain_training(run, options, trainer, engine) if wanted else None
     faith = _faithfulness(options, trainer, pl_module, batch, result) if options.faithfulness and keep else {}
     if not trainer.is_global_zero:
         return {}
@@ -87,7 +88,7 @@ def observe(
     numbers.update(
         {options.display.number(key, name, "_faith"): v for key, n in faith.items() for name, v in n.items()}
     )
-    if explained is not None and source == "val":
+    if explained is not None:
         train_records, train_numbers = _training_samples(run, options, explained, step, names)
         records += train_records
         numbers.update(train_numbers)
