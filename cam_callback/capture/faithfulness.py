@@ -66,9 +66,9 @@ def _curve(
     for start in range(0, points * b, chunk_size):
         index = torch.arange(start, min(start + chunk_size, points * b), device=inputs.device)
         step, sample = index // b, index % b
-        mask = masks[step, sample].unsqueeze(1).to(inputs.dtype)
-        shown, hidden = (inputs[sample], baseline[sample]) if insert else (baseline[sample], inputs[sample])
-        copies = hidden * (1 - mask) + shown * mask
+        mask = masks[step, sample].unsqueeze(1) > 0
+        shown, hidden = (inputs, baseline) if insert else (baseline, inputs)
+        copies = torch.where(mask, shown[sample], hidden[sample])  # one pass over the copies
         logits = model(copies).float()
         scores.append(
             logits.softmax(dim=1).gather(1, classes[sample].view(-1, 1).to(logits.device)).squeeze(1)
