@@ -20,16 +20,18 @@ from ..core.errors import CAMConfigurationError, caller_stacklevel
 from ..core.maps import normalize_maps, upsample_maps
 from ..core.options import CAMOptions
 from ..core.smoothing import DEFAULT_SCALES, average_over_augmentations
-from ..core.targets import Target, select_scores
+from ..core.targets import Target, finer_scores, select_scores
 from ..core.tokens import ActivationReshape, TokenGrid, resolve_reshape
 from .auto_layer import LayerChoice, choose_layer
 from .diagnostics import warn_if_all_zero
+from .fullgrad import FullGradMethod
 from .guided import GuidedMethod, guided_backprop, saliency_magnitude
 from .hooks import LayerCapture, explaining
 from .layers import resolve_layer
 from .layouts import prefix_tokens, warn_if_channels_last
 from .probe import LayerProbe
 from .registry import CAMMethod, get_method
+from .second_backward import FinerMethod, ShapleyMethod, hessian_products
 
 __all__ = ["CAMEngine", "CAMResult", "compute_cam"]
 
@@ -85,6 +87,12 @@ def _as_feature_map(name: str, tensor: Tensor, reshape: ActivationReshape | None
             "convolutional layer or pass `reshape` to turn its output into one"
         )
     return tensor.float()
+
+
+def _optional_feature_map(
+    name: str, tensor: Tensor | None, reshape: ActivationReshape | None
+) -> Tensor | None:
+    return None if tensor is None else _as_feature_map(name, tensor, reshape)
 
 
 def _not_reached(names: list[str]) -> str:
@@ -188,6 +196,8 @@ class CAMEngine:
         self.model = model
         self.methods: list[CAMMethod] = list({m.name: m for m in map(get_method, methods)}.values())
         self.needs_gradients = any(m.needs_gradients for m in self.methods)
+        self.needs_hessian = any(isinstance(m, ShapleyMethod) for m in self.methods)
+        self.needs_contrast = any(isinstance(m, FinerMethod) for m in self.methods)
         self.layers: dict[str, nn.Module] = {}
         self.choice: LayerChoice | None = None
         self._reshape: ActivationReshape | None = None
@@ -277,14 +287,17 @@ class CAMEngine:
             scores, classes = select_scores(outputs, target)
             activations = [capture.activations[name] for name in self.layers]
             gradients: Sequence[Tensor | None] = [None] * len(activations)
+            hessian: Sequence[Tensor | None] = [None] * len(activations)
+            contrast: Sequence[Tensor | None] = [None] * len(activations)
             if self.needs_gradients:
                 if not scores.requires_grad:
                     raise RuntimeError(_not_reached(list(self.layers)))
-                gradients = torch.autograd.grad(scores.sum(), activations, allow_unused=True)
+                gradients, hessian, contrast = self._backward(outputs, scores, classes, activations)
             fixed = _per_copy_target(classes, target)
             raw: RawMaps = {}
             self._zero_gradients = set()
-            for name, activation, gradient in zip(self.layers, activations, gradients, strict=True):
+            layers = zip(self.layers, activations, gradients, strict=True)
+            for index, (name, activation, gradient) in enumerate(layers):
                 if self.reshape is None and name not in self._layout_checked:
                     self._layout_checked.add(name)
                     warn_if_channels_last(name, self.layers[name], activation)
@@ -301,12 +314,49 @@ class CAMEngine:
                     fixed, scores.detach().float(), self.reshape, self.options.chunk_size,
                     gradients=spatial_gradient,
                     eigen_smooth=self.options.eigen_smooth,
+                    hessian_product=_optional_feature_map(name, hessian[index], self.reshape),
+                    contrast_gradients=_optional_feature_map(name, contrast[index], self.reshape),
                 )
                 for method in self.methods:
                     layer_map = method.layer_map(probe)
                     if layer_map is not None:
                         raw[(name, method.name)] = layer_map
+            for method in self.methods:
+                if isinstance(method, FullGradMethod):  # its own pass, the same map under every layer
+                    batch_map = method.batch_map(self.model, inputs, fixed)
+                    raw.update({(name, method.name): batch_map for name in self.layers})
         return outputs, scores, classes, raw
+
+    def _backward(
+        self, outputs: Any, scores: Tensor, classes: Tensor | None, activations: list[Tensor]
+    ) -> tuple[list[Tensor | None], list[Tensor | None], list[Tensor | None]]:
+        """The shared backward to the layers, and the second ones Shapley-CAM and Finer-CAM ask for.
+
+        Returns ``(gradients, hessian products, contrast gradients)`` per layer, detached (None where not
+        asked for, or where a gradient does not reach the layer).
+        """
+        count = len(activations)
+        second = self.needs_hessian or self.needs_contrast
+        gradients = list(
+            torch.autograd.grad(
+                scores.sum(), activations, allow_unused=True, retain_graph=second,
+                create_graph=self.needs_hessian,
+            )
+        )
+        hessian: list[Tensor | None] = [None] * count
+        contrast: list[Tensor | None] = [None] * count
+        if self.needs_hessian:
+            hessian = hessian_products(gradients, activations)
+        if self.needs_contrast:
+            if classes is None or not isinstance(outputs, Tensor):
+                raise ValueError(
+                    "finercam compares classes of [B, classes] logits: give `target` as 'predicted', 'label' "
+                    "or class indices (or explain FinerTarget's score with another method)"
+                )
+            contrast_scores = finer_scores(outputs, classes)
+            contrast = list(torch.autograd.grad(contrast_scores.sum(), activations, allow_unused=True))
+        detached: list[Tensor | None] = [None if g is None else g.detach() for g in gradients]
+        return detached, hessian, [None if g is None else g.detach() for g in contrast]
 
     def _guided(self, inputs: Tensor, target: Target, raw: RawMaps) -> RawMaps:
         """Guided Backpropagation once for the batch, then the saliency of every guided (layer, method).
