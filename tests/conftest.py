@@ -139,7 +139,8 @@ def kernel_pca_reference(activations: Tensor, gamma: float | None = None) -> Ten
     projection = kernel @ left[:, 0] / values[0].sqrt()
     if projection[projection.abs().argmax()] < 0:
         projection = -projection
-    return projection.clamp(min=0)
+    result: Tensor = projection.clamp(min=0)
+    return result
 
 
 # The model left as found: shared by the engine, guided, perturbation and smoothing tests -------------------

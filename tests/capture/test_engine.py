@@ -165,7 +165,9 @@ def test_engine_equals_separate_calls(tiny_net: TinyNet, images: Tensor) -> None
             torch.testing.assert_close(result.raw[(layer, method)], alone_raw)
 
 
-def test_the_shared_pass_stays_one_forward_and_its_maps_stay_the_same(tiny_net: TinyNet, images: Tensor) -> None:
+def test_the_shared_pass_stays_one_forward_and_its_maps_stay_the_same(
+    tiny_net: TinyNet, images: Tensor
+) -> None:
     # Element-wise Grad-CAM, Eigen-Grad-CAM and KPCA-CAM add only their maths, Shapley-CAM and Finer-CAM a
     # backward through the same graph: one forward in all. FullGrad runs its own, the one more forward.
     alone = CAMEngine(tiny_net, "features.3", "gradcam")(images, target=[1, 2])

@@ -124,8 +124,9 @@ def test_kpcacam_with_a_given_gamma_matches_the_reference() -> None:
 
 
 def test_shapleycam_subtracts_half_the_hessian_product() -> None:
-    # Two channels of two positions: w = mean(g - HA/2) = (mean(2, 4) - mean(1, 3)/2, mean(1, 1) - mean(6, 2)/2)
-    # = (3 - 1, 1 - 2) = (2, -1); map = ReLU(2 A^1 - A^2).
+    # Two channels of two positions: w = mean(g - HA/2)
+    # = (mean(2, 4) - mean(1, 3)/2, mean(1, 1) - mean(6, 2)/2) = (3 - 1, 1 - 2) = (2, -1);
+    # map = ReLU(2 A^1 - A^2).
     activations = t([[[[1, 2]], [[1, 5]]]])
     gradients = t([[[[2, 4]], [[1, 1]]]])
     hessian_product = t([[[[1, 3]], [[6, 2]]]])
@@ -136,7 +137,8 @@ def test_shapleycam_subtracts_half_the_hessian_product() -> None:
 
 def test_eigen_smoothing_of_gradcam_elementwise_takes_the_component_of_its_clipped_terms() -> None:
     generator = torch.Generator().manual_seed(2)
-    activations, gradients = torch.randn(2, 4, 3, 5, generator=generator), torch.randn(2, 4, 3, 5, generator=generator)
+    activations = torch.randn(2, 4, 3, 5, generator=generator)
+    gradients = torch.randn(2, 4, 3, 5, generator=generator)
     out = LAYER_METHODS["gradcam-elementwise"].compute(activations, gradients, eigen_smooth=True)
     expected = torch.stack([
         torch.as_tensor(_first_principal_component(
