@@ -123,6 +123,22 @@ def test_training_is_bit_for_bit_the_same(tmp_path, settings):
     assert callback.history.recorded == probe.checked + 1
 
 
+def test_training_is_bit_for_bit_the_same_with_the_second_pass_methods(tmp_path):
+    # Shapley-CAM's double backward, Finer-CAM's second backward and FullGrad's own pass with hooks on every
+    # convolution and BatchNorm, given in pytorch-grad-cam's spelling where it differs.
+    plain = _snapshot(*_fit(tmp_path / "without", [], dict_batches=True))
+    probe = Probe()
+    methods = ["GradCAMElementWise", "eigengradcam", "KPCA_CAM", "shapleycam", "finercam", "fullgrad"]
+    callback = GradCAMCallback(layer="features.3", method=methods, num_samples=4)
+    model, trainer = _fit(tmp_path / "with", [callback, probe], dict_batches=True)
+    _assert_same_training(plain, _snapshot(model, trainer))
+    assert probe.checked >= 2
+    names = ["gradcam-elementwise", "eigengradcam", "kpcacam", "shapleycam", "finercam", "fullgrad"]
+    assert callback.options.methods == tuple(names)
+    images = set(read_events(trainer.logger.log_dir).Tags()["images"])
+    assert {f"cam/features.3/{name}" for name in names} <= images
+
+
 def test_mid_epoch_validation_keeps_a_half_done_accumulation(tmp_path):
     # 6 batches, validation after batch 3 of each epoch: the accumulation of 2 is half done there.
     probe = Probe()

@@ -12,6 +12,7 @@ from typing import Any, cast
 import cv2
 import pytest
 import torch
+import yaml
 from events import read_events
 from lightning_fabric.utilities.data import AttributeDict
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -21,6 +22,7 @@ from cam_callback.core.options import CAMOptions
 from cam_callback.demo import ImageFolderDataModule, ShapesDataModule, ShapesDataset
 from cam_callback.demo.classifier import ImageClassifier
 from cam_callback.demo.cli import main
+from cam_callback.targets import FinerTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -85,6 +87,20 @@ def test_every_config_parses_and_builds_its_parts(config, tmp_path):
         assert options.display.mean == tuple(cli.datamodule.mean)
         assert options.display.std == tuple(cli.datamodule.std)
         assert cast(AttributeDict, cli.model.hparams).arch == "tinycnn"
+
+
+def test_the_newer_methods_and_finer_target_from_yaml(tmp_path):
+    config = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    settings = config["trainer"]["callbacks"][0]["init_args"]
+    settings["method"] = ["GradCAMElementWise", "KPCA_CAM", "shapleycam", "finercam", "fullgrad"]
+    settings["target"] = {"class_path": "cam_callback.targets.FinerTarget", "init_args": {"ranks": [1, 2]}}
+    path = tmp_path / "newer.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cli = main(["--config", str(path), f"--trainer.logger.init_args.save_dir={tmp_path}"], run=False)
+    callback = next(c for c in cast(Any, cli.trainer).callbacks if isinstance(c, GradCAMCallback))
+    assert callback.options.methods == ("gradcam-elementwise", "kpcacam", "shapleycam", "finercam", "fullgrad")
+    assert isinstance(callback.options.target, FinerTarget)
+    assert (callback.options.target.ranks, callback.options.target.alpha) == ((1, 2), 1.0)
 
 
 def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
