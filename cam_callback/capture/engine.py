@@ -1,9 +1,10 @@
 """The CAM engine: every (layer, method) map of a batch from one forward and one backward pass.
 
-The gradient family and Eigen-CAM share that pass. Methods that need more add their own passes, run by
-their modules: Score-CAM and Ablation-CAM (:mod:`cam_callback.capture.perturbation`), Guided Backpropagation
-and Guided Grad-CAM (:mod:`cam_callback.capture.guided`), augmentation smoothing
-(:mod:`cam_callback.core.smoothing`).
+The gradient family, Eigen-CAM and KPCA-CAM share that pass. Methods that need more add their own passes,
+run by their modules: Score-CAM and Ablation-CAM (:mod:`cam_callback.capture.perturbation`), Guided
+Backpropagation and Guided Grad-CAM (:mod:`cam_callback.capture.guided`), Shapley-CAM and Finer-CAM (a
+second backward through the shared forward, :mod:`cam_callback.capture.second_backward`), FullGrad
+(:mod:`cam_callback.capture.fullgrad`), augmentation smoothing (:mod:`cam_callback.core.smoothing`).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class CAMResult:
 
     Attributes:
         raw: ``{(layer, method): [B, h, w]}`` float32 maps at each layer's resolution, after the ReLU. For
-            the guided methods it is ``[B, H, W]`` at the input's resolution: the largest absolute value of
+            FullGrad it is ``[B, H, W]`` at the input's resolution (the same under every layer); for the
+            guided methods ``[B, H, W]`` at the input's resolution too: the largest absolute value of
             ``saliency`` over channels.
         outputs: the model's output for the batch (detached, as the model returned it).
         classes: the target class of each sample ``[B]``, or None when ``target`` was a callable.
@@ -124,9 +126,11 @@ class CAMEngine:
     (train/eval flags, buffers, gradients, RNG state, hooks), also when its forward raises. Works inside
     ``torch.no_grad()`` and ``torch.inference_mode()``, and under autocast; maps are float32.
 
-    Cost per call: one forward and (for gradient methods) one backward, shared by the gradient methods and
-    Eigen-CAM; plus ``ceil(B * K / chunk_size)`` forwards per layer for Score-CAM (``K`` the layer's
-    channels) and, for Ablation-CAM, about ``B * ceil(K / chunk_size)`` forwards of one image whose copies
+    Cost per call: one forward and (for gradient methods) one backward, shared by the gradient methods,
+    Eigen-CAM and KPCA-CAM; Shapley-CAM records the shared backward's graph and adds one double backward
+    through the part after the layer, Finer-CAM one backward to the layers; FullGrad one forward and one
+    backward to the input (the whole graph recorded); plus ``ceil(B * K / chunk_size)`` forwards per layer
+    for Score-CAM (``K`` the layer's channels) and, for Ablation-CAM, about ``B * ceil(K / chunk_size)`` forwards of one image whose copies
     only run the part after the layer (see :func:`cam_callback.capture.perturbation.ablationcam_weights`);
     plus one forward and one backward to the input, with the whole graph recorded, for the guided methods
     together; all of it times the number of augmentations with ``aug_smooth`` (the guided pass excepted).
@@ -147,8 +151,8 @@ class CAMEngine:
             :func:`cam_callback.core.tokens.resolve_reshape`). Without it, a 4-D output that looks
             channels-last gets a warning.
         eigen_smooth: replace each map's weighted sum over channels by the first principal component of the
-            weighted activations (see :func:`cam_callback.core.methods.combine`); no effect on Eigen-CAM and
-            Guided Backpropagation.
+            weighted activations (see :func:`cam_callback.core.methods.combine`); no effect on Eigen-CAM,
+            Eigen-Grad-CAM, KPCA-CAM, FullGrad and Guided Backpropagation.
         aug_smooth: average each map over left-right flips and the resizes ``aug_scales`` of the inputs
             (see :mod:`cam_callback.core.smoothing`); the guided saliency itself is not averaged, Guided
             Grad-CAM uses the averaged Grad-CAM map.
