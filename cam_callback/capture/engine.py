@@ -131,8 +131,8 @@ class CAMEngine:
     through the part after the layer, Finer-CAM one backward to the layers; FullGrad one forward and one
     backward to the input (the whole graph recorded); plus ``ceil(B * K / chunk_size)`` forwards per layer
     for Score-CAM (``K`` the layer's channels) and, for Ablation-CAM, about ``B * ceil(K / chunk_size)``
-    forwards of one image whose copies only run the part after the layer (see :func:`cam_callback.capture.perturbation.ablationcam_weights`);
-    plus one forward and one backward to the input, with the whole graph recorded, for the guided methods
+    forwards of one image whose copies only run the part after the layer (see
+    :func:`cam_callback.capture.perturbation.ablationcam_weights`); plus one forward and one backward to the input, with the whole graph recorded, for the guided methods
     together; all of it times the number of augmentations with ``aug_smooth`` (the guided pass excepted).
 
     Args:
