@@ -129,11 +129,12 @@ class CAMEngine:
     Cost per call: one forward and (for gradient methods) one backward, shared by the gradient methods,
     Eigen-CAM and KPCA-CAM; Shapley-CAM records the shared backward's graph and adds one double backward
     through the part after the layer, Finer-CAM one backward to the layers; FullGrad one forward and one
-    backward to the input (the whole graph recorded); plus ``ceil(B * K / chunk_size)`` forwards per layer
-    for Score-CAM (``K`` the layer's channels) and, for Ablation-CAM, about ``B * ceil(K / chunk_size)``
-    forwards of one image whose copies only run the part after the layer (see
-    :func:`cam_callback.capture.perturbation.ablationcam_weights`); plus one forward and one backward to the input, with the whole graph recorded, for the guided methods
-    together; all of it times the number of augmentations with ``aug_smooth`` (the guided pass excepted).
+    backward to the input (the whole graph recorded); plus ``ceil(B * K / chunk_size)`` forwards per layer for
+    Score-CAM (``K`` the layer's channels) and, for Ablation-CAM, about ``B * ceil(K / chunk_size)`` forwards
+    of one image whose copies only run the part after the layer (see
+    :func:`cam_callback.capture.perturbation.ablationcam_weights`); plus one forward and one backward to the
+    input, with the whole graph recorded, for the guided methods together; all of it times the number of
+    augmentations with ``aug_smooth`` (the guided pass excepted).
 
     Args:
         model: the network to explain.
