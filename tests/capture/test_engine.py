@@ -287,6 +287,12 @@ def test_reshape_turns_tokens_into_a_feature_map(tiny_net: TinyNet, images: Tens
     engine = CAMEngine(tokens, "features.4", reshape=to_map)
     result = engine(images, target=1)
     torch.testing.assert_close(result.normalized("features.4", "gradcam"), expected)
+    # The new layer methods and the second backwards see the same feature map through `reshape`.
+    newer = [*ALL[6:], *SECOND_PASS]
+    on_tokens = CAMEngine(tokens, "features.4", newer, reshape=to_map)(images, target=1)
+    on_maps = CAMEngine(tiny_net, "features.3", newer)(images, target=1)
+    for method in newer:
+        torch.testing.assert_close(on_tokens.raw[("features.4", method)], on_maps.raw[("features.3", method)])
 
 
 # The model left as found -----------------------------------------------------------------------------------
