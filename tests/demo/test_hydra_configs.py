@@ -27,7 +27,8 @@ SHOWN = "model.features.7"  # the tags name TinyCNN's last layer (8 modules) by 
 TINY = [
     "data.num_train=16", "data.num_val=4", "data.image_size=32", "data.batch_size=8",
     "trainer.max_epochs=1", "trainer.accelerator=cpu", "+trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false", "callbacks.gradcam.num_samples=4", f"callbacks.gradcam.layer={LAYER}",
+    "+trainer.enable_model_summary=false", "callbacks.gradcam.num_samples=4",
+    f"callbacks.gradcam.layer={LAYER}",
 ]
 
 
