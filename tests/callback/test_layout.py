@@ -71,15 +71,16 @@ def test_a_run_writes_one_layout_whose_regexes_match_its_logged_scalars(tmp_path
     # second, so the layout is written at the first frame and covers them all. Without: no numbers at the
     # first frame, the layout comes with the second; the third brings nothing new and writes none.
     callback = GradCAMCallback(["features.0", "features.3"], ["gradcam", "gradcam++"], num_samples=2)
+    logger = TensorBoardLogger(str(tmp_path))
     trainer = pl.Trainer(
-        max_epochs=2, limit_train_batches=2, callbacks=[callback], logger=TensorBoardLogger(str(tmp_path)),
+        max_epochs=2, limit_train_batches=2, callbacks=[callback], logger=logger,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         default_root_dir=str(tmp_path),
     )
     train = DataLoader(DictData(4, 1) if masks else tiny_data(4, 1), batch_size=2)
     val = DataLoader(DictData(2, 2) if masks else tiny_data(2, 2), batch_size=2)
     trainer.fit(TinyNet(), train, val)
-    folder = trainer.logger.log_dir
+    folder = logger.log_dir
     (layout,) = _layouts(folder)
     scalars = [t for t in read_events(folder).Tags()["scalars"] if t.startswith("cam_")]
     stats = ["change_prev", "change_first", "shift_prev", "shift_first"]
