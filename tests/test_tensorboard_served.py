@@ -166,9 +166,10 @@ _OVERLAYS_TOP = "(() => {" + _WALK + """
 })()"""
 
 
+@pytest.mark.skipif(
+    chromium_path() is None, reason="no `chromium` on PATH (Debian: apt-get install -y chromium; .ci/run does)"
+)
 def test_chromium_shows_a_loaded_card_per_cam_tag(served: ServedRun, tmp_path: Path):
-    if chromium_path() is None:
-        pytest.skip("no `chromium` on PATH (Debian: apt-get install -y chromium; .ci/run installs it)")
     tags = sorted({tag for tag, _ in served.made})
     last = {tag: max(step for t, step in served.made if t == tag) for tag in tags}
     wait_for("the run's images on the server", lambda: (
