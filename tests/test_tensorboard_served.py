@@ -167,7 +167,7 @@ _OVERLAYS_TOP = "(() => {" + _WALK + """
 
 
 @pytest.mark.skipif(
-    chromium_path() is None, reason="no `chromium` on PATH (Debian: apt-get install -y chromium; .ci/run does)"
+    chromium_path() is None, reason="no `chromium` on PATH (Debian: apt-get install chromium; .ci/run does)"
 )
 def test_chromium_shows_a_loaded_card_per_cam_tag(served: ServedRun, tmp_path: Path):
     tags = sorted({tag for tag, _ in served.made})
