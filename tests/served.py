@@ -23,6 +23,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +52,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:
         pass
     process.wait(10)
+    deadline = time.monotonic() + 10  # the others are gone once the system has reaped them
+    while group_alive(process) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def wait_for(what: str, attempt: Callable[[], T | None], timeout: float = 90.0) -> T:
@@ -70,9 +74,26 @@ def wait_for(what: str, attempt: Callable[[], T | None], timeout: float = 90.0) 
         time.sleep(0.5)
 
 
+def group_alive(process: subprocess.Popen[bytes]) -> bool:
+    """Whether anything of the session ``process`` started (and leads) still runs."""
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running TensorBoard: its base URL and its process (the leader of its session)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+
 @contextmanager
-def tensorboard_server(logdir: Path, scratch: Path) -> Iterator[str]:
-    """Serve ``logdir`` with TensorBoard's default fast loader; yield its base URL; always stop it."""
+def tensorboard_server(logdir: Path, scratch: Path) -> Iterator[Server]:
+    """Serve ``logdir`` with TensorBoard's default fast loader; yield it; always stop it (and its session)."""
     scratch.mkdir(parents=True, exist_ok=True)
     log = scratch / "tensorboard.log"
     command = [
@@ -92,7 +113,7 @@ def tensorboard_server(logdir: Path, scratch: Path) -> Iterator[str]:
                 raise RuntimeError(f"tensorboard exited ({process.returncode}): {log.read_text()}")
             return match.group(1).decode() if match else None
 
-        yield wait_for("TensorBoard to listen", url)
+        yield Server(wait_for("TensorBoard to listen", url), process)
     finally:
         _stop(process)
 

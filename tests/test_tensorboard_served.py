@@ -24,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 from events import read_events
 from pytorch_lightning.loggers import TensorBoardLogger
-from served import Chromium, chromium_path, get, get_json, tensorboard_server, wait_for
+from served import Chromium, chromium_path, get, get_json, group_alive, tensorboard_server, wait_for
 
 import cam_callback.callback.loggers as loggers
 from cam_callback import GradCAMCallback
@@ -71,8 +71,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedRun]:
         pl.seed_everything(0)
         trainer.fit(ImageClassifier(arch="tinycnn", num_classes=4), datamodule=data)
     scalars = sorted(t for t in read_events(logger.log_dir).Tags()["scalars"] if t.startswith("cam_"))
-    with tensorboard_server(root / "logs", root / "tensorboard") as base:
-        yield ServedRun(base, "tiny/version_0", made, scalars)
+    with tensorboard_server(root / "logs", root / "tensorboard") as server:
+        yield ServedRun(server.url, "tiny/version_0", made, scalars)
 
 
 def _served_steps(served: ServedRun, tag: str) -> list[dict[str, Any]]:
@@ -211,3 +211,19 @@ def test_chromium_shows_a_loaded_card_per_cam_tag(served: ServedRun, tmp_path: P
     keep = os.environ.get(SCREENSHOT)
     if keep:
         Path(keep).write_bytes(png)
+
+
+def test_the_server_and_the_browser_stop_when_the_test_fails_inside(tmp_path: Path):
+    (tmp_path / "logs").mkdir()
+    with pytest.raises(RuntimeError, match="a failing check"):
+        with tensorboard_server(tmp_path / "logs", tmp_path / "tensorboard") as server:
+            assert get_json(server.url, "/data/plugin/images/tags") == {}
+            raise RuntimeError("a failing check")
+    assert server.process.returncode is not None and not group_alive(server.process)
+    if chromium_path() is None:
+        return  # the server's half still ran
+    with pytest.raises(RuntimeError, match="a failing check"):
+        with Chromium(tmp_path / "chromium") as browser:
+            assert browser.evaluate("1 + 1") == 2
+            raise RuntimeError("a failing check")
+    assert browser.process.returncode is not None and not group_alive(browser.process)
