@@ -21,6 +21,7 @@ from typing import Any
 
 from ..sinks import (
     BackgroundWriter,
+    ChartGroup,
     ImageRecord,
     MlflowSink,
     PngSink,
@@ -120,6 +121,17 @@ def destinations(
     return found
 
 
+def _write_layout(sinks: Sequence[TensorBoardSink], groups: Sequence[ChartGroup]) -> list[Exception]:
+    """Hand the layout to every TensorBoard sink; return what failed (a background writer's job)."""
+    errors: list[Exception] = []
+    for sink in sinks:
+        try:
+            sink.add_layout(groups)
+        except Exception as error:  # noqa: BLE001 - one failing sink must not stop the others
+            errors.append(error)
+    return errors
+
+
 class RunOutput:
     """One run's destinations, found when first needed, and the background writer that writes to them.
 
@@ -144,6 +156,7 @@ class RunOutput:
         self.max_pending = max_pending
         self._found: Destinations | None = None
         self._writer: BackgroundWriter | None = None
+        self._layout: dict[str, ChartGroup] = {}
 
     def destinations(self, trainer: TrainerLike) -> Destinations:
         """Where this run's output goes (found at the first call)."""
@@ -168,6 +181,25 @@ class RunOutput:
         target = self.destinations(trainer).numbers
         if target is not None and numbers:
             self._submit(partial(target.append, dict(numbers), step))
+
+    def layout(self, trainer: TrainerLike, groups: Sequence[ChartGroup]) -> None:
+        """Write the Custom Scalars layout to the TensorBoard sinks when ``groups`` add to it.
+
+        Once per run when every family of numbers comes with the first validation that has numbers; again
+        (the whole layout, which TensorBoard shows instead) only if a later one brings a new pair or family.
+        """
+        grown = dict(self._layout)
+        for group in groups:
+            known = grown.get(group.title)
+            charts = dict(known.charts) if known is not None else {}
+            charts.update({title: tags for title, tags in group.charts if title not in charts})
+            grown[group.title] = ChartGroup(group.title, tuple(charts.items()))
+        if grown == self._layout:
+            return
+        self._layout = grown
+        sinks = [s for s in self.destinations(trainer).sinks if isinstance(s, TensorBoardSink)]
+        if sinks:
+            self._submit(partial(_write_layout, sinks, list(grown.values())))
 
     def summary(self, trainer: TrainerLike, records: Sequence[ImageRecord]) -> None:
         """Write the end-of-fit summary to every sink and, as PNG files, into the run folders of our own."""

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from ..capture.engine import CAMEngine
 from .captions import captions_for
 from .classnames import find_class_names
+from .layout import number_layout
 from .options import CallbackOptions
 from .publishing import MapKey, validation_records
 from .run import RunState
@@ -66,6 +67,7 @@ def observe(
     numbers = _record(run, options, maps, step, batch.masks)
     run.output.images(trainer, records)
     run.output.numbers(trainer, numbers, step)
+    run.output.layout(trainer, number_layout(numbers, options.display))
     return numbers
 
 

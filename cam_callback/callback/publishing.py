@@ -55,9 +55,21 @@ class Display:
         """
         return f"{self.tag_prefix}{kind}/{key[0]}/{key[1]}"
 
-    def number(self, key: MapKey, name: str) -> str:
-        """The metric name ``<prefix>_drift/<layer>/<method>/<name>`` of one of the pair's numbers."""
-        return f"{self.tag('_drift', key)}/{name}"
+    def number(self, key: MapKey, name: str, family: str = "drift") -> str:
+        """The metric name ``<prefix>_<family>/<layer>/<method>/<name>`` of one of the pair's numbers."""
+        return f"{self.tag(f'_{family}', key)}/{name}"
+
+    def number_parts(self, metric: str) -> tuple[str, MapKey, str] | None:
+        """``(family, (layer, method), name)`` of a metric name made by :meth:`number`, else None."""
+        start = f"{self.tag_prefix}_"
+        if not metric.startswith(start):
+            return None
+        family, _, rest = metric[len(start):].partition("/")
+        parts = rest.rsplit("/", 2)  # a layer path has dots, not slashes; kept whole if it had some
+        if not family or len(parts) != 3 or not all(parts):
+            return None
+        layer, method, name = parts
+        return family, (layer, method), name
 
 
 def validation_records(

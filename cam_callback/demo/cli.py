@@ -21,16 +21,28 @@ from .cli_errors import ShortErrors
 from .cli_report import RunReport
 from .datamodules import ImageFolderDataModule, ShapesDataModule
 
-__all__ = ["main", "run_cli"]
+__all__ = ["CALLBACK_EPILOG", "main", "run_cli"]
 
 # Imported so that the configs' short class names resolve to this namespace's classes.
 _SHORT_NAMES = (GradCAMCallback, ImageClassifier, ImageFolderDataModule, ShapesDataModule)
 
 
+CALLBACK_EPILOG = (
+    "Grad-CAM maps: add cam_callback's callback with --trainer.callbacks+=GradCAMCallback (or a `callbacks:` "
+    "entry `class_path: GradCAMCallback` in the YAML, as configs/demo.yaml does), set its options with "
+    "--trainer.callbacks.init_args.<option>=..., and list them all with --trainer.callbacks.help "
+    "GradCAMCallback."
+)
+"""The end of each subcommand's ``--help``, which otherwise names the callback nowhere."""
+
+_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
 def run_cli(cli_class: Any, module: type[Any], datamodule: type[Any], args: ArgsType, run: bool) -> Any:
     """Build ``cli_class`` (either namespace's LightningCLI) over subclasses of the two base classes.
 
-    With short parser errors (:mod:`.cli_errors`) and a report of where a fit went (:mod:`.cli_report`).
+    With short parser errors (:mod:`.cli_errors`), a report of where a fit went (:mod:`.cli_report`) and
+    :data:`CALLBACK_EPILOG` at the end of each subcommand's ``--help`` (LightningCLI's ``parser_kwargs``).
     """
     cli = type(cli_class.__name__, (ShortErrors, RunReport, cli_class), {})
     quiet = {"exit_on_error": False}  # errors reach ShortErrors, which prints the useful line
@@ -42,7 +54,7 @@ def run_cli(cli_class: Any, module: type[Any], datamodule: type[Any], args: Args
         args=args,
         run=run,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={**quiet, **{name: dict(quiet) for name in ("fit", "validate", "test", "predict")}},
+        parser_kwargs={**quiet, **{name: {**quiet, "epilog": CALLBACK_EPILOG} for name in _SUBCOMMANDS}},
     )
 
 

@@ -4,6 +4,7 @@ The numbers go to the loggers through Lightning; :class:`ScalarsCsv` keeps them 
 """
 
 from .base import ImageRecord, Sink, publish
+from .events import ChartGroup
 from .files import PngSink, ScalarsCsv
 from .mlflow import MlflowSink
 from .tensorboard import TensorBoardSink
@@ -12,6 +13,7 @@ from .writer import BackgroundWriter, Job
 
 __all__ = [
     "BackgroundWriter",
+    "ChartGroup",
     "ImageRecord",
     "Job",
     "MlflowSink",

@@ -6,7 +6,8 @@ names the file version (``brain.Event:2``). TensorBoard's own writer computes th
 (a few MB/s); :func:`masked_crc32c` uses the ``google-crc32c`` extension instead, with the same bytes.
 
 TensorBoard reads every ``*tfevents*`` file of a run folder, so an :class:`EventFile` beside the
-``SummaryWriter``'s file in the same folder adds its tags to that run.
+``SummaryWriter``'s file in the same folder adds its tags to that run. :func:`layout_event` holds a layout
+of TensorBoard's Custom Scalars dashboard (the plugin's ``Layout`` proto, as its own summary writes it).
 """
 
 from __future__ import annotations
@@ -16,13 +17,20 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import google_crc32c
 from tensorboard.compat.proto.event_pb2 import Event
-from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboard.compat.proto.tensor_pb2 import TensorProto
+from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+from tensorboard.compat.proto.types_pb2 import DT_STRING
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar import metadata as custom_scalars
 
-__all__ = ["EventFile", "frame_record", "image_event", "masked_crc32c"]
+__all__ = ["ChartGroup", "EventFile", "frame_record", "image_event", "layout_event", "masked_crc32c"]
 
 _MASK_DELTA = 0xA282EAD8
 _FILE_VERSION = "brain.Event:2"
@@ -48,6 +56,44 @@ def image_event(tag: str, encoded: bytes, height: int, width: int, step: int, wa
     picture = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=encoded)
     summary = Summary(value=[Summary.Value(tag=tag, image=picture)])
     return Event(wall_time=wall_time, step=step, summary=summary)
+
+
+@dataclass(frozen=True)
+class ChartGroup:
+    """One category of the Custom Scalars dashboard.
+
+    Attributes:
+        title: the category's title.
+        charts: ``(title, regexes)`` per chart: one line per scalar tag that a regular expression matches
+            from its start (``re.match``).
+    """
+
+    title: str
+    charts: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def layout_event(groups: Sequence[ChartGroup], wall_time: float) -> Event:
+    """An ``Event`` holding the Custom Scalars layout of ``groups``, one multi-line chart per chart."""
+    layout = layout_pb2.Layout(
+        category=[
+            layout_pb2.Category(
+                title=group.title,
+                chart=[
+                    layout_pb2.Chart(title=title, multiline=layout_pb2.MultilineChartContent(tag=list(tags)))
+                    for title, tags in group.charts
+                ],
+            )
+            for group in groups
+        ]
+    )
+    tensor = TensorProto(
+        dtype=DT_STRING, tensor_shape=TensorShapeProto(), string_val=[layout.SerializeToString()]
+    )
+    plugin = SummaryMetadata.PluginData(plugin_name=custom_scalars.PLUGIN_NAME)
+    value = Summary.Value(
+        tag=custom_scalars.CONFIG_SUMMARY_TAG, metadata=SummaryMetadata(plugin_data=plugin), tensor=tensor
+    )
+    return Event(wall_time=wall_time, summary=Summary(value=[value]))
 
 
 class EventFile:

@@ -243,3 +243,25 @@ def test_python_dash_m_entry_point_prints_help():
     assert result.returncode == 0, result.stderr
     assert "--trainer.callbacks" in result.stdout and "--config" in result.stdout
 
+
+
+@pytest.mark.parametrize("entry", ["pytorch_lightning", "lightning"])
+def test_fit_help_says_where_the_callback_and_its_options_are(entry, capsys):
+    from cam_callback.demo.lightning import main as unified_main
+
+    run = main if entry == "pytorch_lightning" else unified_main
+    with pytest.raises(SystemExit) as exited:
+        run(["fit", "--help"])
+    assert exited.value.code == 0
+    said = " ".join(capsys.readouterr().out.split())  # the help text is wrapped to the terminal
+    assert "--trainer.callbacks+=GradCAMCallback" in said
+    assert "--trainer.callbacks.help GradCAMCallback" in said
+    # ... and the command it names lists every keyword of the callback.
+    with pytest.raises(SystemExit) as exited:
+        run(["fit", "--trainer.callbacks.help", "GradCAMCallback"])
+    assert exited.value.code == 0
+    listed = set(capsys.readouterr().out.split())
+    keywords = [n for n in inspect.signature(GradCAMCallback.__init__).parameters if n != "self"]
+    assert len(keywords) > 20
+    missing = [name for name in keywords if f"--trainer.callbacks.{name}" not in listed]
+    assert missing == []
