@@ -247,12 +247,19 @@ class CAMCallbackCore(CallbackHooks):
         """Say once, on rank 0, the names of the numbers a validation logs (what a monitor must name)."""
         if not numbers:
             return
-        by_pair: dict[str, list[str]] = {}
-        for name in numbers:
-            pair, _, last = name.rpartition("/")
-            by_pair.setdefault(pair, []).append(last)
-        names = "; ".join(f"{pair}/{{{','.join(lasts)}}}" for pair, lasts in by_pair.items())
-        self._run.reporter.tell("names", f"each validation logs the numbers {names}")
+        parts: dict[str, list[str]] = {}  # "<prefix>_drift/" -> "<layer>/<method>" pairs, and the names
+        pairs: dict[str, dict[str, None]] = {}
+        for name in numbers:  # <prefix>_drift/<layer>/<method>/<number>: layer and method hold no "/"
+            head, layer, method, number = name.rsplit("/", 3)
+            pairs.setdefault(head, {})[f"{layer}/{method}"] = None
+            parts.setdefault(head, [])
+            if number not in parts[head]:
+                parts[head].append(number)
+        said = "; ".join(
+            f"{head}/<layer>/<method>/{{{','.join(parts[head])}}} for <layer>/<method> in {', '.join(found)}"
+            for head, found in pairs.items()
+        )
+        self._run.reporter.tell("names", f"each validation logs the numbers {said}")
 
     def _check_first(
         self, trainer: TrainerLike, pl_module: nn.Module, source: str, when: str, *, keep: bool = True,
