@@ -38,7 +38,8 @@ class EpochProgress(pl.Callback):
         accuracy = trainer.callback_metrics.get("val/acc")
         shown = f", val/acc {float(accuracy):.3f}" if accuracy is not None else ""
         elapsed = time.perf_counter() - self.start
-        print(f"{self.name}: epoch {trainer.current_epoch + 1}/{trainer.max_epochs}{shown}, {elapsed:.0f} s", flush=True)
+        epoch = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+        print(f"{self.name}: {epoch}{shown}, {elapsed:.0f} s", flush=True)
 
 
 def fit(config: str, save_dir: str | Path, *overrides: str) -> Path:

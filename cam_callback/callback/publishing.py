@@ -27,7 +27,9 @@ from ..render import (
 from ..render.enlarge import display_factor, enlarge_images
 from ..sinks import ImageRecord
 
-__all__ = ["SUMMARY_TILE_SIDE", "Display", "frame_caption", "name_part", "summary_records", "validation_records"]
+__all__ = [
+    "SUMMARY_TILE_SIDE", "Display", "frame_caption", "name_part", "summary_records", "validation_records",
+]
 
 MapKey = tuple[str, str]  # (layer, method)
 
@@ -159,7 +161,7 @@ def summary_records(
     records = []
     for key, stack in frames.items():
         frame_epochs = epochs[key] if epochs is not None else [-1] * len(steps[key])
-        captions = [frame_caption(s, e) for s, e in zip(steps[key], frame_epochs)]
+        captions = [frame_caption(s, e) for s, e in zip(steps[key], frame_epochs, strict=True)]
         column_captions = ([""] if images is not None else []) + captions
         grid = history_grid(
             stack, colormap=display.colormap, images=images, mean=display.mean, std=display.std,

@@ -11,7 +11,6 @@ in its own namespace, so they run through both this entry (``pytorch_lightning``
 from __future__ import annotations
 
 import sys
-
 from typing import Any
 
 from pytorch_lightning import LightningDataModule, LightningModule
@@ -29,6 +28,9 @@ __all__ = ["main", "run_cli"]
 _SHORT_NAMES = (GradCAMCallback, ImageClassifier, ImageFolderDataModule, ShapesDataModule)
 
 
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
 def run_cli(
     cli_class: Any, module: type[Any], datamodule: type[Any], args: ArgsType, run: bool,
     command: str = "cam_callback",
@@ -40,7 +42,7 @@ def run_cli(
     """
     cli = type(cli_class.__name__, (ShortErrors, RunReport, cli_class), {})
     quiet: dict[str, Any] = {"exit_on_error": False}  # errors reach ShortErrors, which prints the useful line
-    if sys.argv[0].endswith(".py"):  # python -m ...: argparse would say __main__.py; a console script is named
+    if sys.argv[0].endswith(".py"):  # python -m: argparse would say __main__.py; a console script is named
         quiet["prog"] = f"python -m {command}"
     return cli(
         module,
@@ -50,7 +52,7 @@ def run_cli(
         args=args,
         run=run,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={**quiet, **{name: {"exit_on_error": False} for name in ("fit", "validate", "test", "predict")}},
+        parser_kwargs={**quiet, **{name: {"exit_on_error": False} for name in SUBCOMMANDS}},
     )
 
 

@@ -23,7 +23,8 @@ def tensorboard_command(logdir: str | Path) -> str:
     runs the one installed beside this package wherever it is pasted.
     """
     python = shlex.quote(sys.executable or "python")
-    return f"{python} -m tensorboard.main --logdir {shlex.quote(str(logdir))} --samples_per_plugin images=1000"
+    folder = shlex.quote(str(logdir))
+    return f"{python} -m tensorboard.main --logdir {folder} --samples_per_plugin images=1000"
 
 
 def run_report(trainer: Any) -> str | None:

@@ -83,7 +83,7 @@ def test_detection_captions_and_the_explained_boxes():
 
 
 def test_detection_captions_read_scores_that_carry_gradients_without_a_warning():
-    """A detector's scores carry the graph the maps came from; reading one must not warn (``requires_grad``)."""
+    """A detector's scores carry the graph the maps came from; reading one must not warn."""
     weight = torch.tensor(2.0, requires_grad=True)
     outputs = [{"boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0]]), "labels": torch.tensor([3]),
                 "scores": torch.tensor([0.3]) * weight}]  # 0.6, with a grad_fn

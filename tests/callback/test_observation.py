@@ -87,7 +87,9 @@ def test_a_resumed_runs_check_draws_but_keeps_nothing(tmp_path):
     assert run.history.recorded == 0 and not (tmp_path / "cam_logs").exists()
 
 
-@pytest.mark.parametrize(("step", "last", "expected"), [(5, None, 5), (5, 0, 5), (0, 0, 1), (1, 1, 2), (3, 7, 8)])
+@pytest.mark.parametrize(
+    ("step", "last", "expected"), [(5, None, 5), (5, 0, 5), (0, 0, 1), (1, 1, 2), (3, 7, 8)]
+)
 def test_a_frame_goes_after_the_last_frame_when_its_step_is_taken(step, last, expected):
     assert frame_step(step, last) == expected
 
@@ -102,5 +104,6 @@ def test_two_observations_at_one_step_get_two_steps_and_their_epochs(tmp_path):
     run.output.close()
     assert run.history.steps("features.3", "gradcam") == [0, 1, 2]
     assert run.history.epochs("features.3", "gradcam") == [-1, 0, 1]
-    overlays = sorted(p.name for p in (tmp_path / "cam_logs" / "version_0" / "cam" / "features.3" / "gradcam").iterdir())
+    folder = tmp_path / "cam_logs" / "version_0" / "cam" / "features.3" / "gradcam"
+    overlays = sorted(p.name for p in folder.iterdir())
     assert overlays == ["step_00000000.png", "step_00000001.png", "step_00000002.png"]

@@ -98,7 +98,7 @@ def _lightning_mlflow(name: str) -> str:
 
 
 def _mlflow_accepts(name: str) -> bool:
-    """MLflow's own rule for metric names (letters, digits, ``_ - . / : space``; no ``..`` or leading ``/``)."""
+    """MLflow's rule for metric names (letters, digits, ``_ - . / : space``; no ``..``, no leading ``/``)."""
     return re.fullmatch(r"[/\w.\- :]*", name) is not None and posixpath.normpath(name) == name
 
 
@@ -136,7 +136,8 @@ def test_summary_columns_say_the_epoch_beside_the_step():
     frames = {("layer4", "gradcam"): torch.rand(3, 2, 4, 4)}
     steps = {("layer4", "gradcam"): [0, 5, 11]}
     epochs = {("layer4", "gradcam"): [-1, 0, 1]}
-    assert [frame_caption(s, e) for s, e in zip([0, 5, 11], [-1, 0, 1])] == ["step 0", "ep 0 step 5", "ep 1 step 11"]
+    captions = [frame_caption(s, e) for s, e in zip([0, 5, 11], [-1, 0, 1], strict=True)]
+    assert captions == ["step 0", "ep 0 step 5", "ep 1 step 11"]
     with_epochs = summary_records(frames, steps, None, 12, Display(), tile_side=64, epochs=epochs)
     without = summary_records(frames, steps, None, 12, Display(), tile_side=64)
     assert with_epochs[0].tag == "cam_summary/layer4/gradcam"

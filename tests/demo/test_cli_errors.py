@@ -84,7 +84,8 @@ def test_an_unknown_option_is_one_line_with_the_nearest_option(tmp_path, monkeyp
         main(args)
     lines = str(refused.value.code).splitlines()
     assert lines[0] == (
-        "error: --trainer.callbacks.init_args.alpah: GradCAMCallback takes no option 'alpah' (did you mean 'alpha'?)"
+        "error: --trainer.callbacks.init_args.alpah: GradCAMCallback takes no option 'alpah' "
+        "(did you mean 'alpha'?)"
     )
     assert len(lines) == 2 and FULL_ERRORS in lines[1]
     assert not any(tmp_path.iterdir())
@@ -96,7 +97,8 @@ def test_unknown_option_reads_the_parsers_report():
         "    Option 'num_clases' is not accepted\n"
     )
     assert unknown_option(report) == (
-        "--model.init_args.num_clases: ImageClassifier takes no option 'num_clases' (did you mean 'num_classes'?)"
+        "--model.init_args.num_clases: ImageClassifier takes no option 'num_clases' "
+        "(did you mean 'num_classes'?)"
     )
     nowhere = "Problem with given class_path 'no.such.Thing':\n  Option 'x' is not accepted"
     assert unknown_option(nowhere) == "`x`: Thing takes no option 'x'"  # no class to read: no suggestion

@@ -24,7 +24,10 @@ def test_a_fit_says_where_it_went(tmp_path, capsys):
     summaries = sorted(str(p) for p in folder.glob("cam_summary_*.png"))
     assert len(summaries) == 4  # 2 layers x 2 methods
     assert [line[len("summary: "):] for line in out if line.startswith("summary: ")] == summaries
-    assert f"view it: {sys.executable} -m tensorboard.main --logdir {folder.parent} --samples_per_plugin images=1000" in out
+    assert f"view it: {tensorboard_command(folder.parent)}" in out
+    assert tensorboard_command(folder.parent) == (
+        f"{sys.executable} -m tensorboard.main --logdir {folder.parent} --samples_per_plugin images=1000"
+    )
     assert CARD_HINT in out
 
 
@@ -63,7 +66,8 @@ def test_the_report_names_the_folder_its_summaries_and_the_command(tmp_path):
         f"run folder: {folder}",
         f"summary: {folder / 'cam_summary_a_gradcam.png'}",
         f"summary: {folder / 'cam_summary_b_gradcam.png'}",
-        f"view it: {sys.executable} -m tensorboard.main --logdir {folder.parent} --samples_per_plugin images=1000",
+        f"view it: {sys.executable} -m tensorboard.main --logdir {folder.parent} "
+        "--samples_per_plugin images=1000",
         CARD_HINT,
     ])
 
