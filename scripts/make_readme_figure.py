@@ -96,7 +96,8 @@ def logged_maps(run: Path, layer: str, method: str) -> tuple[list[int], np.ndarr
         steps.append(event.step)
         frames.append(np.stack(tiles))
     if not frames:
-        raise SystemExit(f"{run}: no cam_heatmap/{layer}/{name_part(method)} images (log_heatmaps must be on)")
+        tag = f"cam_heatmap/{layer}/{name_part(method)}"
+        raise SystemExit(f"{run}: no {tag} images (log_heatmaps must be on)")
     return steps, np.stack(frames).astype(np.float32)
 
 
