@@ -45,8 +45,7 @@ def _parameters(class_path: str) -> list[str]:
         parameters = inspect.signature(cls.__init__).parameters.values()
     except (ImportError, AttributeError, ValueError, TypeError):
         return []
-    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p.name for p in parameters if p.name != "self" and p.kind in plain]
+    return [p.name for p in parameters if p.name != "self" and not str(p).startswith("*")]  # no *args
 
 
 def unknown_option(message: str) -> str | None:
