@@ -297,7 +297,8 @@ def test_epochs_are_kept_beside_the_steps_and_survive_a_checkpoint():
     older = {k: v for k, v in history.state_dict().items() if k != "epochs"}  # saved before epochs were kept
     from_older = MapHistory(max_side=8)
     from_older.load_state_dict(older)
-    assert from_older.epochs("l", "gradcam") == [-1, -1, -1] and from_older.steps("l", "gradcam") == [0, 5, 11]
+    assert from_older.epochs("l", "gradcam") == [-1, -1, -1]
+    assert from_older.steps("l", "gradcam") == [0, 5, 11]
     assert MapHistory().last_step is None
 
 
