@@ -22,7 +22,7 @@ from ..core.targets import ScoreTarget
 from ..core.tokens import LayerReshape
 from .history import MapHistory
 from .loggers import RunOutput
-from .metrics import log_numbers
+from .metrics import log_numbers, log_to_loggers
 from .observation import observe
 from .options import CallbackOptions
 from .preflight import check_first_maps
@@ -100,7 +100,7 @@ class CAMCallbackCore(CallbackHooks):
         self._run = self._new_run()
 
     def _new_run(self) -> RunState:
-        reporter = Reporter(type(self).__name__, self.options.strict)
+        reporter = Reporter(type(self).__name__, self.options.strict, self.namespace.info)
         output = RunOutput(self.namespace, self.options.tag_prefix, reporter, self.writer_queue_size)
         history = MapHistory(max_side=self.options.history_size)
         return RunState(history, reporter, output, layers=self.options.layers)
@@ -167,7 +167,10 @@ class CAMCallbackCore(CallbackHooks):
         if source == "train":
             self._run.reporter.once("no-val", _NO_VALIDATION)
         keep = self._run.history.recorded == 0
-        self._check_first(trainer, pl_module, source, "when training starts", keep=keep)
+        numbers = self._check_first(trainer, pl_module, source, "when training starts", keep=keep, epoch=-1)
+        last = self._run.history.last_step
+        if trainer.is_global_zero and last is not None:
+            log_to_loggers(trainer, numbers, last)  # the step-0 frame's numbers, like a validation's
 
     @override
     def on_validation_epoch_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
@@ -194,7 +197,10 @@ class CAMCallbackCore(CallbackHooks):
                 images = run.batch.inputs.cpu() if run.batch is not None else None  # the history's device
                 frames = run.history.frames()
                 steps = {key: run.history.steps(*key) for key in frames}
-                records = summary_records(frames, steps, images, logging_step(trainer), self.options.display)
+                epochs = {key: run.history.epochs(*key) for key in frames}
+                records = summary_records(
+                    frames, steps, images, logging_step(trainer), self.options.display, epochs=epochs
+                )
                 run.output.summary(trainer, records)
             except Exception as error:  # noqa: BLE001 - a summary must never kill a finished run
                 run.reporter.skip(error, "the summary image")
@@ -222,9 +228,11 @@ class CAMCallbackCore(CallbackHooks):
             return
         if not run.checked:  # the run's first maps (under validate, or no validation data at train start)
             when = f"at the validation of step {trainer.global_step}"
-            log_numbers(trainer, pl_module, self._check_first(trainer, pl_module, source, when))
+            numbers = self._check_first(trainer, pl_module, source, when)
+            self._tell_names(numbers)
+            log_numbers(trainer, pl_module, numbers)
             return
-        numbers: dict[str, float] = {}
+        numbers = {}
         if self._computes_here(trainer):
             try:
                 numbers = observe(self._run, self.options, trainer, pl_module, source)
@@ -232,10 +240,30 @@ class CAMCallbackCore(CallbackHooks):
                 raise
             except Exception as error:  # noqa: BLE001 - a long run must survive a failing visualisation
                 run.reporter.skip(error, f"the maps at step {trainer.global_step}")
+        self._tell_names(numbers)
         log_numbers(trainer, pl_module, numbers)  # every rank: the metrics must exist on each
 
+    def _tell_names(self, numbers: dict[str, float]) -> None:
+        """Say once, on rank 0, the names of the numbers a validation logs (what a monitor must name)."""
+        if not numbers:
+            return
+        parts: dict[str, list[str]] = {}  # "<prefix>_drift/" -> "<layer>/<method>" pairs, and the names
+        pairs: dict[str, dict[str, None]] = {}
+        for name in numbers:  # <prefix>_drift/<layer>/<method>/<number>: layer and method hold no "/"
+            head, layer, method, number = name.rsplit("/", 3)
+            pairs.setdefault(head, {})[f"{layer}/{method}"] = None
+            parts.setdefault(head, [])
+            if number not in parts[head]:
+                parts[head].append(number)
+        said = "; ".join(
+            f"{head}/<layer>/<method>/{{{','.join(parts[head])}}} for <layer>/<method> in {', '.join(found)}"
+            for head, found in pairs.items()
+        )
+        self._run.reporter.tell("names", f"each validation logs the numbers {said}")
+
     def _check_first(
-        self, trainer: TrainerLike, pl_module: nn.Module, source: str, when: str, *, keep: bool = True
+        self, trainer: TrainerLike, pl_module: nn.Module, source: str, when: str, *, keep: bool = True,
+        epoch: int | None = None,
     ) -> dict[str, float]:
         """The run's first maps, on every rank at once; any failure stops the run (strict or not).
 
@@ -246,7 +274,9 @@ class CAMCallbackCore(CallbackHooks):
 
         def attempt() -> None:
             if self._computes_here(trainer):
-                numbers.update(observe(self._run, self.options, trainer, pl_module, source, keep=keep))
+                numbers.update(
+                    observe(self._run, self.options, trainer, pl_module, source, keep=keep, epoch=epoch)
+                )
 
         check_first_maps(trainer, attempt, when)
         return numbers

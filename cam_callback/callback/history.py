@@ -55,6 +55,7 @@ class MapHistory:
         self.max_frames = max_frames
         self._maps: dict[tuple[str, str], list[Tensor]] = {}
         self._steps: dict[tuple[str, str], list[int]] = {}
+        self._epochs: dict[tuple[str, str], list[int]] = {}
         self._ordinals: dict[tuple[str, str], list[int]] = {}
 
     def __len__(self) -> int:
@@ -70,12 +71,17 @@ class MapHistory:
         """Forget every frame (a new run starts its own history)."""
         self._maps.clear()
         self._steps.clear()
+        self._epochs.clear()
         self._ordinals.clear()
 
     def record(
-        self, layer: str, method: str, maps: Tensor, step: int, masks: Tensor | None = None
+        self, layer: str, method: str, maps: Tensor, step: int, masks: Tensor | None = None, epoch: int = -1
     ) -> dict[str, float]:
-        """Add ``maps`` (``[B, H, W]`` in [0, 1] at the input's size) and return the drift scalars."""
+        """Add ``maps`` (``[B, H, W]`` in [0, 1] at the input's size) and return the drift scalars.
+
+        ``step`` is the global step the maps are logged at, ``epoch`` the epoch of their validation (-1: made
+        before training, or not known).
+        """
         key = (layer, method)
         size = (int(maps.shape[-2]), int(maps.shape[-1]))
         small = shrink_maps(maps.float(), self.max_side)
@@ -96,6 +102,7 @@ class MapHistory:
         # A copy, never the caller's tensor (small maps are not shrunk).
         self._maps.setdefault(key, []).append(small.detach().to("cpu", copy=True))
         self._steps.setdefault(key, []).append(int(step))
+        self._epochs.setdefault(key, []).append(int(epoch))
         ordinals.append(ordinal)
         self._thin(key)
         return scalars
@@ -107,6 +114,8 @@ class MapHistory:
         chosen = [i for i, ordinal in enumerate(ordinals) if ordinal in keep]
         self._maps[key] = [self._maps[key][i] for i in chosen]
         self._steps[key] = [self._steps[key][i] for i in chosen]
+        epochs = self._epochs.get(key) or [-1] * len(ordinals)  # a state saved before epochs were kept
+        self._epochs[key] = [epochs[i] for i in chosen]
         self._ordinals[key] = [ordinals[i] for i in chosen]
 
     def frames(self) -> dict[tuple[str, str], Tensor]:
@@ -116,6 +125,15 @@ class MapHistory:
     def steps(self, layer: str, method: str) -> list[int]:
         """Global steps of the kept frames of one (layer, method)."""
         return list(self._steps.get((layer, method), []))
+
+    def epochs(self, layer: str, method: str) -> list[int]:
+        """Epochs of the kept frames of one (layer, method) (-1: made before training, or not known)."""
+        return list(self._epochs.get((layer, method), []))
+
+    @property
+    def last_step(self) -> int | None:
+        """The latest step any frame was recorded at, or None before the first."""
+        return max((steps[-1] for steps in self._steps.values() if steps), default=None)
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and ints only, keyed ``"layer::method"``; as bounded as the history itself."""
@@ -127,6 +145,7 @@ class MapHistory:
             "max_side": self.max_side,
             "maps": keyed(self._maps, torch.stack),
             "steps": keyed(self._steps, torch.tensor),
+            "epochs": keyed(self._epochs, torch.tensor),
             "ordinals": keyed(self._ordinals, torch.tensor),
         }
 
@@ -139,6 +158,7 @@ class MapHistory:
 
         self._maps = {split(k): list(v.unbind(0)) for k, v in state.get("maps", {}).items()}
         self._steps = {split(k): v.tolist() for k, v in state.get("steps", {}).items()}
+        self._epochs = {split(k): v.tolist() for k, v in state.get("epochs", {}).items()}
         saved = {split(k): v.tolist() for k, v in state.get("ordinals", {}).items()}
         self._ordinals = {key: saved.get(key, list(range(len(maps)))) for key, maps in self._maps.items()}
         for key in self._maps:

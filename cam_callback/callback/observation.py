@@ -23,12 +23,12 @@ from .samples import FixedBatch, first_dataloader, module_device, take_fixed_bat
 from .tasks import check_labels, default_target, explained_boxes, task_of
 from .trainer import TrainerLike, logging_step
 
-__all__ = ["observe"]
+__all__ = ["frame_step", "observe"]
 
 
 def observe(
     run: RunState, options: CallbackOptions, trainer: TrainerLike, pl_module: nn.Module, source: str, *,
-    keep: bool = True,
+    keep: bool = True, epoch: int | None = None,
 ) -> dict[str, float]:
     """Explain the run's fixed batch, record the maps and hand the images over; return the numbers.
 
@@ -43,6 +43,7 @@ def observe(
         pl_module: the LightningModule to explain.
         source: ``"val"`` or ``"train"``: which data the fixed batch comes from, when it is first taken.
         keep: record and send the maps.
+        epoch: the epoch the maps belong to (-1: made before training); None: ``trainer.current_epoch``.
     """
     batch = _fixed_batch(run, options, trainer, pl_module, source)
     engine = _engine(run, options, pl_module)
@@ -54,7 +55,7 @@ def observe(
         run.layers, run.reshape = (engine.choice.layer,), engine.choice.reshape
     if not trainer.is_global_zero:
         return {}
-    step = logging_step(trainer, source)
+    step = frame_step(logging_step(trainer, source), run.history.last_step)
     maps = {key: result.normalized(*key) for key in result.raw}
     names = options.class_names or find_class_names(
         getattr(trainer, "datamodule", None), first_dataloader(trainer.val_dataloaders)
@@ -64,21 +65,33 @@ def observe(
     records = validation_records(result, maps, batch.inputs, step, options.display, texts=texts, boxes=boxes)
     if not keep:  # drawn all the same: a display option that cannot work fails here too
         return {}
-    numbers = _record(run, options, maps, step, batch.masks)
+    epoch = trainer.current_epoch if epoch is None else epoch
+    numbers = _record(run, options, maps, step, batch.masks, epoch)
     run.output.images(trainer, records)
     run.output.numbers(trainer, numbers, step)
     run.output.layout(trainer, number_layout(numbers, options.display))
     return numbers
 
 
+def frame_step(step: int, last: int | None) -> int:
+    """The step a frame is logged at: its validation's metrics' ``step``, but after the ``last`` frame's.
+
+    Lightning logs a validation that follows a single optimizer step at step 0, where the frame made when
+    training starts already is; that validation's frame, and every later one that would fall on or before
+    the frame before it, moves to the step after it, so no two frames share a step.
+    """
+    return step if last is None or step > last else last + 1
+
+
 def _record(
-    run: RunState, options: CallbackOptions, maps: dict[MapKey, Tensor], step: int, masks: Tensor | None
+    run: RunState, options: CallbackOptions, maps: dict[MapKey, Tensor], step: int, masks: Tensor | None,
+    epoch: int,
 ) -> dict[str, float]:
     """Add every pair's maps to the history; return their numbers by metric name."""
     return {
         options.display.number(key, name): value
         for key, pair in maps.items()
-        for name, value in run.history.record(*key, pair, step, masks).items()
+        for name, value in run.history.record(*key, pair, step, masks, epoch).items()
     }
 
 

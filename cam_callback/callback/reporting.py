@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 __all__ = ["Reporter"]
 
@@ -14,12 +15,22 @@ class Reporter:
     Args:
         owner: the callback's class name, which starts every message.
         strict: re-raise a validation's failure instead of warning and skipping it.
+        info: prints a line of information (Lightning's ``rank_zero_info``); None: the ``cam_callback``
+            logger of :mod:`logging`, at level INFO.
     """
 
-    def __init__(self, owner: str, strict: bool) -> None:
+    def __init__(self, owner: str, strict: bool, info: Callable[[str], None] | None = None) -> None:
         self.owner = owner
         self.strict = strict
+        self.info = info if info is not None else logging.getLogger("cam_callback").info
         self._said: set[str] = set()
+        self._told: set[str] = set()
+
+    def tell(self, key: str, message: str) -> None:
+        """Say ``message`` as information (no warning) unless something under ``key`` was told in this run."""
+        if key not in self._told:
+            self._told.add(key)
+            self.info(f"{self.owner}: {message}")
 
     def once(self, key: str, message: str) -> None:
         """Warn ``message`` (a ``UserWarning``) unless a warning under ``key`` was given in this run."""

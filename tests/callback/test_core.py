@@ -155,8 +155,8 @@ def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
     images = set(events.Tags()["images"])
     # The step-0 frame when training starts, then 12 samples / 2 = 6 steps an epoch, validation every 3 steps,
     # logged (as val_loss is) one step before the optimizer step that ends the third batch: the images share
-    # the step of Lightning's own metrics. The step-0 frame's numbers are no Lightning metrics (Lightning
-    # forbids logging in on_train_start), so the drift numbers start at the first validation.
+    # the step of Lightning's own metrics. The step-0 frame's numbers go to the logger at step 0 (Lightning
+    # has no validation to join them to); the changes need an earlier frame, so they start after it.
     val_steps = [e.step for e in events.Scalars("val_loss")]
     assert val_steps == [2, 5, 8, 11]
     expected_steps = [0, *val_steps]
@@ -167,7 +167,7 @@ def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
         drift = {t for t in events.Tags()["scalars"] if t.startswith(f"cam_drift/features.3/{method}/")}
         assert {f"cam_drift/features.3/{method}/{n}" for n in ("change_prev", "energy_in_mask")} <= drift
         energy = [e.step for e in events.Scalars(f"cam_drift/features.3/{method}/energy_in_mask")]
-        assert energy == val_steps
+        assert energy == [0, *val_steps]
         change = [e.step for e in events.Scalars(f"cam_drift/features.3/{method}/change_prev")]
         assert change == val_steps
     assert not any("epoch" in tag for tag in images)

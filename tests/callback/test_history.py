@@ -283,3 +283,29 @@ def test_clear_forgets_everything() -> None:
     history.clear()
     assert len(history) == 0 and history.recorded == 0 and history.frames() == {}
     assert history.record("l", "m", blob(0, 0).unsqueeze(0), step=5) == {}  # a first record again
+
+
+def test_epochs_are_kept_beside_the_steps_and_survive_a_checkpoint():
+    history = MapHistory(max_side=8)
+    for step, epoch in ((0, -1), (5, 0), (11, 1)):
+        history.record("l", "gradcam", torch.rand(2, 8, 8), step, epoch=epoch)
+    assert history.steps("l", "gradcam") == [0, 5, 11] and history.epochs("l", "gradcam") == [-1, 0, 1]
+    assert history.last_step == 11
+    restored = MapHistory(max_side=8)
+    restored.load_state_dict(history.state_dict())
+    assert restored.epochs("l", "gradcam") == [-1, 0, 1]
+    older = {k: v for k, v in history.state_dict().items() if k != "epochs"}  # saved before epochs were kept
+    from_older = MapHistory(max_side=8)
+    from_older.load_state_dict(older)
+    assert from_older.epochs("l", "gradcam") == [-1, -1, -1]
+    assert from_older.steps("l", "gradcam") == [0, 5, 11]
+    assert MapHistory().last_step is None
+
+
+def test_thinning_keeps_each_frames_own_epoch():
+    history = MapHistory(max_side=4)
+    for ordinal in range(20):
+        history.record("l", "gradcam", torch.rand(1, 4, 4), 10 * ordinal, epoch=ordinal)
+    kept = kept_ordinals(20)
+    assert history.steps("l", "gradcam") == [10 * k for k in kept]
+    assert history.epochs("l", "gradcam") == kept

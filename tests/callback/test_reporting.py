@@ -45,3 +45,17 @@ def test_writer_failures_warn_or_raise_and_quietly_only_warn():
     ]
     with pytest.raises(OSError, match="a"):
         Reporter("Cam", strict=True).writer_failures(errors)
+
+
+def test_information_is_told_once_per_key_and_is_no_warning(caplog):
+    lines: list[str] = []
+    reporter = Reporter("GradCAMCallback", strict=False, info=lines.append)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would raise here
+        reporter.tell("names", "each validation logs a, b")
+        reporter.tell("names", "each validation logs a, b")
+    assert lines == ["GradCAMCallback: each validation logs a, b"]
+    plain = Reporter("GradCAMCallback", strict=False)  # no Lightning: the cam_callback logger at INFO
+    with caplog.at_level("INFO", logger="cam_callback"):
+        plain.tell("names", "x")
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [("cam_callback", "GradCAMCallback: x")]

@@ -173,7 +173,7 @@ def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
     events = read_events(log_dir)
     images, scalars = set(events.Tags()["images"]), set(events.Tags()["scalars"])
     for layer in ("model.features.7", "model.features.5"):  # features.-1 is logged under its resolved name
-        for method in ("gradcam", "gradcam++"):
+        for method in ("gradcam", "gradcampp"):  # gradcam++ is named gradcampp in tags and metric names
             # when training starts, then at the step of the validation's own metrics (3 batches an epoch,
             # logged one step before)
             val_steps = [e.step for e in events.Scalars("val/acc")]
@@ -183,8 +183,8 @@ def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
             assert len(events.Images(f"cam_summary/{layer}/{method}")) == 1
             for name in ("energy_in_mask", "pointing_game"):  # the shapes data carries object masks
                 drift = events.Scalars(f"cam_drift/{layer}/{method}/{name}")
-                # Lightning metrics of each validation, at its own step: none at step 0 (on_train_start)
-                assert [e.step for e in drift] == val_steps
+                # the step-0 frame's at step 0, then Lightning metrics of each validation, at its own step
+                assert [e.step for e in drift] == [0, *val_steps]
                 assert all(0.0 <= e.value <= 1.0 for e in drift)
             assert f"cam_drift/{layer}/{method}/change_prev" in scalars
             assert os.path.exists(os.path.join(log_dir, f"cam_summary_{layer}_{method}.png"))
