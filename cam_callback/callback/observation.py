@@ -13,6 +13,7 @@ from functools import partial
 from torch import Tensor, nn
 
 from ..capture.engine import CAMEngine
+from ..capture.hooks import unwrap_compiled
 from .captions import captions_for
 from .classnames import find_class_names
 from .options import CallbackOptions
@@ -107,7 +108,7 @@ def _fixed_batch(
 
 def _engine(run: RunState, options: CallbackOptions, pl_module: nn.Module) -> CAMEngine:
     """The run's engine for ``pl_module`` (a new one when the module changed)."""
-    if run.engine is None or run.engine.model is not pl_module:
+    if run.engine is None or run.engine.model is not unwrap_compiled(pl_module):
         engine_options = options.engine
         if run.reshape is not None and engine_options.reshape is None:  # a resumed run's picked layer
             engine_options = replace(engine_options, reshape=run.reshape)

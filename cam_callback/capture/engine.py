@@ -25,7 +25,7 @@ from ..core.tokens import ActivationReshape, TokenGrid, resolve_reshape
 from .auto_layer import LayerChoice, choose_layer
 from .diagnostics import warn_if_all_zero
 from .guided import GuidedMethod, guided_backprop, saliency_magnitude
-from .hooks import LayerCapture, explaining
+from .hooks import LayerCapture, explaining, uncompiled, unwrap_compiled
 from .layers import resolve_layer
 from .layouts import prefix_tokens, warn_if_channels_last
 from .probe import LayerProbe
@@ -123,6 +123,10 @@ class CAMEngine:
     plus one forward and one backward to the input, with the whole graph recorded, for the guided methods
     together; all of it times the number of augmentations with ``aug_smooth`` (the guided pass excepted).
 
+    A ``torch.compile`` wrapper is explained through the module it wraps (``_orig_mod``), and a compiled
+    model always runs eagerly here (:func:`~cam_callback.capture.hooks.uncompiled`): explaining never
+    compiles, nor changes what the training graph compiles to.
+
     Args:
         model: the network to explain.
         layer: one layer or several, each a dotted path (``"layer4"``, ``"features.-1"``) or the module.
@@ -185,7 +189,7 @@ class CAMEngine:
         if not methods:
             raise ValueError("`method` must name at least one method")
         self.options = options
-        self.model = model
+        self.model = unwrap_compiled(model)
         self.methods: list[CAMMethod] = list({m.name: m for m in map(get_method, methods)}.values())
         self.needs_gradients = any(m.needs_gradients for m in self.methods)
         self.layers: dict[str, nn.Module] = {}
@@ -240,6 +244,10 @@ class CAMEngine:
         """
         if not isinstance(inputs, Tensor) or inputs.dim() < 3:
             raise ValueError("`inputs` must be a batched image tensor [B, C, H, W]")
+        with uncompiled(self.model):  # never a (re)compilation of a compiled model's training graph
+            return self._explain(inputs, target)
+
+    def _explain(self, inputs: Tensor, target: Target) -> CAMResult:
         if not self.layers:
             self._pick_layer(inputs)
         input_size = (int(inputs.shape[-2]), int(inputs.shape[-1]))

@@ -12,8 +12,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from events import read_events
-from lit_models import loaders, make_module_class
+from lit_models import loaders, make_module_class, tiny_data
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader
 
 from cam_callback import CAMConfigurationError, CAMEngine, GradCAMCallback
 from cam_callback.callback import core
@@ -455,3 +456,63 @@ def test_automatic_layer_choice(tmp_path):
     with pytest.warns(UserWarning, match="no `layer` given; explaining 'features'"):
         _fit(tmp_path, [callback], max_epochs=1)
     assert callback.layers == ["features"]
+
+
+class GradsAtEachStep(pl.Callback):
+    """Every parameter's ``.grad`` as the optimizer is about to step."""
+
+    def __init__(self):
+        self.grads: list[list[torch.Tensor]] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.grads.append([p.grad.clone() for p in pl_module.parameters()])
+
+
+def _compiled_graphs(model) -> dict[str, int]:
+    """How many graphs dynamo holds for the model's ``training_step`` and ``forward`` code."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    codes = {"training_step": type(model).training_step.__code__, "forward": type(model).forward.__code__}
+    return {name: len(_debug_get_cache_entry_list(code)) for name, code in codes.items()}
+
+
+def _compiled_fit(tmp_path, callbacks):
+    torch._dynamo.reset()
+    pl.seed_everything(7, verbose=False)
+    model = TinyNet()
+    grads = GradsAtEachStep()
+    train = DataLoader(tiny_data(8, 1), batch_size=4, shuffle=True)  # training batches of 4
+    val = DataLoader(tiny_data(8, 2), batch_size=4)
+    trainer = pl.Trainer(
+        max_epochs=2, callbacks=[*callbacks, grads], logger=False, enable_checkpointing=False,
+        deterministic=False, default_root_dir=str(tmp_path), num_sanity_val_steps=0, **QUIET,
+    )
+    # aot_eager: the same dynamo tracing (and automatic dynamic shapes) as inductor, without its C++ build
+    trainer.fit(torch.compile(model, backend="aot_eager"), train, val)
+    return model, grads.grads, _compiled_graphs(model)
+
+
+def test_a_compiled_model_trains_bit_for_bit_the_same_and_compiles_nothing_more(tmp_path):
+    model_a, grads_a, graphs_a = _compiled_fit(tmp_path / "without", [])
+    callback = GradCAMCallback(layer="features.3", num_samples=8)  # batches of 8 against training's 4
+    model_b, grads_b, graphs_b = _compiled_fit(tmp_path / "with", [callback])
+    assert callback.history.recorded == 3  # the maps of the step-0 frame and of both validations
+    # Explaining compiled nothing: no graph of the forward for 8 samples, no dynamic training graph.
+    assert graphs_b == graphs_a
+    assert len(grads_a) == len(grads_b) == 4
+    for step_a, step_b in zip(grads_a, grads_b, strict=True):
+        for a, b in zip(step_a, step_b, strict=True):
+            assert torch.equal(a, b)
+    for key, value in model_a.state_dict().items():
+        assert torch.equal(value, model_b.state_dict()[key]), key
+
+
+def test_the_engine_explains_a_compile_wrapper_through_the_module_it_wraps():
+    pl.seed_everything(3, verbose=False)
+    net = TinyNet()
+    images = tiny_data(4, 5).tensors[0]
+    wrapped = torch.compile(net, backend="aot_eager")
+    engine = CAMEngine(wrapped, "features.3")  # the user's own path, not "_orig_mod.features.3"
+    assert engine.model is net
+    expected = CAMEngine(net, "features.3")(images).raw
+    assert torch.equal(engine(images).raw[("features.3", "gradcam")], expected[("features.3", "gradcam")])
