@@ -130,11 +130,11 @@ def uncompiled(model: nn.Module) -> Iterator[None]:
         yield
         return
     compiled = model.__dict__.get("forward")
-    model.forward = original  # type: ignore[method-assign]
+    model.forward = original
     try:
         yield
     finally:
         if compiled is None:
             del model.forward
         else:
-            model.forward = compiled  # type: ignore[method-assign]
+            model.forward = compiled

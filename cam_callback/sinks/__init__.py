@@ -3,6 +3,7 @@
 The numbers go to the loggers through Lightning; :class:`ScalarsCsv` keeps them for a run without a logger.
 """
 
+from .atomic import WriteFailure
 from .base import ImageRecord, Sink, publish
 from .files import PngSink, ScalarsCsv
 from .mlflow import MlflowSink
@@ -20,5 +21,6 @@ __all__ = [
     "Sink",
     "TensorBoardSink",
     "WandbSink",
+    "WriteFailure",
     "publish",
 ]

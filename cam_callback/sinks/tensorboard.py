@@ -55,6 +55,10 @@ class TensorBoardSink:
         height, width = int(image.shape[1]), int(image.shape[2])
         self.events.add(image_event(tag, encoded, height, width, step, time.time()))
 
+    def unwritten(self) -> list[tuple[str, int]]:
+        """``(tags, step)`` of the images kept from failed writes of the event file."""
+        return self.events.unwritten() if self.events is not None else []
+
     def flush(self) -> None:
         """Append the pending events to the event file (or flush the writer without a folder)."""
         if self.events is None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 from events import read_events
+from full_disk import FullDisk
 from lit_models import loaders, make_module_class
 from pytorch_lightning.loggers import TensorBoardLogger
 
@@ -180,3 +181,24 @@ def test_a_failure_while_writing_during_fit_warns_and_training_goes_on(tmp_path,
     val_steps = [e.step for e in events.Scalars("val_loss")]
     assert val_steps == [5, 11]
     assert [e.step for e in events.Scalars("cam_drift/features.3/gradcam/change_prev")] == val_steps
+
+
+def test_a_moment_of_full_disk_warns_once_and_every_later_image_is_read(tmp_path, monkeypatch):
+    disk = FullDisk(monkeypatch)
+    disk.failures_left = 2  # the step-0 frame's write and the first validation's fail, halfway
+    callback = GradCAMCallback(layer="features.3", num_samples=2)
+    trainer = _trainer(tmp_path, callback, max_epochs=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(TinyNet(), *loaders())
+    said = [str(w.message) for w in caught if "could not write" in str(w.message)]
+    assert len(said) == 1
+    assert "No space left on device" in said[0]
+    assert "lost: step 0 (cam/features.3/gradcam, cam_heatmap/features.3/gradcam)" in said[0]
+    assert disk.failures == 2
+    assert isinstance(trainer.logger, TensorBoardLogger)
+    events = read_events(trainer.logger.log_dir)
+    # The first validation's images were kept and written with the second's; nothing after is lost.
+    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [5, 11, 17]
+    assert [e.step for e in events.Images("cam_heatmap/features.3/gradcam")] == [5, 11, 17]
+    assert len(events.Images("cam_summary/features.3/gradcam")) == 1
