@@ -23,7 +23,7 @@ from ..core.smoothing import DEFAULT_SCALES, average_over_augmentations
 from ..core.targets import Target, select_scores
 from ..core.tokens import ActivationReshape, TokenGrid, resolve_reshape
 from .auto_layer import LayerChoice, choose_layer
-from .diagnostics import warn_if_all_zero
+from .diagnostics import warn_if_all_zero, warn_if_not_finite
 from .guided import GuidedMethod, guided_backprop, saliency_magnitude
 from .hooks import LayerCapture, explaining, uncompiled, unwrap_compiled
 from .layers import resolve_layer
@@ -45,7 +45,8 @@ class CAMResult:
     Attributes:
         raw: ``{(layer, method): [B, h, w]}`` float32 maps at each layer's resolution, after the ReLU. For
             the guided methods it is ``[B, H, W]`` at the input's resolution: the largest absolute value of
-            ``saliency`` over channels.
+            ``saliency`` over channels. A sample whose target score is NaN or Inf has all-NaN maps (with a
+            warning that names the samples).
         outputs: the model's output for the batch (detached, as the model returned it).
         classes: the target class of each sample ``[B]``, or None when ``target`` was a callable.
         scores: the target score of each sample ``[B]`` (float32, pre-softmax).
@@ -96,6 +97,17 @@ def _not_reached(names: list[str]) -> str:
         "`layer` outside the checkpointed part. Otherwise the forward detaches (or runs under no_grad) "
         "after the layer, or does not use its output: choose a layer whose output reaches the scores"
     )
+
+
+def _nan_where_scores_are(scores: Tensor, raw: RawMaps) -> RawMaps:
+    """Each map of a sample whose target score is NaN or Inf made all NaN: it explains no number."""
+    bad = ~scores.reshape(len(scores), -1).isfinite().all(dim=1)
+    if not bool(bad.any()):
+        return raw
+    return {
+        key: maps.masked_fill(bad.to(maps.device).view(-1, *[1] * (maps.dim() - 1)), float("nan"))
+        for key, maps in raw.items()
+    }
 
 
 def _per_copy_target(classes: Tensor | None, target: Target) -> Tensor | Callable[[Any], Tensor]:
@@ -266,6 +278,8 @@ class CAMEngine:
             saliency = self._guided(inputs, fixed, raw)
             raw = {(name, m.name): raw[(name, m.name)] for name in self.layers for m in self.methods}
             guided = {m.name for m in self.methods if isinstance(m, GuidedMethod)}
+            warn_if_not_finite(scores, raw)
+            raw = _nan_where_scores_are(scores.detach(), raw)
             warn_if_all_zero(self.model, raw, guided, self._zero_gradients)
             detached = outputs.detach() if isinstance(outputs, Tensor) else outputs
             return CAMResult(raw, detached, classes, scores.detach().float(), input_size, saliency)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import warnings
@@ -516,3 +517,31 @@ def test_the_engine_explains_a_compile_wrapper_through_the_module_it_wraps():
     assert engine.model is net
     expected = CAMEngine(net, "features.3")(images).raw
     assert torch.equal(engine(images).raw[("features.3", "gradcam")], expected[("features.3", "gradcam")])
+
+
+class NanFromTheSecondEpoch(TinyNet):
+    """Trains normally; from the second epoch on, its eval-mode output is NaN (a model gone bad)."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out * float("nan") if not self.training and self.current_epoch >= 1 else out
+
+
+def test_nan_outputs_are_warned_as_such_and_their_numbers_are_nan(tmp_path):
+    pl.seed_everything(7, verbose=False)
+    callback = GradCAMCallback(layer="features.3", num_samples=4)
+    trainer = pl.Trainer(
+        max_epochs=2, callbacks=[callback], logger=TensorBoardLogger(str(tmp_path), name="run"),
+        default_root_dir=str(tmp_path), enable_checkpointing=False, num_sanity_val_steps=0, **QUIET,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(NanFromTheSecondEpoch(), *loaders())
+    messages = [str(w.message) for w in caught]
+    assert any("output" in m and "NaN for samples 0, 1, 2, 3 of 4" in m for m in messages)
+    assert not any("negative at every position" in m for m in messages)
+    events = read_events(trainer.logger.log_dir)
+    for name in ("change_prev", "change_first", "shift_prev", "shift_first"):
+        values = [e.value for e in events.Scalars(f"cam_drift/features.3/gradcam/{name}")]
+        assert len(values) == 2 and math.isfinite(values[0]) and math.isnan(values[1]), name
+    assert math.isnan(float(trainer.callback_metrics["cam_drift/features.3/gradcam/change_first"]))
