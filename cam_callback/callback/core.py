@@ -150,6 +150,42 @@ class CAMCallbackCore(CallbackHooks):
         self._run = self._new_run()
         for layer in self.options.layers:  # a misspelled layer fails before anything is written
             resolve_layer(pl_module, layer)
+        self._refuse_twins(trainer, pl_module)
+
+    def _written_names(self, pl_module: nn.Module) -> set[str]:
+        """Every tag and metric name this callback writes, its layers resolved to their canonical names."""
+        layers = [resolve_layer(pl_module, layer)[0] for layer in self.options.layers] or ["<picked layer>"]
+        display = self.options.display
+        return {name for layer in layers for method in self.options.methods
+                for name in display.namespaces((layer, method))}
+
+    def _refuse_twins(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
+        """Refuse another callback of ours in the run that would write a tag or number this one writes."""
+        mine = self._written_names(pl_module)
+        for other in getattr(trainer, "callbacks", None) or []:
+            if other is self or not isinstance(other, CAMCallbackCore):
+                continue
+            try:
+                shared = sorted(mine & other._written_names(pl_module))
+            except (ValueError, TypeError):  # its own setup names its bad layer
+                continue
+            if shared:
+                raise CAMConfigurationError(
+                    f"two callbacks would write the same tags and numbers ({', '.join(shared[:3])}"
+                    f"{', ...' if len(shared) > 3 else ''}): {self._describe()} and {other._describe()}; "
+                    "their images would mix under one tag and their numbers merge into one. Give one of "
+                    "them another `tag_prefix`, or explain both configurations with one callback"
+                )
+
+    def _describe(self) -> str:
+        """The callback's class and the options that decide its tags, for messages."""
+        options = self.options
+        layers = list(options.layers) if len(options.layers) != 1 else options.layers[0]
+        methods = list(options.methods) if len(options.methods) != 1 else options.methods[0]
+        return (
+            f"{type(self).__name__}(layer={layers or None!r}, method={methods!r}, "
+            f"num_samples={options.num_samples}, tag_prefix={options.tag_prefix!r})"
+        )
 
     @override
     def on_train_start(self, trainer: TrainerLike, pl_module: nn.Module) -> None:

@@ -31,6 +31,9 @@ __all__ = ["SUMMARY_TILE_SIDE", "Display", "summary_records", "validation_record
 
 MapKey = tuple[str, str]  # (layer, method)
 
+TAG_KINDS = ("", "_heatmap", "_saliency", "_summary", "_drift")
+"""What follows the tag prefix: overlays, heatmaps, saliencies, the summary, the drift numbers."""
+
 SUMMARY_TILE_SIDE = 64
 """The longer side, in pixels, of each tile of the end-of-fit summary."""
 
@@ -58,6 +61,10 @@ class Display:
     def number(self, key: MapKey, name: str) -> str:
         """The metric name ``<prefix>_drift/<layer>/<method>/<name>`` of one of the pair's numbers."""
         return f"{self.tag('_drift', key)}/{name}"
+
+    def namespaces(self, key: MapKey) -> list[str]:
+        """Every tag the pair's images and numbers are written under (the numbers below ``_drift``)."""
+        return [self.tag(kind, key) for kind in TAG_KINDS]
 
 
 def validation_records(

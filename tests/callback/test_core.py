@@ -545,3 +545,38 @@ def test_nan_outputs_are_warned_as_such_and_their_numbers_are_nan(tmp_path):
         values = [e.value for e in events.Scalars(f"cam_drift/features.3/gradcam/{name}")]
         assert len(values) == 2 and math.isfinite(values[0]) and math.isnan(values[1]), name
     assert math.isnan(float(trainer.callback_metrics["cam_drift/features.3/gradcam/change_first"]))
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "shared"),
+    [
+        (dict(layer="features.3", num_samples=4), dict(layer="features.3", num_samples=8), "features.3"),
+        (dict(layer="features.-1"), dict(layer="features.4", method=["layercam", "gradcam"]), "features.4"),
+        (dict(layer=None), dict(layer=None, num_samples=2), "<picked layer>"),
+        # The second's overlays would land on the first's heatmaps.
+        (dict(layer="features.3"), dict(layer="features.3", tag_prefix="cam_heatmap"), "cam_heatmap/feat"),
+    ],
+    ids=["same-layer", "same-module-two-names", "both-picked", "prefix-inside-another-tag"],
+)
+def test_two_callbacks_writing_one_tag_are_refused_at_setup_naming_both(tmp_path, first, second, shared):
+    one, two = GradCAMCallback(**first), GradCAMCallback(**second)
+    model = TinyNet()
+    trainer = pl.Trainer(
+        max_epochs=1, callbacks=[one, two], logger=False, default_root_dir=str(tmp_path), **QUIET
+    )
+    with pytest.raises(CAMConfigurationError, match="two callbacks would write the same tags") as raised:
+        trainer.fit(model, *loaders())
+    message = str(raised.value)
+    assert shared in message
+    for options in (first, second):
+        assert f"num_samples={options.get('num_samples', 16)}" in message
+        assert repr(options["layer"]) in message
+    assert model.train_steps == 0
+
+
+def test_two_callbacks_with_their_own_tags_run_side_by_side(tmp_path):
+    one = GradCAMCallback(layer="features.-1", num_samples=4)
+    two = GradCAMCallback(layer="features.4", num_samples=8, tag_prefix="cam8")
+    _, trainer = _fit(tmp_path, [one, two], max_epochs=1)
+    images = set(read_events(trainer.logger.log_dir).Tags()["images"])
+    assert {"cam/features.4/gradcam", "cam8/features.4/gradcam"} <= images
