@@ -24,7 +24,7 @@ from .history import MapHistory
 from .loggers import RunOutput
 from .metrics import log_numbers
 from .observation import observe
-from .options import CallbackOptions
+from .options import CallbackOptions, check_file_names
 from .preflight import check_first_maps
 from .publishing import summary_records
 from .reporting import Reporter
@@ -148,8 +148,12 @@ class CAMCallbackCore(CallbackHooks):
         """Start a new run: forget the last run's samples and maps (a checkpoint restores them after this)."""
         self._run.output.close()
         self._run = self._new_run()
-        for layer in self.options.layers:  # a misspelled layer fails before anything is written
-            resolve_layer(pl_module, layer)
+        # A misspelled layer fails here, before anything is written.
+        names = [resolve_layer(pl_module, layer)[0] for layer in self.options.layers]
+        try:
+            check_file_names(self.options.display, names, self.options.methods)
+        except ValueError as error:
+            raise CAMConfigurationError(str(error)) from error
         self._refuse_twins(trainer, pl_module)
 
     def _written_names(self, pl_module: nn.Module) -> set[str]:

@@ -14,9 +14,10 @@ from torch import Tensor, nn
 
 from ..capture.engine import CAMEngine
 from ..capture.hooks import unwrap_compiled
+from ..core.errors import CAMConfigurationError
 from .captions import captions_for
 from .classnames import find_class_names
-from .options import CallbackOptions
+from .options import CallbackOptions, check_file_names
 from .publishing import MapKey, validation_records
 from .run import RunState
 from .samples import FixedBatch, first_dataloader, module_device, take_fixed_batch
@@ -51,6 +52,10 @@ def observe(
     with precision.forward_context():
         result = engine(precision.convert_input(batch.inputs), target)
     if engine.choice is not None and not run.layers:
+        try:
+            check_file_names(options.display, (engine.choice.layer,), options.methods)
+        except ValueError as error:
+            raise CAMConfigurationError(f"the picked layer: {error}") from error
         run.layers, run.reshape = (engine.choice.layer,), engine.choice.reshape
     if not trainer.is_global_zero:
         return {}

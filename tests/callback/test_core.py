@@ -580,3 +580,14 @@ def test_two_callbacks_with_their_own_tags_run_side_by_side(tmp_path):
     _, trainer = _fit(tmp_path, [one, two], max_epochs=1)
     images = set(read_events(trainer.logger.log_dir).Tags()["images"])
     assert {"cam/features.4/gradcam", "cam8/features.4/gradcam"} <= images
+
+
+def test_a_resolved_layer_whose_name_cannot_name_a_file_is_refused_at_setup(tmp_path):
+    model = TinyNet()
+    model.add_module("n" * 250, torch.nn.Identity())  # the last child: what layer "-1" resolves to
+    trainer = pl.Trainer(max_epochs=1, callbacks=[GradCAMCallback("-1")], logger=False,
+                         default_root_dir=str(tmp_path), **QUIET)
+    # The summary's file: "cam_summary_" (12) + 250 + "_gradcam.png" (12) = 274 bytes.
+    with pytest.raises(CAMConfigurationError, match=r"`layer` 'n{40}'.* would be 274 bytes"):
+        trainer.fit(model, *loaders())
+    assert model.train_steps == 0
