@@ -29,7 +29,7 @@ from .preflight import check_first_maps
 from .publishing import summary_records
 from .reporting import Reporter
 from .run import RunState
-from .samples import FixedBatch, first_dataloader
+from .samples import FixedBatch, StreamCopy, can_iterate_again, first_dataloader
 from .trainer import CallbackHooks, LightningNamespace, TrainerLike, logging_step
 
 __all__ = ["CAMCallbackCore"]
@@ -204,6 +204,8 @@ class CAMCallbackCore(CallbackHooks):
         source = "val" if trainer.enable_validation else "train"
         if source == "val" and first_dataloader(trainer.val_dataloaders) is None:
             return
+        if self._run.batch is None and self._one_shot(trainer, source):
+            return  # the samples come from the loop's own first batches: checked at the first observation
         if source == "train":
             self._run.reporter.once("no-val", _NO_VALIDATION)
         keep = self._run.history.recorded == 0
@@ -216,6 +218,26 @@ class CAMCallbackCore(CallbackHooks):
             return
         self._run.validated = True
         self._maybe_observe(trainer, pl_module, source="val")
+
+    @override
+    def on_validation_batch_start(
+        self, trainer: TrainerLike, pl_module: nn.Module, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Copy the first batches of a one-shot validation stream (the loop's own), for the fixed batch."""
+        if dataloader_idx == 0 and self._run.batch is None and self._one_shot(trainer, "val"):
+            self._copy(batch)
+
+    @override
+    def on_train_batch_start(
+        self, trainer: TrainerLike, pl_module: nn.Module, batch: Any, batch_idx: int
+    ) -> None:
+        """Copy the first batches of a one-shot training stream when the fit has no validation."""
+        if not trainer.enable_validation and self._run.batch is None and self._one_shot(trainer, "train"):
+            self._copy(batch)
+
+    def _copy(self, batch: Any) -> None:
+        if self._run.stream is not None and self.options.every_n_epochs:
+            self._run.stream.add(batch)
 
     @override
     def on_train_epoch_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
@@ -290,6 +312,31 @@ class CAMCallbackCore(CallbackHooks):
 
         check_first_maps(trainer, attempt, when)
         return numbers
+
+    def _one_shot(self, trainer: TrainerLike, source: str) -> bool:
+        """Whether ``source``'s DataLoader is a one-shot stream (asked once a run); say so once, and how.
+
+        From such a stream the fixed batch is copied from the loop's own first batches
+        (:class:`~.samples.StreamCopy`), so taking it never takes a sample from the loop.
+        """
+        run = self._run
+        if source not in run.one_shot:
+            loaders = trainer.val_dataloaders if source == "val" else trainer.train_dataloader
+            loader = first_dataloader(loaders)
+            if loader is None:  # not loaded yet: ask again later
+                return False
+            run.one_shot[source] = not can_iterate_again(loader)
+            if run.one_shot[source]:
+                run.stream = StreamCopy(self.options.num_samples, self.options.keys[0])
+                data = "validation" if source == "val" else "training"
+                run.reporter.once(
+                    "one-shot",
+                    f"the {data} DataLoader reads a one-shot stream (its IterableDataset hands out one "
+                    f"shared iterator), so taking samples from it would take them from the {data} loop: "
+                    f"explaining the first {self.options.num_samples} samples the {data} loop itself reads "
+                    "(copies of its first batches, from the first validation on) instead",
+                )
+        return run.one_shot[source]
 
     def _computes_here(self, trainer: TrainerLike) -> bool:
         """Rank 0 computes alone, except under sharded strategies, where every forward gathers parameters."""

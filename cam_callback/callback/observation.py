@@ -95,7 +95,13 @@ def _fixed_batch(
         loader = first_dataloader(loaders)
         if loader is None:
             raise RuntimeError(f"no {source} DataLoader to take the samples from")
-        batch = take_fixed_batch(loader, options.num_samples, *options.keys)
+        if run.stream is not None:  # a one-shot stream: the loop's own first batches, copied
+            copied = run.stream.fixed_batch(*options.keys[1:])
+            if copied is None:
+                raise RuntimeError(f"no batch of the one-shot {source} stream was read yet")
+            batch = copied
+        else:
+            batch = take_fixed_batch(loader, options.num_samples, *options.keys)
         check_labels(options.target, batch.labels)
         if len(batch.inputs) < options.num_samples:
             data = "validation" if source == "val" else "training"

@@ -591,3 +591,48 @@ def test_a_resolved_layer_whose_name_cannot_name_a_file_is_refused_at_setup(tmp_
     with pytest.raises(CAMConfigurationError, match=r"`layer` 'n{40}'.* would be 274 bytes"):
         trainer.fit(model, *loaders())
     assert model.train_steps == 0
+
+
+class OneShotStream(torch.utils.data.IterableDataset):
+    """A validation stream read once: every ``iter()`` hands out the same iterator."""
+
+    def __init__(self, data):
+        self.data = data
+        self._shared = iter(data)
+
+    def __iter__(self):
+        return self._shared
+
+
+class CountsValidationSamples(TinyNet):
+    def __init__(self):
+        super().__init__()
+        self.validated: list[torch.Tensor] = []
+
+    def validation_step(self, batch, index):
+        self.validated.append(batch[0].clone())
+        return super().validation_step(batch, index)
+
+
+def test_a_one_shot_validation_stream_loses_no_sample_to_the_callback(tmp_path):
+    data = tiny_data(12, 2)
+    pl.seed_everything(7, verbose=False)
+    model = CountsValidationSamples()
+    callback = GradCAMCallback(layer="features.3", num_samples=6)
+    trainer = pl.Trainer(
+        max_epochs=1, callbacks=[callback], logger=TensorBoardLogger(str(tmp_path), name="run"),
+        default_root_dir=str(tmp_path), enable_checkpointing=False, num_sanity_val_steps=0, **QUIET,
+    )
+    train, _ = loaders()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(model, train, DataLoader(OneShotStream(data), batch_size=4))
+    seen = torch.cat(model.validated)
+    assert torch.equal(seen, data.tensors[0])  # all 12, in order
+    said = [str(w.message) for w in caught if "one-shot stream" in str(w.message)]
+    assert len(said) == 1 and "explaining the first 6 samples the validation loop itself reads" in said[0]
+    assert callback.fixed_batch is not None
+    assert torch.equal(callback.fixed_batch.inputs, data.tensors[0][:6])  # the loop's own first six
+    assert torch.equal(callback.fixed_batch.labels, data.tensors[1][:6])
+    events = read_events(trainer.logger.log_dir)
+    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [5]  # from the first validation on
