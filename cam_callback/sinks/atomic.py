@@ -11,16 +11,22 @@ steps.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["WriteFailure", "append_at", "describe_records", "replace_file"]
+__all__ = ["WriteFailure", "append_at", "describe_records", "out_of_space", "replace_file"]
 
 _write = os.write
 """Every byte these writes put on disk goes through this one call (tests replace it to fill the disk)."""
 
 _SHOWN_STEPS = 4
+
+
+def out_of_space(error: OSError) -> bool:
+    """Whether ``error`` says the disk (or the user's quota) is full: a write may work again later."""
+    return error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -91,7 +97,7 @@ def describe_records(records: Sequence[tuple[str, int]]) -> str:
 
 
 class WriteFailure(OSError):
-    """A write that failed, with what it cost: records lost for good, and records kept to write later.
+    """A write that failed for want of space, with what it cost: records lost, and records kept for later.
 
     Attributes:
         where: the file or destination.

@@ -24,7 +24,7 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from ..core.checks import check_int
-from .atomic import WriteFailure, append_at
+from .atomic import WriteFailure, append_at, out_of_space
 
 __all__ = ["EventFile", "frame_record", "image_event", "masked_crc32c"]
 
@@ -99,8 +99,9 @@ class EventFile:
         """Write everything kept and added since the last flush at the end of the file, or none of it.
 
         Raises:
-            WriteFailure: nothing was written; the records of the newest ``max_backlog`` failed flushes
-                wait for the next flush, older ones are dropped (both are named).
+            WriteFailure: the disk is full: nothing was written; the records of the newest ``max_backlog``
+                failed flushes wait for the next flush, older ones are dropped (both are named).
+            OSError: any other failure, with the same backlog kept.
         """
         if self._pending:
             self._backlog.append(self._pending)
@@ -124,6 +125,8 @@ class EventFile:
             self._after_failure()
             dropped = self._backlog[: -self.max_backlog]
             self._backlog = self._backlog[-self.max_backlog :]
+            if not out_of_space(error):
+                raise
             raise WriteFailure(
                 str(self.path), error, [r.key for batch in dropped for r in batch],
                 [r.key for batch in self._backlog for r in batch],

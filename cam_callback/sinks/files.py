@@ -11,7 +11,7 @@ from pathlib import Path
 from torch import Tensor
 
 from ..core.checks import check_choice, check_str
-from .atomic import WriteFailure, replace_file
+from .atomic import WriteFailure, out_of_space, replace_file
 from .base import check_step, check_tag
 from .encoding import IMAGE_FORMATS, encode_png
 
@@ -55,10 +55,10 @@ class PngSink:
         """Write a ``uint8 [3, H, W]`` RGB image as a PNG at :meth:`image_path`.
 
         Files on disk are always lossless PNG; ``image_format`` is checked, then ignored. A write that
-        fails is kept for :meth:`flush`, which reports it.
+        fails for want of space is kept for :meth:`flush`, which reports it.
 
         Raises:
-            OSError: the PNG could not be encoded.
+            OSError: the PNG could not be encoded or written (for another reason than a full disk).
         """
         check_choice("image_format", image_format, IMAGE_FORMATS)
         path = self.image_path(tag, step)
@@ -91,6 +91,8 @@ class PngSink:
         try:
             replace_file(item[2], item[3])
         except OSError as error:
+            if not out_of_space(error) and failed is self._failed:
+                raise
             failed.append(item)
             self._error = error
 
@@ -134,6 +136,9 @@ class ScalarsCsv:
             writer.writerows([*kept, *rows])
             replace_file(self.path, old + text.getvalue().encode("utf-8"))
         except OSError as error:
+            if not out_of_space(error):
+                self._backlog = kept
+                raise
             self._backlog = rows
             lost = [row[:2] for row in kept]
             return [WriteFailure(str(self.path), error, lost, [row[:2] for row in rows])]

@@ -142,13 +142,18 @@ def fails_at_step_zero(monkeypatch):
     monkeypatch.setattr(TensorBoardSink, "add_image", flaky)
 
 
-def test_a_writer_failure_warns_at_the_next_validation_once_per_lost_image(tmp_path, fails_at_step_zero):
+def _fit_telling(tmp_path: Path, max_epochs: int, words: str) -> tuple[pl.Trainer, list[str]]:
+    """Fit with a callback at ``features.3``; return the trainer and the warnings that hold ``words``."""
     callback = GradCAMCallback(layer="features.3", num_samples=2)
-    trainer = _trainer(tmp_path, callback, max_epochs=2)
+    trainer = _trainer(tmp_path, callback, max_epochs=max_epochs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.fit(TinyNet(), *loaders())
-    lost = [str(w.message) for w in caught if "skipped writing some maps" in str(w.message)]
+    return trainer, [str(w.message) for w in caught if words in str(w.message)]
+
+
+def test_a_writer_failure_warns_at_the_next_validation_once_per_lost_image(tmp_path, fails_at_step_zero):
+    trainer, lost = _fit_telling(tmp_path, 2, "skipped writing some maps")
     # The step-0 frame's overlay and heatmap, each said once (at the first validation), never again.
     message = "GradCAMCallback skipped writing some maps of an earlier validation: OSError: disk full"
     assert lost == [message] * 2
@@ -186,12 +191,7 @@ def test_a_failure_while_writing_during_fit_warns_and_training_goes_on(tmp_path,
 def test_a_moment_of_full_disk_warns_once_and_every_later_image_is_read(tmp_path, monkeypatch):
     disk = FullDisk(monkeypatch)
     disk.failures_left = 2  # the step-0 frame's write and the first validation's fail, halfway
-    callback = GradCAMCallback(layer="features.3", num_samples=2)
-    trainer = _trainer(tmp_path, callback, max_epochs=3)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        trainer.fit(TinyNet(), *loaders())
-    said = [str(w.message) for w in caught if "could not write" in str(w.message)]
+    trainer, said = _fit_telling(tmp_path, 3, "could not write")
     assert len(said) == 1
     assert "No space left on device" in said[0]
     assert "lost: step 0 (cam/features.3/gradcam, cam_heatmap/features.3/gradcam)" in said[0]

@@ -489,7 +489,7 @@ def _compiled_fit(tmp_path, callbacks):
         deterministic=False, default_root_dir=str(tmp_path), num_sanity_val_steps=0, **QUIET,
     )
     # aot_eager: the same dynamo tracing (and automatic dynamic shapes) as inductor, without its C++ build
-    trainer.fit(torch.compile(model, backend="aot_eager"), train, val)
+    trainer.fit(cast(Any, torch.compile(model, backend="aot_eager")), train, val)
     return model, grads.grads, _compiled_graphs(model)
 
 
@@ -512,7 +512,7 @@ def test_the_engine_explains_a_compile_wrapper_through_the_module_it_wraps():
     pl.seed_everything(3, verbose=False)
     net = TinyNet()
     images = tiny_data(4, 5).tensors[0]
-    wrapped = torch.compile(net, backend="aot_eager")
+    wrapped = cast(torch.nn.Module, torch.compile(net, backend="aot_eager"))
     engine = CAMEngine(wrapped, "features.3")  # the user's own path, not "_orig_mod.features.3"
     assert engine.model is net
     expected = CAMEngine(net, "features.3")(images).raw
@@ -540,6 +540,7 @@ def test_nan_outputs_are_warned_as_such_and_their_numbers_are_nan(tmp_path):
     messages = [str(w.message) for w in caught]
     assert any("output" in m and "NaN for samples 0, 1, 2, 3 of 4" in m for m in messages)
     assert not any("negative at every position" in m for m in messages)
+    assert isinstance(trainer.logger, TensorBoardLogger)
     events = read_events(trainer.logger.log_dir)
     for name in ("change_prev", "change_first", "shift_prev", "shift_first"):
         values = [e.value for e in events.Scalars(f"cam_drift/features.3/gradcam/{name}")]
@@ -633,6 +634,8 @@ def test_a_one_shot_validation_stream_loses_no_sample_to_the_callback(tmp_path):
     assert len(said) == 1 and "explaining the first 6 samples the validation loop itself reads" in said[0]
     assert callback.fixed_batch is not None
     assert torch.equal(callback.fixed_batch.inputs, data.tensors[0][:6])  # the loop's own first six
+    assert callback.fixed_batch.labels is not None
     assert torch.equal(callback.fixed_batch.labels, data.tensors[1][:6])
+    assert isinstance(trainer.logger, TensorBoardLogger)
     events = read_events(trainer.logger.log_dir)
     assert [e.step for e in events.Images("cam/features.3/gradcam")] == [5]  # from the first validation on

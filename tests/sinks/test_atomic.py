@@ -7,7 +7,7 @@ import errno
 import pytest
 from full_disk import FullDisk
 
-from cam_callback.sinks.atomic import WriteFailure, append_at, describe_records, replace_file
+from cam_callback.sinks.atomic import WriteFailure, append_at, describe_records, out_of_space, replace_file
 
 
 def test_replace_file_keeps_the_old_bytes_when_the_disk_is_full(tmp_path, monkeypatch):
@@ -65,3 +65,10 @@ def test_describe_records_shows_the_first_steps_and_counts_the_rest():
     records = [("t", step) for step in range(6)]
     assert describe_records(records) == "step 0 (t); step 1 (t); step 2 (t); step 3 (t); and 2 more steps"
     assert describe_records([]) == "nothing"
+
+
+def test_only_a_full_disk_or_quota_is_worth_trying_again():
+    assert out_of_space(OSError(errno.ENOSPC, "No space left on device"))
+    assert out_of_space(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    assert not out_of_space(IsADirectoryError(errno.EISDIR, "Is a directory"))
+    assert not out_of_space(OSError("no errno"))

@@ -100,6 +100,7 @@ def test_a_full_disk_leaves_no_empty_png_and_the_images_come_when_room_does(tmp_
     assert errors[0].kept == [("cam/a", 3), ("cam/b", 3)] and errors[0].lost == []
     assert _all_files(tmp_path) == []  # no empty, cut or temporary file
     errors = publish([sink], [ImageRecord("cam/a", picture(3), 4)])
+    assert isinstance(errors[0], WriteFailure)
     assert errors[0].lost == [("cam/a", 3), ("cam/b", 3)]  # the backlog is the latest validation only
     assert errors[0].kept == [("cam/a", 4)]
     assert _all_files(tmp_path) == []
