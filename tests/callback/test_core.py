@@ -642,3 +642,22 @@ def test_a_one_shot_validation_stream_loses_no_sample_to_the_callback(tmp_path):
     assert isinstance(trainer.logger, TensorBoardLogger)
     events = read_events(trainer.logger.log_dir)
     assert [e.step for e in events.Images("cam/features.3/gradcam")] == [5]  # from the first validation on
+
+
+def test_a_one_shot_training_stream_without_validation_loses_no_sample(tmp_path):
+    data = tiny_data(12, 1)
+    pl.seed_everything(7, verbose=False)
+    model = TinyNet()
+    callback = GradCAMCallback(layer="features.3", num_samples=4)
+    trainer = pl.Trainer(
+        max_epochs=1, callbacks=[callback], logger=False, limit_val_batches=0,
+        default_root_dir=str(tmp_path), enable_checkpointing=False, **QUIET,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(model, DataLoader(OneShotStream(data), batch_size=2))
+    assert model.train_steps == 6  # all 12 samples, 2 a step
+    assert any("the training loop itself reads" in str(w.message) for w in caught)
+    assert callback.fixed_batch is not None
+    assert torch.equal(callback.fixed_batch.inputs, data.tensors[0][:4])
+    assert callback.history.recorded == 1
