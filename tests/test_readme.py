@@ -1,4 +1,5 @@
-"""Every Python and YAML example in README.md runs as printed (tiny as they are), so none can crash a reader.
+"""Every Python and YAML example in README.md runs as printed (tiny as they are), so none can crash a reader;
+every name it tells a reader to import is importable from where it says.
 
 A fenced ``python`` or ``yaml`` block is run unless its text holds the marker ``# not run: <why>``, visible
 to the reader too. Python blocks run one by one, each in a fresh namespace, in a fresh working folder;
@@ -8,6 +9,7 @@ the command line. The counts are pinned, so a block that stops being run (or fou
 
 from __future__ import annotations
 
+import importlib
 import re
 import warnings
 from pathlib import Path
@@ -30,7 +32,8 @@ def blocks(text: str) -> list[tuple[str, int, str]]:
     return [(m.group(1), text.count("\n", 0, m.start()) + 1, m.group(2)) for m in FENCE.finditer(text)]
 
 
-BLOCKS = blocks(README.read_text())
+TEXT = README.read_text(encoding="utf-8")
+BLOCKS = blocks(TEXT)
 RUN = [(lang, line, code) for lang, line, code in BLOCKS if MARKER not in code]
 PYTHON = [(line, code) for lang, line, code in RUN if lang == "python"]
 
@@ -90,3 +93,34 @@ def test_every_yaml_block_parses_and_whole_configs_run(tmp_path, monkeypatch):
         main(["fit", "--config", str(path), "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
               "--trainer.limit_val_batches=1"])
     assert parsed == 1
+
+
+IMPORTS = sorted(
+    {
+        (module, name.strip())
+        for module, names in re.findall(r"from (cam_callback[\w.]*) import ([\w, ]+)", TEXT)
+        for name in names.split(",")
+        if name.strip()
+    }
+)
+DOTTED = sorted(set(re.findall(r"`(cam_callback(?:\.\w+)+)`", TEXT)))
+
+
+def test_the_readme_names_imports():
+    assert ("cam_callback", "CAMConfigurationError") in IMPORTS
+    assert ("cam_callback.sinks", "WriteFailure") in IMPORTS
+    assert len(IMPORTS) >= 6 and len(DOTTED) >= 5
+
+
+@pytest.mark.parametrize(("module", "name"), IMPORTS, ids=[f"{m}.{n}" for m, n in IMPORTS])
+def test_every_from_import_in_the_readme_works(module, name):
+    assert getattr(importlib.import_module(module), name) is not None
+
+
+@pytest.mark.parametrize("path", DOTTED)
+def test_every_dotted_name_in_the_readme_exists(path):
+    try:
+        importlib.import_module(path)
+    except ModuleNotFoundError:
+        parent, _, name = path.rpartition(".")
+        assert hasattr(importlib.import_module(parent), name), path

@@ -24,12 +24,12 @@ from .history import MapHistory
 from .loggers import RunOutput
 from .metrics import log_numbers, log_to_loggers
 from .observation import observe
-from .options import CallbackOptions
+from .options import CallbackOptions, check_file_names
 from .preflight import check_first_maps
 from .publishing import summary_records
 from .reporting import Reporter
 from .run import RunState
-from .samples import FixedBatch, first_dataloader
+from .samples import FixedBatch, StreamCopy, can_iterate_again, first_dataloader
 from .trainer import CallbackHooks, LightningNamespace, TrainerLike, logging_step
 
 __all__ = ["CAMCallbackCore"]
@@ -148,8 +148,48 @@ class CAMCallbackCore(CallbackHooks):
         """Start a new run: forget the last run's samples and maps (a checkpoint restores them after this)."""
         self._run.output.close()
         self._run = self._new_run()
-        for layer in self.options.layers:  # a misspelled layer fails before anything is written
-            resolve_layer(pl_module, layer)
+        # A misspelled layer fails here, before anything is written.
+        names = [resolve_layer(pl_module, layer)[0] for layer in self.options.layers]
+        try:
+            check_file_names(self.options.display, names, self.options.methods)
+        except ValueError as error:
+            raise CAMConfigurationError(str(error)) from error
+        self._refuse_twins(trainer, pl_module)
+
+    def _written_names(self, pl_module: nn.Module) -> set[str]:
+        """Every tag and metric name this callback writes, its layers resolved to their canonical names."""
+        layers = [resolve_layer(pl_module, layer)[0] for layer in self.options.layers] or ["<picked layer>"]
+        display = self.options.display
+        return {name for layer in layers for method in self.options.methods
+                for name in display.namespaces((layer, method))}
+
+    def _refuse_twins(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
+        """Refuse another callback of ours in the run that would write a tag or number this one writes."""
+        mine = self._written_names(pl_module)
+        for other in getattr(trainer, "callbacks", None) or []:
+            if other is self or not isinstance(other, CAMCallbackCore):
+                continue
+            try:
+                shared = sorted(mine & other._written_names(pl_module))
+            except (ValueError, TypeError):  # its own setup names its bad layer
+                continue
+            if shared:
+                raise CAMConfigurationError(
+                    f"two callbacks would write the same tags and numbers ({', '.join(shared[:3])}"
+                    f"{', ...' if len(shared) > 3 else ''}): {self._describe()} and {other._describe()}; "
+                    "their images would mix under one tag and their numbers merge into one. Give one of "
+                    "them another `tag_prefix`, or explain both configurations with one callback"
+                )
+
+    def _describe(self) -> str:
+        """The callback's class and the options that decide its tags, for messages."""
+        options = self.options
+        layers = list(options.layers) if len(options.layers) != 1 else options.layers[0]
+        methods = list(options.methods) if len(options.methods) != 1 else options.methods[0]
+        return (
+            f"{type(self).__name__}(layer={layers or None!r}, method={methods!r}, "
+            f"num_samples={options.num_samples}, tag_prefix={options.tag_prefix!r})"
+        )
 
     @override
     def on_train_start(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
@@ -164,6 +204,8 @@ class CAMCallbackCore(CallbackHooks):
         source = "val" if trainer.enable_validation else "train"
         if source == "val" and first_dataloader(trainer.val_dataloaders) is None:
             return
+        if self._run.batch is None and self._one_shot(trainer, source):
+            return  # the samples come from the loop's own first batches: checked at the first observation
         if source == "train":
             self._run.reporter.once("no-val", _NO_VALIDATION)
         keep = self._run.history.recorded == 0
@@ -179,6 +221,26 @@ class CAMCallbackCore(CallbackHooks):
             return
         self._run.validated = True
         self._maybe_observe(trainer, pl_module, source="val")
+
+    @override
+    def on_validation_batch_start(
+        self, trainer: TrainerLike, pl_module: nn.Module, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Copy the first batches of a one-shot validation stream (the loop's own), for the fixed batch."""
+        if dataloader_idx == 0 and self._run.batch is None and self._one_shot(trainer, "val"):
+            self._copy(batch)
+
+    @override
+    def on_train_batch_start(
+        self, trainer: TrainerLike, pl_module: nn.Module, batch: Any, batch_idx: int
+    ) -> None:
+        """Copy the first batches of a one-shot training stream when the fit has no validation."""
+        if not trainer.enable_validation and self._run.batch is None and self._one_shot(trainer, "train"):
+            self._copy(batch)
+
+    def _copy(self, batch: Any) -> None:
+        if self._run.stream is not None and self.options.every_n_epochs:
+            self._run.stream.add(batch)
 
     @override
     def on_train_epoch_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
@@ -280,6 +342,31 @@ class CAMCallbackCore(CallbackHooks):
 
         check_first_maps(trainer, attempt, when)
         return numbers
+
+    def _one_shot(self, trainer: TrainerLike, source: str) -> bool:
+        """Whether ``source``'s DataLoader is a one-shot stream (asked once a run); say so once, and how.
+
+        From such a stream the fixed batch is copied from the loop's own first batches
+        (:class:`~.samples.StreamCopy`), so taking it never takes a sample from the loop.
+        """
+        run = self._run
+        if source not in run.one_shot:
+            loaders = trainer.val_dataloaders if source == "val" else trainer.train_dataloader
+            loader = first_dataloader(loaders)
+            if loader is None:  # not loaded yet: ask again later
+                return False
+            run.one_shot[source] = not can_iterate_again(loader)
+            if run.one_shot[source]:
+                run.stream = StreamCopy(self.options.num_samples, self.options.keys[0])
+                data = "validation" if source == "val" else "training"
+                run.reporter.once(
+                    "one-shot",
+                    f"the {data} DataLoader reads a one-shot stream (its IterableDataset hands out one "
+                    f"shared iterator), so taking samples from it would take them from the {data} loop: "
+                    f"explaining the first {self.options.num_samples} samples the {data} loop itself reads "
+                    "(copies of its first batches, from the first validation on) instead",
+                )
+        return run.one_shot[source]
 
     def _computes_here(self, trainer: TrainerLike) -> bool:
         """Rank 0 computes alone, except under sharded strategies, where every forward gathers parameters."""

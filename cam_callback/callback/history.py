@@ -34,6 +34,17 @@ def kept_ordinals(count: int, max_frames: int = MAX_FRAMES) -> list[int]:
     return sorted({*range(0, last + 1, stride), last})
 
 
+def _finite(maps: Tensor) -> Tensor:
+    """``[B]``: whether each sample's map is free of NaN and Inf."""
+    return maps.flatten(1).isfinite().all(dim=1)
+
+
+def _mean(values: Tensor, usable: Tensor) -> float:
+    """The mean over the usable samples; NaN when there is none (a monitor must not act on it)."""
+    kept = values[usable.to(values.device)]
+    return float(kept.mean()) if kept.numel() else float("nan")
+
+
 class MapHistory:
     """Small copies (at most ``max_side`` pixels a side, on the CPU) of the maps of past validations.
 
@@ -41,7 +52,9 @@ class MapHistory:
     ``change_prev`` / ``change_first`` (mean ``1 - cosine`` similarity against the previous / first
     recorded maps), ``shift_prev`` / ``shift_first`` (mean distance travelled by the maps' centre of mass, in
     input pixels), and with object masks ``energy_in_mask`` (mean share of each map inside its object) and
-    ``pointing_game`` (share of maps whose peak lies on the object).
+    ``pointing_game`` (share of maps whose peak lies on the object). A sample whose map (or, for the
+    changes, whose earlier map) holds NaN or Inf is left out of the means; a number with no sample left is
+    NaN, never 0 or 1.
 
     Bounded: per (layer, method) at most ``max_frames`` frames are kept, the first, the latest and evenly
     spaced ones between (see :func:`kept_ordinals`), so memory and ``state_dict`` stay the same size however
@@ -85,18 +98,20 @@ class MapHistory:
         key = (layer, method)
         size = (int(maps.shape[-2]), int(maps.shape[-1]))
         small = shrink_maps(maps.float(), self.max_side)
+        finite = _finite(small)
         scalars: dict[str, float] = {}
         previous = self._maps.get(key, [])
         if previous:
             for name, reference in (("prev", previous[-1]), ("first", previous[0])):
                 reference = reference.to(small.device)
-                scalars[f"change_{name}"] = float(cosine_distance(small, reference).mean())
+                usable = finite & _finite(reference)
+                scalars[f"change_{name}"] = _mean(cosine_distance(small, reference), usable)
                 shift = centre_of_mass(small, size) - centre_of_mass(reference, size)
-                scalars[f"shift_{name}"] = float(shift.norm(dim=1).mean())
+                scalars[f"shift_{name}"] = _mean(shift.norm(dim=1), usable)
         if masks is not None:
             objects = as_masks(masks, size)
-            scalars["energy_in_mask"] = float(energy_in_mask(maps, objects).mean())
-            scalars["pointing_game"] = float(pointing_game(maps, objects).mean())
+            scalars["energy_in_mask"] = _mean(energy_in_mask(maps, objects), finite)
+            scalars["pointing_game"] = _mean(pointing_game(maps, objects), finite)
         ordinals = self._ordinals.setdefault(key, [])
         ordinal = ordinals[-1] + 1 if ordinals else 0
         # A copy, never the caller's tensor (small maps are not shrunk).

@@ -56,11 +56,19 @@ class Destinations:
     folders: list[Path] = field(default_factory=list)
     numbers: ScalarsCsv | None = None
     notes: list[str] = field(default_factory=list)
+    _summary_files: list[PngSink] | None = None
 
     @property
     def summary_sinks(self) -> list[Sink]:
         """Where the summary goes: every sink, and one PNG file per tag in each run folder of our own."""
-        return [*self.sinks, *(PngSink(folder, one_file_per_tag=True) for folder in self.folders)]
+        if self._summary_files is None:
+            self._summary_files = [PngSink(folder, one_file_per_tag=True) for folder in self.folders]
+        return [*self.sinks, *self._summary_files]
+
+    def unwritten(self) -> list[tuple[str, int]]:
+        """``(tag, step)`` of the records the sinks still keep after failed writes (none when all went)."""
+        holders: list[Any] = [*self.sinks, *(self._summary_files or []), self.numbers]
+        return [record for holder in holders for record in getattr(holder, "unwritten", list)()]
 
 
 def _is(logger: Any, cls: type[Any] | None) -> bool:
@@ -218,6 +226,8 @@ class RunOutput:
                 writer.close()
             finally:
                 self.reporter.writer_failures(writer.take_errors(), quiet=quiet)
+                if self._found is not None:
+                    self.reporter.unwritten(self._found.unwritten())
 
     def _submit(self, job: Any) -> None:
         if self._writer is None:

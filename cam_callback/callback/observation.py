@@ -13,10 +13,12 @@ from functools import partial
 from torch import Tensor, nn
 
 from ..capture.engine import CAMEngine
+from ..capture.hooks import unwrap_compiled
+from ..core.errors import CAMConfigurationError
 from .captions import captions_for
 from .classnames import find_class_names
 from .layout import number_layout
-from .options import CallbackOptions
+from .options import CallbackOptions, check_file_names
 from .publishing import MapKey, validation_records
 from .run import RunState
 from .samples import FixedBatch, first_dataloader, module_device, take_fixed_batch
@@ -52,6 +54,10 @@ def observe(
     with precision.forward_context():
         result = engine(precision.convert_input(batch.inputs), target)
     if engine.choice is not None and not run.layers:
+        try:
+            check_file_names(options.display, (engine.choice.layer,), options.methods)
+        except ValueError as error:
+            raise CAMConfigurationError(f"the picked layer: {error}") from error
         run.layers, run.reshape = (engine.choice.layer,), engine.choice.reshape
     if not trainer.is_global_zero:
         return {}
@@ -104,7 +110,13 @@ def _fixed_batch(
         loader = first_dataloader(loaders)
         if loader is None:
             raise RuntimeError(f"no {source} DataLoader to take the samples from")
-        batch = take_fixed_batch(loader, options.num_samples, *options.keys)
+        if run.stream is not None:  # a one-shot stream: the loop's own first batches, copied
+            copied = run.stream.fixed_batch(*options.keys[1:])
+            if copied is None:
+                raise RuntimeError(f"no batch of the one-shot {source} stream was read yet")
+            batch = copied
+        else:
+            batch = take_fixed_batch(loader, options.num_samples, *options.keys)
         check_labels(options.target, batch.labels)
         if len(batch.inputs) < options.num_samples:
             data = "validation" if source == "val" else "training"
@@ -122,7 +134,7 @@ def _fixed_batch(
 
 def _engine(run: RunState, options: CallbackOptions, pl_module: nn.Module) -> CAMEngine:
     """The run's engine for ``pl_module`` (a new one when the module changed)."""
-    if run.engine is None or run.engine.model is not pl_module:
+    if run.engine is None or run.engine.model is not unwrap_compiled(pl_module):
         engine_options = options.engine
         if run.reshape is not None and engine_options.reshape is None:  # a resumed run's picked layer
             engine_options = replace(engine_options, reshape=run.reshape)

@@ -33,6 +33,9 @@ __all__ = [
 
 MapKey = tuple[str, str]  # (layer, method)
 
+TAG_KINDS = ("", "_heatmap", "_saliency", "_summary", "_drift")
+"""What follows the tag prefix: overlays, heatmaps, saliencies, the summary, the drift numbers."""
+
 SUMMARY_TILE_SIDE = 64
 """The longer side, in pixels, of each tile of the end-of-fit summary."""
 
@@ -85,6 +88,11 @@ class Display:
             return None
         layer, method, name = parts
         return family, (layer, method), name
+
+
+    def namespaces(self, key: MapKey) -> list[str]:
+        """Every tag the pair's images and numbers are written under (the numbers below ``_drift``)."""
+        return [self.tag(kind, key) for kind in TAG_KINDS]
 
 
 def frame_caption(step: int, epoch: int) -> str:

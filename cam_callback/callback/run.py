@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..capture.engine import CAMEngine
 from .history import MapHistory
 from .loggers import RunOutput
 from .reporting import Reporter
-from .samples import DetectionBatch, FixedBatch
+from .samples import DetectionBatch, FixedBatch, StreamCopy
 from .tasks import task_of
 
 __all__ = ["RunState"]
@@ -30,6 +30,8 @@ class RunState:
         reshape: the ``reshape`` the engine picked with the layer, when none was configured.
         validated: whether a validation ran in this fit.
         checked: whether this run's first maps were computed (:mod:`~cam_callback.callback.preflight`).
+        one_shot: by source (``"val"``, ``"train"``), whether its DataLoader is a one-shot stream.
+        stream: the copy of a one-shot stream's first batches, the fixed batch's source, or None.
     """
 
     history: MapHistory
@@ -42,6 +44,8 @@ class RunState:
     reshape: str | None = None
     validated: bool = False
     checked: bool = False
+    one_shot: dict[str, bool] = field(default_factory=dict)
+    stream: StreamCopy | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """The fixed batch, the layers and reshape picked, the history: CPU tensors, str and ints only."""

@@ -125,6 +125,16 @@ class CallbackHooks:
     def on_validation_epoch_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
         """Called when a validation ends."""
 
+    def on_validation_batch_start(
+        self, trainer: TrainerLike, pl_module: nn.Module, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Called before each validation batch goes through the model."""
+
+    def on_train_batch_start(
+        self, trainer: TrainerLike, pl_module: nn.Module, batch: Any, batch_idx: int
+    ) -> None:
+        """Called before each training batch goes through the model."""
+
     def on_train_epoch_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
         """Called when a training epoch ends."""
 

@@ -24,10 +24,10 @@ from ..core.smoothing import DEFAULT_SCALES, average_over_augmentations
 from ..core.targets import Target, finer_scores, select_scores
 from ..core.tokens import ActivationReshape, TokenGrid, resolve_reshape
 from .auto_layer import LayerChoice, choose_layer
-from .diagnostics import warn_if_all_zero
+from .diagnostics import warn_if_all_zero, warn_if_not_finite
 from .fullgrad import FullGradMethod
 from .guided import GuidedMethod, guided_backprop, saliency_magnitude
-from .hooks import LayerCapture, explaining
+from .hooks import LayerCapture, explaining, uncompiled, unwrap_compiled
 from .layers import resolve_layer
 from .layouts import prefix_tokens, warn_if_channels_last
 from .probe import LayerProbe
@@ -49,7 +49,8 @@ class CAMResult:
         raw: ``{(layer, method): [B, h, w]}`` float32 maps at each layer's resolution, after the ReLU. For
             FullGrad it is ``[B, H, W]`` at the input's resolution (the same under every layer); for the
             guided methods ``[B, H, W]`` at the input's resolution too: the largest absolute value of
-            ``saliency`` over channels.
+            ``saliency`` over channels. A sample whose target score is NaN or Inf has all-NaN maps (with a
+            warning that names the samples).
         outputs: the model's output for the batch (detached, as the model returned it).
         classes: the target class of each sample ``[B]``, or None when ``target`` was a callable.
         scores: the target score of each sample ``[B]`` (float32, pre-softmax).
@@ -108,6 +109,17 @@ def _not_reached(names: list[str]) -> str:
     )
 
 
+def _nan_where_scores_are(scores: Tensor, raw: RawMaps) -> RawMaps:
+    """Each map of a sample whose target score is NaN or Inf made all NaN: it explains no number."""
+    bad = ~scores.reshape(len(scores), -1).isfinite().all(dim=1)
+    if not bool(bad.any()):
+        return raw
+    return {
+        key: maps.masked_fill(bad.to(maps.device).view(-1, *[1] * (maps.dim() - 1)), float("nan"))
+        for key, maps in raw.items()
+    }
+
+
 def _per_copy_target(classes: Tensor | None, target: Target) -> Tensor | Callable[[Any], Tensor]:
     """What perturbed copies are scored by: the classes the main pass chose, or the callable target."""
     if classes is not None:
@@ -135,6 +147,10 @@ class CAMEngine:
     :func:`cam_callback.capture.perturbation.ablationcam_weights`); plus one forward and one backward to the
     input, with the whole graph recorded, for the guided methods together; all of it times the number of
     augmentations with ``aug_smooth`` (the guided pass excepted).
+
+    A ``torch.compile`` wrapper is explained through the module it wraps (``_orig_mod``), and a compiled
+    model always runs eagerly here (:func:`~cam_callback.capture.hooks.uncompiled`): explaining never
+    compiles, nor changes what the training graph compiles to.
 
     Args:
         model: the network to explain.
@@ -198,7 +214,7 @@ class CAMEngine:
         if not methods:
             raise ValueError("`method` must name at least one method")
         self.options = options
-        self.model = model
+        self.model = unwrap_compiled(model)
         self.methods: list[CAMMethod] = list({m.name: m for m in map(get_method, methods)}.values())
         self.needs_gradients = any(m.needs_gradients for m in self.methods)
         self.needs_hessian = any(isinstance(m, ShapleyMethod) for m in self.methods)
@@ -255,6 +271,10 @@ class CAMEngine:
         """
         if not isinstance(inputs, Tensor) or inputs.dim() < 3:
             raise ValueError("`inputs` must be a batched image tensor [B, C, H, W]")
+        with uncompiled(self.model):  # never a (re)compilation of a compiled model's training graph
+            return self._explain(inputs, target)
+
+    def _explain(self, inputs: Tensor, target: Target) -> CAMResult:
         if not self.layers:
             self._pick_layer(inputs)
         input_size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
@@ -273,6 +293,8 @@ class CAMEngine:
             saliency = self._guided(inputs, fixed, raw)
             raw = {(name, m.name): raw[(name, m.name)] for name in self.layers for m in self.methods}
             guided = {m.name for m in self.methods if isinstance(m, GuidedMethod)}
+            warn_if_not_finite(scores, raw)
+            raw = _nan_where_scores_are(scores.detach(), raw)
             warn_if_all_zero(self.model, raw, guided, self._zero_gradients)
             detached = outputs.detach() if isinstance(outputs, Tensor) else outputs
             return CAMResult(raw, detached, classes, scores.detach().float(), input_size, saliency)

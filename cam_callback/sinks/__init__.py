@@ -3,6 +3,7 @@
 The numbers go to the loggers through Lightning; :class:`ScalarsCsv` keeps them for a run without a logger.
 """
 
+from .atomic import WriteFailure
 from .base import ImageRecord, Sink, publish
 from .events import ChartGroup
 from .files import PngSink, ScalarsCsv
@@ -22,5 +23,6 @@ __all__ = [
     "Sink",
     "TensorBoardSink",
     "WandbSink",
+    "WriteFailure",
     "publish",
 ]

@@ -65,6 +65,10 @@ class TensorBoardSink:
             self.events.add(layout_event(groups, time.time()))
         self.flush()
 
+    def unwritten(self) -> list[tuple[str, int]]:
+        """``(tags, step)`` of the images kept from failed writes of the event file."""
+        return self.events.unwritten() if self.events is not None else []
+
     def flush(self) -> None:
         """Append the pending events to the event file (or flush the writer without a folder)."""
         if self.events is None:

@@ -309,3 +309,33 @@ def test_thinning_keeps_each_frames_own_epoch():
     kept = kept_ordinals(20)
     assert history.steps("l", "gradcam") == [10 * k for k in kept]
     assert history.epochs("l", "gradcam") == kept
+
+
+def test_a_sample_with_a_nan_map_is_left_out_of_the_means() -> None:
+    # Sample 0 moves from blob (0, 0) to blob (0, 4): no overlap, change 1, shift 4 input pixels.
+    # Sample 1 stays: change 0, shift 0. Sample 2's second map is NaN: left out, so the means are of 0 and 1.
+    first = torch.stack([blob(0, 0), blob(4, 4), blob(2, 2)])
+    second = torch.stack([blob(0, 4), blob(4, 4), torch.full((8, 8), float("nan"))])
+    masks = torch.stack([blob(0, 4), blob(0, 0), blob(0, 0)]).bool()
+    history = MapHistory(max_side=8)
+    history.record("l", "m", first, step=0)
+    scalars = history.record("l", "m", second, step=1, masks=masks)
+    assert scalars["change_prev"] == pytest.approx((1.0 + 0.0) / 2)
+    assert scalars["shift_prev"] == pytest.approx((4.0 + 0.0) / 2)
+    # Energy in mask: sample 0 all inside (1), sample 1 none (0); pointing game: a hit and a miss.
+    assert scalars["energy_in_mask"] == pytest.approx(0.5)
+    assert scalars["pointing_game"] == pytest.approx(0.5)
+
+
+def test_numbers_with_no_finite_sample_are_nan_not_zero_or_one() -> None:
+    history = MapHistory(max_side=8)
+    history.record("l", "m", blob(0, 0).unsqueeze(0), step=0)
+    nan = torch.full((1, 8, 8), float("nan"))
+    scalars = history.record("l", "m", nan, step=1, masks=blob(0, 0)[None] > 0)
+    assert set(scalars) == {"change_prev", "change_first", "shift_prev", "shift_first", "energy_in_mask",
+                            "pointing_game"}
+    assert all(math.isnan(value) for value in scalars.values())
+    # The next validation's change against that NaN frame is NaN again; against the first, it counts.
+    scalars = history.record("l", "m", blob(0, 0).unsqueeze(0), step=2)
+    assert math.isnan(scalars["change_prev"])
+    assert scalars["change_first"] == pytest.approx(0.0)
