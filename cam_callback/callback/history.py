@@ -34,6 +34,17 @@ def kept_ordinals(count: int, max_frames: int = MAX_FRAMES) -> list[int]:
     return sorted({*range(0, last + 1, stride), last})
 
 
+def _finite(maps: Tensor) -> Tensor:
+    """``[B]``: whether each sample's map is free of NaN and Inf."""
+    return maps.flatten(1).isfinite().all(dim=1)
+
+
+def _mean(values: Tensor, usable: Tensor) -> float:
+    """The mean over the usable samples; NaN when there is none (a monitor must not act on it)."""
+    kept = values[usable.to(values.device)]
+    return float(kept.mean()) if kept.numel() else float("nan")
+
+
 class MapHistory:
     """Small copies (at most ``max_side`` pixels a side, on the CPU) of the maps of past validations.
 
@@ -41,7 +52,9 @@ class MapHistory:
     ``change_prev`` / ``change_first`` (mean ``1 - cosine`` similarity against the previous / first
     recorded maps), ``shift_prev`` / ``shift_first`` (mean distance travelled by the maps' centre of mass, in
     input pixels), and with object masks ``energy_in_mask`` (mean share of each map inside its object) and
-    ``pointing_game`` (share of maps whose peak lies on the object).
+    ``pointing_game`` (share of maps whose peak lies on the object). A sample whose map (or, for the
+    changes, whose earlier map) holds NaN or Inf is left out of the means; a number with no sample left is
+    NaN, never 0 or 1.
 
     Bounded: per (layer, method) at most ``max_frames`` frames are kept, the first, the latest and evenly
     spaced ones between (see :func:`kept_ordinals`), so memory and ``state_dict`` stay the same size however
@@ -55,6 +68,7 @@ class MapHistory:
         self.max_frames = max_frames
         self._maps: dict[tuple[str, str], list[Tensor]] = {}
         self._steps: dict[tuple[str, str], list[int]] = {}
+        self._epochs: dict[tuple[str, str], list[int]] = {}
         self._ordinals: dict[tuple[str, str], list[int]] = {}
 
     def __len__(self) -> int:
@@ -70,32 +84,40 @@ class MapHistory:
         """Forget every frame (a new run starts its own history)."""
         self._maps.clear()
         self._steps.clear()
+        self._epochs.clear()
         self._ordinals.clear()
 
     def record(
-        self, layer: str, method: str, maps: Tensor, step: int, masks: Tensor | None = None
+        self, layer: str, method: str, maps: Tensor, step: int, masks: Tensor | None = None, epoch: int = -1
     ) -> dict[str, float]:
-        """Add ``maps`` (``[B, H, W]`` in [0, 1] at the input's size) and return the drift scalars."""
+        """Add ``maps`` (``[B, H, W]`` in [0, 1] at the input's size) and return the drift scalars.
+
+        ``step`` is the global step the maps are logged at, ``epoch`` the epoch of their validation (-1: made
+        before training, or not known).
+        """
         key = (layer, method)
         size = (int(maps.shape[-2]), int(maps.shape[-1]))
         small = shrink_maps(maps.float(), self.max_side)
+        finite = _finite(small)
         scalars: dict[str, float] = {}
         previous = self._maps.get(key, [])
         if previous:
             for name, reference in (("prev", previous[-1]), ("first", previous[0])):
                 reference = reference.to(small.device)
-                scalars[f"change_{name}"] = float(cosine_distance(small, reference).mean())
+                usable = finite & _finite(reference)
+                scalars[f"change_{name}"] = _mean(cosine_distance(small, reference), usable)
                 shift = centre_of_mass(small, size) - centre_of_mass(reference, size)
-                scalars[f"shift_{name}"] = float(shift.norm(dim=1).mean())
+                scalars[f"shift_{name}"] = _mean(shift.norm(dim=1), usable)
         if masks is not None:
             objects = as_masks(masks, size)
-            scalars["energy_in_mask"] = float(energy_in_mask(maps, objects).mean())
-            scalars["pointing_game"] = float(pointing_game(maps, objects).mean())
+            scalars["energy_in_mask"] = _mean(energy_in_mask(maps, objects), finite)
+            scalars["pointing_game"] = _mean(pointing_game(maps, objects), finite)
         ordinals = self._ordinals.setdefault(key, [])
         ordinal = ordinals[-1] + 1 if ordinals else 0
         # A copy, never the caller's tensor (small maps are not shrunk).
         self._maps.setdefault(key, []).append(small.detach().to("cpu", copy=True))
         self._steps.setdefault(key, []).append(int(step))
+        self._epochs.setdefault(key, []).append(int(epoch))
         ordinals.append(ordinal)
         self._thin(key)
         return scalars
@@ -107,6 +129,8 @@ class MapHistory:
         chosen = [i for i, ordinal in enumerate(ordinals) if ordinal in keep]
         self._maps[key] = [self._maps[key][i] for i in chosen]
         self._steps[key] = [self._steps[key][i] for i in chosen]
+        epochs = self._epochs.get(key) or [-1] * len(ordinals)  # a state saved before epochs were kept
+        self._epochs[key] = [epochs[i] for i in chosen]
         self._ordinals[key] = [ordinals[i] for i in chosen]
 
     def frames(self) -> dict[tuple[str, str], Tensor]:
@@ -116,6 +140,15 @@ class MapHistory:
     def steps(self, layer: str, method: str) -> list[int]:
         """Global steps of the kept frames of one (layer, method)."""
         return list(self._steps.get((layer, method), []))
+
+    def epochs(self, layer: str, method: str) -> list[int]:
+        """Epochs of the kept frames of one (layer, method) (-1: made before training, or not known)."""
+        return list(self._epochs.get((layer, method), []))
+
+    @property
+    def last_step(self) -> int | None:
+        """The latest step any frame was recorded at, or None before the first."""
+        return max((steps[-1] for steps in self._steps.values() if steps), default=None)
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and ints only, keyed ``"layer::method"``; as bounded as the history itself."""
@@ -127,6 +160,7 @@ class MapHistory:
             "max_side": self.max_side,
             "maps": keyed(self._maps, torch.stack),
             "steps": keyed(self._steps, torch.tensor),
+            "epochs": keyed(self._epochs, torch.tensor),
             "ordinals": keyed(self._ordinals, torch.tensor),
         }
 
@@ -139,6 +173,7 @@ class MapHistory:
 
         self._maps = {split(k): list(v.unbind(0)) for k, v in state.get("maps", {}).items()}
         self._steps = {split(k): v.tolist() for k, v in state.get("steps", {}).items()}
+        self._epochs = {split(k): v.tolist() for k, v in state.get("epochs", {}).items()}
         saved = {split(k): v.tolist() for k, v in state.get("ordinals", {}).items()}
         self._ordinals = {key: saved.get(key, list(range(len(maps)))) for key, maps in self._maps.items()}
         for key in self._maps:

@@ -37,11 +37,12 @@ def log_numbers(trainer: TrainerLike, pl_module: Any, numbers: Mapping[str, floa
 
 
 def log_to_loggers(trainer: TrainerLike, numbers: Mapping[str, float], step: int) -> None:
-    """Write ``numbers`` at ``step`` straight to every logger (global rank 0; none are Lightning metrics).
+    """Give rank 0's ``numbers`` of a frame made outside a validation straight to every logger, at ``step``.
 
-    For the step-0 frame, made in ``on_train_start``, where Lightning takes no epoch-level metrics.
+    The frame made when training starts belongs to no validation, so Lightning has no metrics to join them
+    to; each logger's ``log_metrics`` takes them as it takes Lightning's (and a run without a logger keeps
+    them in its CSV file). Call it on global rank 0 only.
     """
-    if not trainer.is_global_zero or not numbers:
-        return
-    for logger in trainer.loggers:
-        logger.log_metrics(dict(numbers), step)
+    if numbers:
+        for logger in trainer.loggers:
+            logger.log_metrics(dict(numbers), step)

@@ -15,21 +15,23 @@ from torch import Tensor, nn
 
 from ..capture.engine import CAMEngine, CAMResult
 from ..capture.faithfulness import faithfulness_numbers
+from ..capture.hooks import unwrap_compiled
 from ..core.drift import shrink_maps
-from ..core.errors import AttentionWarning
+from ..core.errors import AttentionWarning, CAMConfigurationError
 from ..core.focus import focus_numbers
 from ..sinks import ImageRecord
 from .attention import alarm_message, alarms
 from .captions import captions_for
 from .classnames import find_class_names
-from .options import CallbackOptions
+from .layout import number_layout
+from .options import CallbackOptions, check_file_names
 from .publishing import MapKey, summary_records, validation_records
 from .run import RunState
-from .samples import FixedBatch, first_dataloader, module_device, take_fixed_batch
+from .samples import FixedBatch, can_iterate_again, first_dataloader, module_device, take_fixed_batch
 from .tasks import check_labels, default_target, explained_boxes, task_of
 from .trainer import TrainerLike, logging_step
 
-__all__ = ["focus_metrics", "observe"]
+__all__ = ["focus_metrics", "frame_step", "observe"]
 
 
 def observe(
@@ -41,6 +43,7 @@ def observe(
     *,
     keep: bool = True,
     judge: bool = True,
+    epoch: int | None = None,
 ) -> dict[str, float]:
     """Explain the run's fixed batch, record the maps and hand the images over; return the numbers.
 
@@ -57,6 +60,7 @@ def observe(
         keep: record and send the maps.
         judge: let the attention alarm (:mod:`.attention`) read the focus numbers; never for the
             untrained model's step-0 frame.
+        epoch: the epoch the maps belong to (-1: made before training); None: ``trainer.current_epoch``.
     """
     batch = _fixed_batch(run, options, trainer, pl_module, source)
     engine = _engine(run, options, pl_module)
@@ -65,13 +69,17 @@ def observe(
     with precision.forward_context():
         result = engine(precision.convert_input(batch.inputs), target)
     if engine.choice is not None and not run.layers:
+        try:
+            check_file_names(options.display, (engine.choice.layer,), options.methods)
+        except ValueError as error:
+            raise CAMConfigurationError(f"the picked layer: {error}") from error
         run.layers, run.reshape = (engine.choice.layer,), engine.choice.reshape
     wanted = options.train_samples and keep and source == "val"  # explaining training data already: none
     explained = _explain_training(run, options, trainer, engine) if wanted else None
     faith = _faithfulness(options, trainer, pl_module, batch, result) if options.faithfulness and keep else {}
     if not trainer.is_global_zero:
         return {}
-    step = logging_step(trainer, source)
+    step = frame_step(logging_step(trainer, source), run.history.last_step)
     maps = {key: result.normalized(*key) for key in result.raw}
     names = options.class_names or find_class_names(
         getattr(trainer, "datamodule", None), first_dataloader(trainer.val_dataloaders)
@@ -81,12 +89,13 @@ def observe(
     records = validation_records(result, maps, batch.inputs, step, options.display, texts=texts, boxes=boxes)
     if not keep:  # drawn all the same: a display option that cannot work fails here too
         return {}
-    numbers = _record(run, options, maps, step, batch.masks)
+    epoch = trainer.current_epoch if epoch is None else epoch
+    numbers = _record(run, options, maps, step, batch.masks, epoch)
     records += _timeline(run, options, list(maps), step)
     run.focus = _focus(run, maps, batch.labels)
     numbers.update(focus_metrics(options, run.focus))
     numbers.update(
-        {options.display.number(key, name, "_faith"): v for key, n in faith.items() for name, v in n.items()}
+        {options.display.number(key, name, "faith"): v for key, n in faith.items() for name, v in n.items()}
     )
     if explained is not None:
         train_records, train_numbers = _training_samples(run, options, explained, step, names)
@@ -101,17 +110,29 @@ def observe(
             run.reporter.once(cause, message, AttentionWarning)
     run.output.images(trainer, records)
     run.output.numbers(trainer, numbers, step)
+    run.output.layout(trainer, number_layout(numbers, options.display))
     return numbers
 
 
+def frame_step(step: int, last: int | None) -> int:
+    """The step a frame is logged at: its validation's metrics' ``step``, but after the ``last`` frame's.
+
+    Lightning logs a validation that follows a single optimizer step at step 0, where the frame made when
+    training starts already is; that validation's frame, and every later one that would fall on or before
+    the frame before it, moves to the step after it, so no two frames share a step.
+    """
+    return step if last is None or step > last else last + 1
+
+
 def _record(
-    run: RunState, options: CallbackOptions, maps: dict[MapKey, Tensor], step: int, masks: Tensor | None
+    run: RunState, options: CallbackOptions, maps: dict[MapKey, Tensor], step: int, masks: Tensor | None,
+    epoch: int,
 ) -> dict[str, float]:
     """Add every pair's maps to the history; return their numbers by metric name."""
     return {
         options.display.number(key, name): value
         for key, pair in maps.items()
-        for name, value in run.history.record(*key, pair, step, masks).items()
+        for name, value in run.history.record(*key, pair, step, masks, epoch).items()
     }
 
 
@@ -142,6 +163,13 @@ def _explain_training(
         loader = first_dataloader(trainer.train_dataloader)
         if loader is None:
             return None
+        if not can_iterate_again(loader):  # reading it would take batches from the training loop
+            run.reporter.once(
+                "train-samples-stream",
+                f"`train_samples` is {options.train_samples}, but the training DataLoader reads a one-shot "
+                "stream: no training samples are explained",
+            )
+            return None
         run.train_batch = take_fixed_batch(loader, options.train_samples, *options.keys)
     device = run.batch.inputs.device if run.batch is not None else run.train_batch.inputs.device
     batch = run.train_batch = run.train_batch.to(device)
@@ -170,12 +198,12 @@ def _training_samples(
     records = validation_records(result, maps, batch.inputs, step, display, texts=texts)
     focus = _focus(run, maps, batch.labels)
     numbers = {
-        display.number(key, name, "_focus"): value for key, n in focus.items() for name, value in n.items()
+        display.number(key, name, "focus"): value for key, n in focus.items() for name, value in n.items()
     }
     for key, train_numbers in focus.items():
         for name, value in train_numbers.items():
             if name in run.focus.get(key, {}):
-                numbers[options.display.number(key, name, "_gap")] = value - run.focus[key][name]
+                numbers[options.display.number(key, name, "gap")] = value - run.focus[key][name]
     return records, numbers
 
 
@@ -184,7 +212,8 @@ def _timeline(run: RunState, options: CallbackOptions, keys: list[MapKey], step:
     frames = {key: stack for key, stack in run.history.frames().items() if key in keys}
     steps = {key: run.history.steps(*key) for key in frames}
     images = run.batch.inputs.cpu() if run.batch is not None else None  # the history's device
-    return summary_records(frames, steps, images, step, options.display, kind="_timeline")
+    epochs = {key: run.history.epochs(*key) for key in frames}
+    return summary_records(frames, steps, images, step, options.display, epochs=epochs, kind="_timeline")
 
 
 def _focus(
@@ -200,7 +229,7 @@ def _focus(
 def focus_metrics(options: CallbackOptions, focus: dict[MapKey, dict[str, float]]) -> dict[str, float]:
     """The focus numbers by metric name, ``<prefix>_focus/<layer>/<method>/<name>``."""
     return {
-        options.display.number(key, name, "_focus"): value
+        options.display.number(key, name, "focus"): value
         for key, numbers in focus.items()
         for name, value in numbers.items()
     }
@@ -215,7 +244,13 @@ def _fixed_batch(
         loader = first_dataloader(loaders)
         if loader is None:
             raise RuntimeError(f"no {source} DataLoader to take the samples from")
-        batch = take_fixed_batch(loader, options.num_samples, *options.keys)
+        if run.stream is not None:  # a one-shot stream: the loop's own first batches, copied
+            copied = run.stream.fixed_batch(*options.keys[1:])
+            if copied is None:
+                raise RuntimeError(f"no batch of the one-shot {source} stream was read yet")
+            batch = copied
+        else:
+            batch = take_fixed_batch(loader, options.num_samples, *options.keys)
         check_labels(options.target, batch.labels)
         if len(batch.inputs) < options.num_samples:
             data = "validation" if source == "val" else "training"
@@ -233,7 +268,7 @@ def _fixed_batch(
 
 def _engine(run: RunState, options: CallbackOptions, pl_module: nn.Module) -> CAMEngine:
     """The run's engine for ``pl_module`` (a new one when the module changed)."""
-    if run.engine is None or run.engine.model is not pl_module:
+    if run.engine is None or run.engine.model is not unwrap_compiled(pl_module):
         engine_options = options.engine
         if run.reshape is not None and engine_options.reshape is None:  # a resumed run's picked layer
             engine_options = replace(engine_options, reshape=run.reshape)

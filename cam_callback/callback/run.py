@@ -9,7 +9,7 @@ from ..capture.engine import CAMEngine
 from .history import MapHistory
 from .loggers import RunOutput
 from .reporting import Reporter
-from .samples import DetectionBatch, FixedBatch
+from .samples import DetectionBatch, FixedBatch, StreamCopy
 from .tasks import task_of
 
 __all__ = ["RunState"]
@@ -33,6 +33,8 @@ class RunState:
         train_batch: the first ``train_samples`` training samples, once taken.
         focus: the latest focus numbers by (layer, method) and name (global rank 0 only).
         focus_start: the step-0 frame's focus numbers, when this run made one (what the alarm compares with).
+        one_shot: by source (``"val"``, ``"train"``), whether its DataLoader is a one-shot stream.
+        stream: the copy of a one-shot stream's first batches, the fixed batch's source, or None.
     """
 
     history: MapHistory
@@ -48,6 +50,8 @@ class RunState:
     train_batch: FixedBatch | None = None
     focus: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
     focus_start: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    one_shot: dict[str, bool] = field(default_factory=dict)
+    stream: StreamCopy | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """The fixed batch, the layers and reshape picked, the history: CPU tensors, str and ints only."""

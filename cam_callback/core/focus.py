@@ -93,15 +93,23 @@ def consistency(maps: Tensor, labels: Tensor | None = None) -> Tensor:
 def focus_numbers(maps: Tensor, labels: Tensor | None = None) -> dict[str, float]:
     """The focus numbers of a batch of maps, each averaged over the samples.
 
-    ``consistency`` is absent when no class has two maps. Labels other than one class index per sample
-    (detection boxes, segmentation masks) are ignored: all maps then form one class.
+    Maps holding NaN or Inf are left out (as from the drift means); with none left, ``concentration`` and
+    ``border_share`` are NaN. ``consistency`` is absent when no class has two maps.
+    Labels other than one class index per sample (detection boxes, segmentation masks) are ignored: all
+    maps then form one class.
     """
+    if labels is not None and (labels.dim() != 1 or len(labels) != len(maps) or labels.is_floating_point()):
+        labels = None
+    finite = torch.isfinite(maps.flatten(1)).all(dim=1)  # a NaN or Inf map is left out, never read as 0
+    if not bool(finite.all()):
+        maps = maps[finite]
+        labels = labels[finite.to(labels.device)] if labels is not None else None
+    if not len(maps):
+        return {"concentration": math.nan, "border_share": math.nan}
     numbers = {
         "concentration": float(concentration(maps).mean()),
         "border_share": float(border_share(maps).mean()),
     }
-    if labels is not None and (labels.dim() != 1 or len(labels) != len(maps) or labels.is_floating_point()):
-        labels = None
     alike = consistency(maps, labels)
     if alike.numel():
         numbers["consistency"] = float(alike.mean())

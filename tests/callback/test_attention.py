@@ -83,6 +83,7 @@ def _trainer(root: Path, step: int, rank_zero: bool = True) -> TrainerLike:
             precision_plugin=Precision(),
             is_global_zero=rank_zero,
             global_step=step,
+            current_epoch=0,
             val_dataloaders=val,
             train_dataloader=train,
             loggers=[],
@@ -113,7 +114,7 @@ def test_an_observation_warns_once_per_layer_method_and_cause(tmp_path, monkeypa
     assert len(said) == 4  # 2 methods x 2 causes, at the first of the two validations only
     assert all("at step 3" in s for s in said)
     assert sum("'cam/features.3/gradcam'" in s for s in said) == 2
-    assert sum("'cam/features.3/gradcam++'" in s for s in said) == 2
+    assert sum("'cam/features.3/gradcampp'" in s for s in said) == 2
 
 
 @pytest.mark.parametrize("case", ["alarm off", "step-0 frame", "not rank zero"])

@@ -16,7 +16,7 @@ from pytorch_lightning.plugins.precision import Precision
 from cam_callback import GradCAMCallback, compute_cam
 from cam_callback.callback.history import MapHistory
 from cam_callback.callback.loggers import RunOutput
-from cam_callback.callback.observation import observe
+from cam_callback.callback.observation import frame_step, observe
 from cam_callback.callback.reporting import Reporter
 from cam_callback.callback.run import RunState
 from cam_callback.callback.trainer import LightningNamespace, TrainerLike
@@ -26,11 +26,12 @@ NAMESPACE = LightningNamespace.of(pl.loggers, pl.strategies)
 ENERGY = "cam_drift/features.3/gradcam/energy_in_mask"
 
 
-def _trainer(root: Path, step: int, rank_zero: bool = True) -> TrainerLike:
+def _trainer(root: Path, step: int, rank_zero: bool = True, epoch: int = 0) -> TrainerLike:
     train, val = loaders(dict_batches=True)
     return cast(TrainerLike, types.SimpleNamespace(
         precision_plugin=Precision(), is_global_zero=rank_zero, global_step=step, val_dataloaders=val,
         train_dataloader=train, loggers=[], default_root_dir=str(root), fast_dev_run=False,
+        current_epoch=epoch,
     ))
 
 
@@ -104,3 +105,25 @@ def test_a_resumed_runs_check_draws_but_keeps_nothing(tmp_path):
     assert observe(run, options, _trainer(tmp_path, 0), TinyNet(), "val", keep=False) == {}
     run.output.close()
     assert run.history.recorded == 0 and not (tmp_path / "cam_logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("step", "last", "expected"), [(5, None, 5), (5, 0, 5), (0, 0, 1), (1, 1, 2), (3, 7, 8)]
+)
+def test_a_frame_goes_after_the_last_frame_when_its_step_is_taken(step, last, expected):
+    assert frame_step(step, last) == expected
+
+
+def test_two_observations_at_one_step_get_two_steps_and_their_epochs(tmp_path):
+    options = GradCAMCallback(layer="features.3", num_samples=2).options
+    run, model = _run(options), TinyNet()
+    with pytest.warns(UserWarning, match="no logger"):
+        observe(run, options, _trainer(tmp_path, 0), model, "val", epoch=-1)  # when training starts
+    observe(run, options, _trainer(tmp_path, 0, epoch=0), model, "val")  # after one training batch
+    observe(run, options, _trainer(tmp_path, 1, epoch=1), model, "val")
+    run.output.close()
+    assert run.history.steps("features.3", "gradcam") == [0, 1, 2]
+    assert run.history.epochs("features.3", "gradcam") == [-1, 0, 1]
+    folder = tmp_path / "cam_logs" / "version_0" / "cam" / "features.3" / "gradcam"
+    overlays = sorted(p.name for p in folder.iterdir())
+    assert overlays == ["step_00000000.png", "step_00000001.png", "step_00000002.png"]

@@ -112,6 +112,18 @@ def test_consistency_of_zero_map_is_zero() -> None:
     torch.testing.assert_close(consistency(maps), torch.tensor([1.0, 0.0]))
 
 
+def test_maps_with_nan_are_left_out_of_the_focus_numbers_and_none_left_is_nan() -> None:
+    maps = _maps(5, (4, 6, 6))
+    labels = torch.tensor([0, 0, 1, 1])
+    broken = maps.clone()
+    broken[1, 2, 3] = float("nan")
+    kept = focus_numbers(maps[[0, 2, 3]], labels[[0, 2, 3]])
+    assert focus_numbers(broken, labels) == kept
+    none_left = focus_numbers(torch.full((2, 6, 6), float("nan")))
+    assert math.isnan(none_left["concentration"]) and math.isnan(none_left["border_share"])
+    assert "consistency" not in none_left
+
+
 # ---------------------------------------------------------------- focus_numbers
 
 
