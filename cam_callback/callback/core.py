@@ -246,7 +246,9 @@ class CAMCallbackCore(CallbackHooks):
 
         def attempt() -> None:
             if self._computes_here(trainer):
-                numbers.update(observe(self._run, self.options, trainer, pl_module, source, keep=keep))
+                numbers.update(
+                    observe(self._run, self.options, trainer, pl_module, source, keep=keep, draw_now=True)
+                )
 
         check_first_maps(trainer, attempt, when)
         return numbers

@@ -13,13 +13,13 @@ from functools import partial
 from torch import Tensor, nn
 
 from ..capture.engine import CAMEngine
-from .captions import captions_for
 from .classnames import find_class_names
+from .handover import draw_records, hand_over
 from .options import CallbackOptions
-from .publishing import MapKey, validation_records
+from .publishing import MapKey
 from .run import RunState
 from .samples import FixedBatch, first_dataloader, module_device, take_fixed_batch
-from .tasks import check_labels, default_target, explained_boxes, task_of
+from .tasks import check_labels, default_target, task_of
 from .trainer import TrainerLike, logging_step
 
 __all__ = ["observe"]
@@ -27,13 +27,17 @@ __all__ = ["observe"]
 
 def observe(
     run: RunState, options: CallbackOptions, trainer: TrainerLike, pl_module: nn.Module, source: str, *,
-    keep: bool = True,
+    keep: bool = True, draw_now: bool = False,
 ) -> dict[str, float]:
     """Explain the run's fixed batch, record the maps and hand the images over; return the numbers.
 
     Every rank that calls it computes the maps (one that shards its parameters must); only global rank 0
-    records, draws and writes, and returns the numbers by metric name (the others return none). With
-    ``keep=False`` (a resumed run's first check) the maps are drawn but neither recorded nor sent.
+    records, draws and writes, and returns the numbers by metric name (the others return none). The
+    training thread computes the maps and their numbers and starts one copy of them to the host
+    (:mod:`.handover`); the captions and grids are drawn by the background writer, which then writes them.
+    With ``draw_now`` (the run's first maps, which check the settings) they are drawn here instead, so that a
+    display option that cannot work fails at once. With ``keep=False`` (a resumed run's first check) the
+    maps are drawn here but neither recorded nor sent.
 
     Args:
         run: the run's state (batch, engine, history, output).
@@ -42,6 +46,7 @@ def observe(
         pl_module: the LightningModule to explain.
         source: ``"val"`` or ``"train"``: which data the fixed batch comes from, when it is first taken.
         keep: record and send the maps.
+        draw_now: draw the images on the calling thread.
     """
     batch = _fixed_batch(run, options, trainer, pl_module, source)
     engine = _engine(run, options, pl_module)
@@ -55,16 +60,16 @@ def observe(
         return {}
     step = logging_step(trainer, source)
     maps = {key: result.normalized(*key) for key in result.raw}
+    drawing = hand_over(result, maps, _host_batch(run, batch))  # copies start now, the numbers overlap them
     names = options.class_names or find_class_names(
         getattr(trainer, "datamodule", None), first_dataloader(trainer.val_dataloaders)
     )
-    texts = partial(captions_for, run.task, result, batch.labels, target, names)
-    boxes = [batch.masks, explained_boxes(result.outputs, target)] if run.task == "detection" else None
-    records = validation_records(result, maps, batch.inputs, step, options.display, texts=texts, boxes=boxes)
+    draw = partial(draw_records, drawing, run.task, target, names, step, options.display)
     if not keep:  # drawn all the same: a display option that cannot work fails here too
+        draw()
         return {}
     numbers = _record(run, options, maps, step, batch.masks)
-    run.output.images(trainer, records)
+    run.output.images(trainer, draw() if draw_now else draw)
     run.output.numbers(trainer, numbers, step)
     return numbers
 
@@ -103,6 +108,13 @@ def _fixed_batch(
     if run.batch.inputs.device != device:
         run.batch = run.batch.to(device)
     return run.batch
+
+
+def _host_batch(run: RunState, batch: FixedBatch) -> FixedBatch:
+    """The run's fixed ``batch`` on the CPU (copied once; the engine reads the one on the model's device)."""
+    if run.shown is None:
+        run.shown = batch if batch.inputs.device.type == "cpu" else batch.to("cpu")
+    return run.shown
 
 
 def _engine(run: RunState, options: CallbackOptions, pl_module: nn.Module) -> CAMEngine:

@@ -23,7 +23,8 @@ class RunState:
         history: the maps of past validations, bounded (in the checkpoint).
         reporter: this run's warnings, each said once.
         output: where this run's output goes, and its writer.
-        batch: the fixed batch, once taken (in the checkpoint).
+        batch: the fixed batch, once taken (in the checkpoint), on the model's device.
+        shown: the same batch on the CPU, which the images are drawn from (once needed).
         task: the task read from it (:data:`~cam_callback.callback.tasks.TASKS`).
         engine: the engine for the model being explained, once made.
         layers: the layers explained: as configured, or as the engine picked them (in the checkpoint).
@@ -36,6 +37,7 @@ class RunState:
     reporter: Reporter
     output: RunOutput
     batch: FixedBatch | None = None
+    shown: FixedBatch | None = None
     task: str = "unlabelled"
     engine: CAMEngine | None = None
     layers: tuple[str, ...] = ()
@@ -58,6 +60,7 @@ class RunState:
         batch = state.get("batch")
         kind = DetectionBatch if state.get("task") == "detection" else FixedBatch
         self.batch = kind.from_state_dict(batch) if batch is not None else None
+        self.shown = None
         self.task = task_of(self.batch) if self.batch is not None else self.task
         if not self.layers and state.get("layers"):
             self.layers, self.reshape = tuple(state["layers"]), state.get("auto_reshape")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import types
 from pathlib import Path
 from typing import Any, cast
@@ -84,3 +85,28 @@ def test_a_resumed_runs_check_draws_but_keeps_nothing(tmp_path):
     assert observe(run, options, _trainer(tmp_path, 0), TinyNet(), "val", keep=False) == {}
     run.output.close()
     assert run.history.recorded == 0 and not (tmp_path / "cam_logs").exists()
+
+
+def test_the_images_are_drawn_by_the_writer_thread_the_first_maps_on_the_calling_one(tmp_path, monkeypatch):
+    from cam_callback.callback import observation
+
+    threads: list[str] = []
+    real = observation.draw_records
+
+    def draw(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        drawing = args[0]
+        tensors = [*drawing.maps.values(), drawing.batch.inputs, drawing.result.outputs]
+        assert all(t.device.type == "cpu" for t in tensors) and drawing.result.raw == {}
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(observation, "draw_records", draw)
+    options = GradCAMCallback(layer="features.3", num_samples=2).options
+    run, model = _run(options), TinyNet()
+    with pytest.warns(UserWarning, match="no logger"):
+        observe(run, options, _trainer(tmp_path, 0), model, "val", draw_now=True)
+    observe(run, options, _trainer(tmp_path, 3), model, "val")
+    run.output.close()
+    assert threads == [threading.current_thread().name, "cam_callback-writer"]
+    folder = tmp_path / "cam_logs" / "version_0" / "cam" / "features.3" / "gradcam"
+    assert sorted(p.name for p in folder.iterdir()) == ["step_00000000.png", "step_00000003.png"]
