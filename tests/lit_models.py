@@ -35,6 +35,14 @@ class DictData(Dataset):
         return {"image": x, "label": y, "mask": mask}
 
 
+class SpatialMean(nn.Module):
+    """``AdaptiveAvgPool2d(1)`` written as a mean: the pooling's CUDA backward has no deterministic kernel,
+    so a ``deterministic=True`` run on a GPU puts this in the tiny modules' head instead (``head[0]``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
 def make_module_class(namespace: types.ModuleType) -> type:
     """A LightningModule class (BatchNorm, dropout, in-place ReLU).
 

@@ -192,7 +192,7 @@ class CAMEngine:
         self.choice: LayerChoice | None = None
         self._reshape: ActivationReshape | None = None
         self._layout_checked: set[str] = set()
-        self._zero_gradients: set[str] = set()  # layers whose gradient was zero everywhere, last pass
+        self._gradient_reached: dict[str, Tensor] = {}  # per layer, last pass: a gradient anywhere (0-d bool)
         if layers:
             self._use_layers(layers, options.reshape_fn)
 
@@ -236,7 +236,22 @@ class CAMEngine:
         """Explain ``inputs`` (``[B, C, H, W]``, on the model's device) for ``target``.
 
         ``target``: ``"predicted"`` (the argmax of the output), a class index for all samples, one class per
-        sample (sequence or 1-D tensor), or a callable ``outputs -> scores[B]``.
+        sample (sequence or 1-D tensor), or a callable ``outputs -> scores[B]``. The maps come from
+        :meth:`compute`; then every (layer, method) whose maps are zero for all samples gets a warning that
+        says why (this reads the device's results, so it waits for them).
+        """
+        result = self.compute(inputs, target)
+        zero_gradients = {name for name, reached in self._gradient_reached.items() if not bool(reached)}
+        guided = {m.name for m in self.methods if isinstance(m, GuidedMethod)}
+        warn_if_all_zero(self.model, result.raw, guided, zero_gradients)
+        return result
+
+    def compute(self, inputs: Tensor, target: Target = "predicted") -> CAMResult:
+        """The maps of ``inputs`` for ``target``, as :meth:`__call__` computes them, without its checks.
+
+        On a CUDA device the gradient family's maps are queued without waiting for the device (no host
+        synchronisation) when ``target`` is ``"predicted"``, a class index or a callable whose scores need
+        none; per-sample classes are checked against the output's size, which waits once.
         """
         if not isinstance(inputs, Tensor) or inputs.dim() < 3:
             raise ValueError("`inputs` must be a batched image tensor [B, C, H, W]")
@@ -257,8 +272,6 @@ class CAMEngine:
                 )
             saliency = self._guided(inputs, fixed, raw)
             raw = {(name, m.name): raw[(name, m.name)] for name in self.layers for m in self.methods}
-            guided = {m.name for m in self.methods if isinstance(m, GuidedMethod)}
-            warn_if_all_zero(self.model, raw, guided, self._zero_gradients)
             detached = outputs.detach() if isinstance(outputs, Tensor) else outputs
             return CAMResult(raw, detached, classes, scores.detach().float(), input_size, saliency)
 
@@ -283,7 +296,7 @@ class CAMEngine:
                 gradients = torch.autograd.grad(scores.sum(), activations, allow_unused=True)
             fixed = _per_copy_target(classes, target)
             raw: RawMaps = {}
-            self._zero_gradients = set()
+            self._gradient_reached = {}
             for name, activation, gradient in zip(self.layers, activations, gradients, strict=True):
                 if self.reshape is None and name not in self._layout_checked:
                     self._layout_checked.add(name)
@@ -293,8 +306,8 @@ class CAMEngine:
                 spatial_gradient = None
                 if gradient is not None:
                     spatial_gradient = _as_feature_map(name, gradient, self.reshape)
-                if spatial_gradient is not None and not bool(spatial_gradient.any()):
-                    self._zero_gradients.add(name)  # none reaches the positions (e.g. only a class token)
+                if spatial_gradient is not None:  # read after the pass: none may reach (only a class token)
+                    self._gradient_reached[name] = spatial_gradient.any()
                 probe = LayerProbe(
                     self.model, inputs, self.layers[name],
                     _as_feature_map(name, activation.detach(), self.reshape),

@@ -1,6 +1,7 @@
 """A 2-process CPU DDP fit (gloo), run as a script by test_ddp.py.
 
-Usage: ``python ddp_run.py OUT_DIR with|without|bad`` (``bad``: a class index out of range).
+Usage: ``python ddp_run.py OUT_DIR with|without|bad [cpu|gpu]`` (``bad``: a class index out of range;
+``gpu``: two GPUs under NCCL instead of two CPU processes under gloo).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
-from lit_models import loaders, make_module_class
+from lit_models import SpatialMean, loaders, make_module_class
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
@@ -21,9 +22,11 @@ from cam_callback import GradCAMCallback
 MONITOR = "cam_drift/features.3/gradcam/energy_in_mask"
 
 
-def main(out_dir: str, mode: str) -> None:
+def main(out_dir: str, mode: str, accelerator: str = "cpu") -> None:
     pl.seed_everything(3, verbose=False)
     model = make_module_class(pl)()
+    if accelerator == "gpu":
+        model.head[0] = SpatialMean()  # deterministic on CUDA
     options: dict[str, dict[str, Any]] = {"with": {}, "bad": {"target": 99}}
     callbacks: list[pl.Callback] = []
     if mode in options:
@@ -34,7 +37,7 @@ def main(out_dir: str, mode: str) -> None:
             ModelCheckpoint(dirpath=os.path.join(out_dir, "ckpt"), monitor=MONITOR, mode="max"),
         ]
     trainer = pl.Trainer(
-        accelerator="cpu",
+        accelerator=accelerator,
         devices=2,
         strategy="ddp",
         max_epochs=2,
@@ -63,4 +66,4 @@ def main(out_dir: str, mode: str) -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

@@ -12,7 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from events import read_events
-from lit_models import loaders, make_module_class
+from lit_models import SpatialMean, loaders, make_module_class
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from cam_callback import CAMConfigurationError, CAMEngine, GradCAMCallback
@@ -121,6 +121,28 @@ def test_training_is_bit_for_bit_the_same(tmp_path, settings):
     assert probe.checked >= 2
     # The maps were really computed at every validation, and once when training started (the step-0 frame).
     assert callback.history.recorded == probe.checked + 1
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["32-true", "16-mixed"])
+def test_training_on_cuda_is_bit_for_bit_the_same(tmp_path, monkeypatch, precision):
+    def deterministic_net() -> Any:
+        model = make_module_class(pl)()
+        model.head[0] = SpatialMean()
+        return model
+
+    monkeypatch.setitem(globals(), "TinyNet", deterministic_net)  # what _fit builds
+    settings = dict(accelerator="gpu", devices=1, precision=precision)
+    without = _fit(tmp_path / "without", [], dict_batches=True, **settings)
+    plain = {**_snapshot(*without), "cuda_rng": torch.cuda.get_rng_state()}
+    probe = Probe()
+    callback = GradCAMCallback(layer="features.3", method=["gradcam", "layercam"], num_samples=4)
+    model, trainer = _fit(tmp_path / "with", [callback, probe], dict_batches=True, **settings)
+    watched = {**_snapshot(model, trainer), "cuda_rng": torch.cuda.get_rng_state()}
+    assert next(model.parameters()).device.type == "cuda"
+    _assert_same_training(plain, watched)
+    assert torch.equal(plain["cuda_rng"], watched["cuda_rng"])
+    assert probe.checked >= 2 and callback.history.recorded == probe.checked + 1
 
 
 def test_mid_epoch_validation_keeps_a_half_done_accumulation(tmp_path):

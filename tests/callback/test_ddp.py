@@ -10,17 +10,18 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from events import read_events
 
 HERE = os.path.dirname(__file__)
 
 
-def _run(out_dir, mode, returncode=0):
+def _run(out_dir, mode, returncode=0, accelerator="cpu"):
     helpers = os.path.dirname(HERE)  # tests/, where lit_models lives
     env = dict(os.environ, PYTHONPATH=helpers + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run(
-        [sys.executable, os.path.join(HERE, "ddp_run.py"), str(out_dir), mode],
+        [sys.executable, os.path.join(HERE, "ddp_run.py"), str(out_dir), mode, accelerator],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert (done.returncode == 0) == (returncode == 0), done.stderr[-3000:]
@@ -28,8 +29,19 @@ def _run(out_dir, mode, returncode=0):
 
 
 def test_ddp_two_processes(tmp_path):
-    _run(tmp_path / "without", "without")
-    _run(tmp_path / "with", "with")
+    _check_two_processes(tmp_path, "cpu")
+
+
+@pytest.mark.cuda
+def test_ddp_two_gpus_under_nccl(tmp_path):
+    if torch.cuda.device_count() < 2:
+        pytest.skip(f"needs two CUDA devices for NCCL DDP, found {torch.cuda.device_count()}")
+    _check_two_processes(tmp_path, "gpu")
+
+
+def _check_two_processes(tmp_path, accelerator):
+    _run(tmp_path / "without", "without", accelerator=accelerator)
+    _run(tmp_path / "with", "with", accelerator=accelerator)
     for rank in (0, 1):
         plain = torch.load(tmp_path / "without" / f"weights{rank}.pt", weights_only=True)
         watched = torch.load(tmp_path / "with" / f"weights{rank}.pt", weights_only=True)

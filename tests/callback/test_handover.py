@@ -37,7 +37,8 @@ def test_a_cpu_hand_over_waits_for_nothing_and_keeps_no_raw_maps():
     drawing = hand_over(result, maps, FixedBatch(torch.rand(2, 3, 4, 4), torch.tensor([0, 2])))
     assert drawing.ready is None and drawing.result.raw == {}
     assert torch.equal(drawing.maps[KEY], maps[KEY]) and torch.equal(drawing.result.outputs, result.outputs)
-    assert all(t.device.type == "cpu" for t in (*drawing.maps.values(), drawing.result.classes))
+    assert drawing.result.classes is not None and drawing.result.classes.device.type == "cpu"
+    assert all(t.device.type == "cpu" for t in drawing.maps.values())
 
 
 def test_the_writer_draws_what_the_training_thread_would_have_drawn():
@@ -66,7 +67,12 @@ def test_a_cuda_hand_over_lands_in_pinned_memory_and_marks_its_end():
     classes, outputs = torch.tensor([0, 1], device=device), result.outputs.to(device)
     on_device = CAMResult({}, outputs, classes, result.scores.to(device), (4, 4))
     maps = {KEY: torch.rand(2, 4, 4, device=device)}
-    drawing = hand_over(on_device, maps, FixedBatch(torch.rand(2, 3, 4, 4)))
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")  # the hand-over must not wait for the device
+    try:
+        drawing = hand_over(on_device, maps, FixedBatch(torch.rand(2, 3, 4, 4)))
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
     assert drawing.ready is not None
     drawing.wait()
     assert drawing.maps[KEY].is_pinned() and drawing.maps[KEY].device.type == "cpu"
