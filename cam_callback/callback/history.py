@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..core.drift import as_masks, centre_of_mass, cosine_distance, energy_in_mask, pointing_game, shrink_maps
 
-__all__ = ["MAX_FRAMES", "MapHistory", "kept_ordinals"]
+__all__ = ["MAX_FRAMES", "MapHistory", "kept_ordinals", "sample_numbers"]
 
 _SEPARATOR = "::"
 
@@ -32,6 +32,33 @@ def kept_ordinals(count: int, max_frames: int = MAX_FRAMES) -> list[int]:
     while last // stride + 1 + (last % stride != 0) > max_frames:
         stride *= 2
     return sorted({*range(0, last + 1, stride), last})
+
+
+def sample_numbers(
+    maps: Tensor, small: Tensor, references: tuple[Tensor, Tensor] | None, masks: Tensor | None
+) -> dict[str, Tensor]:
+    """The drift numbers of each sample ``[B]`` by name; a validation's numbers are their means.
+
+    Args:
+        maps: ``[B, H, W]`` normalised maps at the input's size.
+        small: the same maps shrunk for the history (:func:`~cam_callback.core.drift.shrink_maps`).
+        references: the previous and the first recorded small maps of the same samples, or None (the first
+            recording: no ``change_*`` / ``shift_*``).
+        masks: object masks or boxes of the samples, or None (no ``energy_in_mask`` / ``pointing_game``).
+    """
+    size = (int(maps.shape[-2]), int(maps.shape[-1]))
+    numbers: dict[str, Tensor] = {}
+    if references is not None:
+        for name, reference in zip(("prev", "first"), references, strict=True):
+            reference = reference.to(small.device)
+            numbers[f"change_{name}"] = cosine_distance(small, reference)
+            shift = centre_of_mass(small, size) - centre_of_mass(reference, size)
+            numbers[f"shift_{name}"] = shift.norm(dim=1)
+    if masks is not None:
+        objects = as_masks(masks, size)
+        numbers["energy_in_mask"] = energy_in_mask(maps, objects)
+        numbers["pointing_game"] = pointing_game(maps, objects)
+    return numbers
 
 
 class MapHistory:
@@ -77,20 +104,11 @@ class MapHistory:
     ) -> dict[str, float]:
         """Add ``maps`` (``[B, H, W]`` in [0, 1] at the input's size) and return the drift scalars."""
         key = (layer, method)
-        size = (int(maps.shape[-2]), int(maps.shape[-1]))
         small = shrink_maps(maps.float(), self.max_side)
-        scalars: dict[str, float] = {}
         previous = self._maps.get(key, [])
-        if previous:
-            for name, reference in (("prev", previous[-1]), ("first", previous[0])):
-                reference = reference.to(small.device)
-                scalars[f"change_{name}"] = float(cosine_distance(small, reference).mean())
-                shift = centre_of_mass(small, size) - centre_of_mass(reference, size)
-                scalars[f"shift_{name}"] = float(shift.norm(dim=1).mean())
-        if masks is not None:
-            objects = as_masks(masks, size)
-            scalars["energy_in_mask"] = float(energy_in_mask(maps, objects).mean())
-            scalars["pointing_game"] = float(pointing_game(maps, objects).mean())
+        references = (previous[-1], previous[0]) if previous else None
+        per_sample = sample_numbers(maps, small, references, masks)
+        scalars = {name: float(values.mean()) for name, values in per_sample.items()}
         ordinals = self._ordinals.setdefault(key, [])
         ordinal = ordinals[-1] + 1 if ordinals else 0
         # A copy, never the caller's tensor (small maps are not shrunk).

@@ -7,14 +7,16 @@ the images (:mod:`.publishing`, :mod:`.captions`) and the output (:mod:`.loggers
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 from torch import Tensor, nn
 
-from ..capture.engine import CAMEngine
+from ..capture.engine import CAMEngine, CAMResult
 from .classnames import find_class_names
 from .handover import draw_records, hand_over
+from .measure import Measured, agree, explain_share
 from .options import CallbackOptions
 from .publishing import MapKey
 from .run import RunState
@@ -27,7 +29,7 @@ __all__ = ["observe"]
 
 def observe(
     run: RunState, options: CallbackOptions, trainer: TrainerLike, pl_module: nn.Module, source: str, *,
-    keep: bool = True, draw_now: bool = False,
+    keep: bool = True, draw_now: bool = False, show: bool = True, sharded: bool = False,
 ) -> dict[str, float]:
     """Explain the run's fixed batch, record the maps and hand the images over; return the numbers.
 
@@ -39,6 +41,10 @@ def observe(
     display option that cannot work fails at once. With ``keep=False`` (a resumed run's first check) the
     maps are drawn here but neither recorded nor sent.
 
+    With ``measure_samples`` every rank calls it: each explains its share of the measured set
+    (:mod:`.measure`), the ranks agree that all went well (else each raises) and gather the per-sample
+    numbers, and every rank returns the same numbers, the measured set's means.
+
     Args:
         run: the run's state (batch, engine, history, output).
         options: the callback's options.
@@ -47,7 +53,53 @@ def observe(
         source: ``"val"`` or ``"train"``: which data the fixed batch comes from, when it is first taken.
         keep: record and send the maps.
         draw_now: draw the images on the calling thread.
+        show: explain the shown batch here (False on a rank that only measures).
+        sharded: the strategy shards the parameters: every rank explains the whole measured set.
     """
+    if options.measure_samples is None:
+        return _shown(run, options, trainer, pl_module, source, keep=keep, draw_now=draw_now)
+    failure: Exception | None = None
+    shown: _Shown | None = None
+    measured: Measured | None = None
+    try:
+        if show:
+            shown = _explain_shown(run, options, trainer, pl_module, source)
+        batch = _fixed_batch(run, options, trainer, pl_module, source)
+        engine = _engine(run, options, pl_module)
+        assert run.measured is not None  # made with the run when measure_samples is set
+        measured = explain_share(
+            engine, options, trainer, pl_module, run.task, source, run.measured, sharded, batch
+        )
+    except Exception as error:  # noqa: BLE001 - every rank must reach the agreement below
+        failure = error
+    agree(trainer, failure)  # raises on every rank when one failed
+    assert measured is not None
+    measured.gather(trainer, sharded)
+    numbers = {options.display.number(key, name): value for (key, name), value in measured.means().items()}
+    if not keep:
+        if shown is not None and trainer.is_global_zero:
+            _publish(run, options, trainer, shown, keep=False, draw_now=True)
+        return {}
+    assert run.measured is not None
+    run.measured.update(measured.maps)
+    if shown is not None and trainer.is_global_zero:
+        _publish(run, options, trainer, shown, keep=True, draw_now=draw_now, numbers=numbers)
+    return numbers
+
+
+@dataclass
+class _Shown:
+    """The shown batch's maps, computed, before anything is recorded or drawn."""
+
+    batch: FixedBatch
+    target: Any
+    result: CAMResult
+    source: str
+
+
+def _explain_shown(
+    run: RunState, options: CallbackOptions, trainer: TrainerLike, pl_module: nn.Module, source: str
+) -> _Shown:
     batch = _fixed_batch(run, options, trainer, pl_module, source)
     engine = _engine(run, options, pl_module)
     target = default_target(run.task, options.target, batch)
@@ -56,19 +108,41 @@ def observe(
         result = engine(precision.convert_input(batch.inputs), target)
     if engine.choice is not None and not run.layers:
         run.layers, run.reshape = (engine.choice.layer,), engine.choice.reshape
+    return _Shown(batch, target, result, source)
+
+
+def _shown(
+    run: RunState, options: CallbackOptions, trainer: TrainerLike, pl_module: nn.Module, source: str, *,
+    keep: bool, draw_now: bool,
+) -> dict[str, float]:
+    """:func:`observe` without a measured set: the numbers are the shown batch's."""
+    shown = _explain_shown(run, options, trainer, pl_module, source)
     if not trainer.is_global_zero:
         return {}
-    step = logging_step(trainer, source)
+    return _publish(run, options, trainer, shown, keep=keep, draw_now=draw_now)
+
+
+def _publish(
+    run: RunState, options: CallbackOptions, trainer: TrainerLike, shown: _Shown, *, keep: bool,
+    draw_now: bool, numbers: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """Record the shown maps, hand them over to be drawn and written, and send the numbers (rank 0).
+
+    ``numbers``: the measured set's, sent instead of the shown batch's.
+    """
+    batch, result = shown.batch, shown.result
+    step = logging_step(trainer, shown.source)
     maps = {key: result.normalized(*key) for key in result.raw}
     drawing = hand_over(result, maps, _host_batch(run, batch))  # copies start now, the numbers overlap them
     names = options.class_names or find_class_names(
         getattr(trainer, "datamodule", None), first_dataloader(trainer.val_dataloaders)
     )
-    draw = partial(draw_records, drawing, run.task, target, names, step, options.display)
+    draw = partial(draw_records, drawing, run.task, shown.target, names, step, options.display)
     if not keep:  # drawn all the same: a display option that cannot work fails here too
         draw()
         return {}
-    numbers = _record(run, options, maps, step, batch.masks)
+    own = _record(run, options, maps, step, batch.masks)
+    numbers = own if numbers is None else numbers
     run.output.images(trainer, draw() if draw_now else draw)
     run.output.numbers(trainer, numbers, step)
     return numbers

@@ -8,6 +8,7 @@ from typing import Any
 from ..capture.engine import CAMEngine
 from .history import MapHistory
 from .loggers import RunOutput
+from .measure import MeasuredHistory
 from .reporting import Reporter
 from .samples import DetectionBatch, FixedBatch
 from .tasks import task_of
@@ -31,6 +32,8 @@ class RunState:
         reshape: the ``reshape`` the engine picked with the layer, when none was configured.
         validated: whether a validation ran in this fit.
         checked: whether this run's first maps were computed (:mod:`~cam_callback.callback.preflight`).
+        measured: each measured sample's first and latest small maps, with ``measure_samples`` (in the
+            checkpoint).
     """
 
     history: MapHistory
@@ -44,6 +47,7 @@ class RunState:
     reshape: str | None = None
     validated: bool = False
     checked: bool = False
+    measured: MeasuredHistory | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """The fixed batch, the layers and reshape picked, the history: CPU tensors, str and ints only."""
@@ -53,6 +57,7 @@ class RunState:
             "auto_reshape": self.reshape,
             "task": self.task if self.batch is not None else None,
             "history": self.history.state_dict(),
+            "measured": self.measured.state_dict() if self.measured is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -65,3 +70,5 @@ class RunState:
         if not self.layers and state.get("layers"):
             self.layers, self.reshape = tuple(state["layers"]), state.get("auto_reshape")
         self.history.load_state_dict(state.get("history", {}))
+        if self.measured is not None and state.get("measured") is not None:
+            self.measured.load_state_dict(state["measured"])

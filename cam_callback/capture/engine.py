@@ -241,7 +241,8 @@ class CAMEngine:
         says why (this reads the device's results, so it waits for them).
         """
         result = self.compute(inputs, target)
-        zero_gradients = {name for name, reached in self._gradient_reached.items() if not bool(reached)}
+        reached, self._gradient_reached = self._gradient_reached, {}  # held only until read
+        zero_gradients = {name for name, anything in reached.items() if not bool(anything)}
         guided = {m.name for m in self.methods if isinstance(m, GuidedMethod)}
         warn_if_all_zero(self.model, result.raw, guided, zero_gradients)
         return result

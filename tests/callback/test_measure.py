@@ -1,0 +1,146 @@
+"""The measured set: numbers over many samples, a chunk at a time, shared out over ranks, kept on resume."""
+
+from __future__ import annotations
+
+import random
+import types
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from lit_models import DictData, loaders, make_module_class
+from pytorch_lightning.plugins.precision import Precision
+
+from cam_callback import CAMEngine, GradCAMCallback, compute_cam
+from cam_callback.callback.history import MapHistory
+from cam_callback.callback.loggers import RunOutput
+from cam_callback.callback.measure import MeasuredHistory, agree, measured_count, share
+from cam_callback.callback.observation import observe
+from cam_callback.callback.reporting import Reporter
+from cam_callback.callback.run import RunState
+from cam_callback.callback.trainer import LightningNamespace, TrainerLike
+
+TinyNet: Any = make_module_class(pl)
+NAMESPACE = LightningNamespace.of(pl.loggers, pl.strategies)
+PAIR = "cam_drift/features.3/gradcam/"
+
+
+def _trainer(root: Path, step: int) -> TrainerLike:
+    train, val = loaders(dict_batches=True)
+    return cast(TrainerLike, types.SimpleNamespace(
+        precision_plugin=Precision(), is_global_zero=True, global_step=step, val_dataloaders=val,
+        train_dataloader=train, loggers=[], default_root_dir=str(root), fast_dev_run=False,
+    ))
+
+
+def _run(options: Any) -> RunState:
+    reporter = Reporter("Test", strict=False)
+    output = RunOutput(NAMESPACE, options.tag_prefix, reporter)
+    measured = MeasuredHistory(options.history_size) if options.measure_samples is not None else None
+    history = MapHistory(options.history_size)
+    return RunState(history, reporter, output, layers=options.layers, measured=measured)
+
+
+def _measured_samples(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The validation data's first ``count`` samples, each read with the CPU generator seeded by its index."""
+    data, images, labels = DictData(8, 2), [], []
+    state = torch.get_rng_state()
+    for i in range(count):
+        torch.manual_seed(i)
+        sample = data[i]
+        images.append(sample["image"])
+        labels.append(sample["label"])
+    torch.set_rng_state(state)
+    return torch.stack(images), torch.stack(labels)
+
+
+def _energy(maps: torch.Tensor) -> torch.Tensor:
+    mask = torch.zeros(16, 16)
+    mask[4:12, 4:12] = 1
+    return (maps * mask).sum(dim=(1, 2)) / maps.sum(dim=(1, 2))
+
+
+def test_shares_cover_the_set_once_in_contiguous_blocks():
+    assert [share(10, rank, 3) for rank in range(3)] == [range(0, 3), range(3, 6), range(6, 10)]
+    assert [share(1, rank, 2) for rank in range(2)] == [range(0, 0), range(0, 1)]
+    assert measured_count("all", 8) == 8 and measured_count(5, 8) == 5 and measured_count(50, 8) == 8
+
+
+def test_one_process_agrees_with_itself_or_raises_its_own_failure():
+    trainer = cast(TrainerLike, types.SimpleNamespace())
+    agree(trainer, None)
+    with pytest.raises(KeyError, match="mine"):
+        agree(trainer, KeyError("mine"))
+
+
+def test_the_numbers_are_means_over_the_measured_set_a_chunk_at_a_time(tmp_path, monkeypatch):
+    options = GradCAMCallback(layer="features.3", num_samples=2, measure_samples=6, chunk_size=4).options
+    run, model = _run(options), TinyNet()
+    sizes: list[int] = []
+    real = CAMEngine.__call__
+
+    def spy(self: CAMEngine, inputs: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(inputs))
+        return real(self, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(CAMEngine, "__call__", spy)
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    states = (random.getstate(), cast(tuple, np.random.get_state())[1].copy(), torch.get_rng_state())
+    with pytest.warns(UserWarning, match="no logger"):
+        first = observe(run, options, _trainer(tmp_path, 0), model, "val")
+    assert random.getstate() == states[0] and np.array_equal(cast(tuple, np.random.get_state())[1], states[1])
+    assert torch.equal(torch.get_rng_state(), states[2])  # no global RNG moved
+    assert sizes == [2, 4, 2]  # the 2 shown samples, then the 6 measured ones in chunks of at most 4
+    images, labels = _measured_samples(6)
+    model.eval()
+    before = compute_cam(model, images, "features.3", target=labels)
+    assert set(first) == {PAIR + "energy_in_mask", PAIR + "pointing_game"}
+    assert first[PAIR + "energy_in_mask"] == pytest.approx(float(_energy(before).mean()), abs=1e-6)
+    # The model moves; the drift is each measured sample's, averaged over the 6.
+    with torch.no_grad():
+        model.features[3].weight.add_(0.3 * torch.randn_like(model.features[3].weight))
+    second = observe(run, options, _trainer(tmp_path, 4), model, "val")
+    run.output.close()
+    after = compute_cam(model, images, "features.3", target=labels)
+    cosine = torch.nn.functional.cosine_similarity(after.flatten(1), before.flatten(1), dim=1)
+    assert second[PAIR + "change_prev"] == pytest.approx(float((1 - cosine).mean()), abs=1e-5)
+    assert second[PAIR + "change_first"] == second[PAIR + "change_prev"]
+    # The shown set is still the first 2 samples: the summary's frames hold 2 maps each.
+    assert run.history.frames()[("features.3", "gradcam")].shape == (2, 2, 16, 16)
+    assert run.measured is not None and run.measured.previous[("features.3", "gradcam")].shape == (6, 16, 16)
+
+
+def test_without_measure_samples_the_numbers_are_the_shown_samples(tmp_path):
+    options = GradCAMCallback(layer="features.3", num_samples=3).options
+    run, model = _run(options), TinyNet()
+    with pytest.warns(UserWarning, match="no logger"):
+        numbers = observe(run, options, _trainer(tmp_path, 0), model, "val")
+    run.output.close()
+    assert run.measured is None and run.batch is not None and run.batch.labels is not None
+    model.eval()
+    maps = compute_cam(model, run.batch.inputs, "features.3", target=run.batch.labels)
+    assert numbers[PAIR + "energy_in_mask"] == float(_energy(maps).mean())  # exactly: the same rule
+
+
+def test_the_measured_history_survives_a_resume(tmp_path):
+    options = GradCAMCallback(layer="features.3", num_samples=2, measure_samples="all").options
+    run, model = _run(options), TinyNet()
+    with pytest.warns(UserWarning, match="no logger"):
+        observe(run, options, _trainer(tmp_path, 0), model, "val")
+    run.output.close()
+    state = run.state_dict()
+    resumed = _run(options)
+    resumed.load_state_dict(state)
+    assert resumed.measured is not None and resumed.measured.recorded == 1
+    key = ("features.3", "gradcam")
+    assert resumed.measured.first[key].shape == (8, 16, 16)  # "all": the 8 validation samples
+    assert torch.equal(resumed.measured.first[key], cast(MeasuredHistory, run.measured).first[key])
+    with pytest.warns(UserWarning, match="no logger"):
+        again = observe(resumed, options, _trainer(tmp_path / "b", 5), model, "val")
+    resumed.output.close()
+    assert again[PAIR + "change_first"] == pytest.approx(0.0, abs=1e-6)  # the same model as the saved maps
