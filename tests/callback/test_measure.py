@@ -144,3 +144,39 @@ def test_the_measured_history_survives_a_resume(tmp_path):
         again = observe(resumed, options, _trainer(tmp_path / "b", 5), model, "val")
     resumed.output.close()
     assert again[PAIR + "change_first"] == pytest.approx(0.0, abs=1e-6)  # the same model as the saved maps
+
+
+class _OtherRankOk:
+    """A strategy seen from rank 1 of 2, whose rank 0 reports success and (sharded) gathers nothing."""
+
+    root_device = torch.device("cpu")
+
+    def __init__(self) -> None:
+        self.gathered: list[torch.Tensor] = []
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        self.gathered.append(tensor)
+        return torch.stack([torch.zeros_like(tensor), tensor])
+
+
+def test_under_a_sharded_strategy_every_rank_explains_every_sample(tmp_path, monkeypatch):
+    options = GradCAMCallback(layer="features.3", num_samples=2, measure_samples=6, chunk_size=4).options
+    model = TinyNet()
+    with pytest.warns(UserWarning, match="no logger"):
+        alone = observe(_run(options), options, _trainer(tmp_path / "alone", 0), model, "val")
+    sizes: list[int] = []
+    real = CAMEngine.__call__
+
+    def spy(self: CAMEngine, inputs: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(inputs))
+        return real(self, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(CAMEngine, "__call__", spy)
+    trainer = cast(Any, _trainer(tmp_path / "rank1", 0))
+    trainer.is_global_zero, trainer.world_size, trainer.global_rank = False, 2, 1
+    trainer.strategy = strategy = _OtherRankOk()
+    run = _run(options)
+    numbers = observe(run, options, trainer, model, "val", show=True, sharded=True)
+    assert sizes == [2, 4, 2]  # the shown batch's forward, then all 6 measured samples: every forward
+    assert len(strategy.gathered) == 1 and strategy.gathered[0].shape == (1,)  # the agreement alone
+    assert numbers == alone and not (tmp_path / "rank1" / "cam_logs").exists()  # rank 1 writes nothing
