@@ -93,3 +93,32 @@ def loaders(n_train: int = 12, n_val: int = 8, batch_size: int = 2, dict_batches
     else:
         train, val = tiny_data(n_train, 1), tiny_data(n_val, 2)
     return DataLoader(train, batch_size=batch_size, shuffle=True), DataLoader(val, batch_size=batch_size)
+
+
+def stand_in_trainer(root: Any, step: int, rank_zero: bool = True) -> Any:
+    """What the callback reads from a Trainer, for one process: dict batches of :func:`loaders`, no logger."""
+    from pytorch_lightning.plugins.precision import Precision
+
+    train, val = loaders(dict_batches=True)
+    return types.SimpleNamespace(
+        precision_plugin=Precision(), is_global_zero=rank_zero, global_step=step, val_dataloaders=val,
+        train_dataloader=train, loggers=[], default_root_dir=str(root), fast_dev_run=False,
+    )
+
+
+def fresh_run(options: Any) -> Any:
+    """A new run's state for the callback ``options`` (a measured history when they ask for one)."""
+    import pytorch_lightning as pl
+
+    from cam_callback.callback.history import MapHistory
+    from cam_callback.callback.loggers import RunOutput
+    from cam_callback.callback.measure import MeasuredHistory
+    from cam_callback.callback.reporting import Reporter
+    from cam_callback.callback.run import RunState
+    from cam_callback.callback.trainer import LightningNamespace
+
+    reporter = Reporter("Test", strict=False)
+    output = RunOutput(LightningNamespace.of(pl.loggers, pl.strategies), options.tag_prefix, reporter)
+    measured = MeasuredHistory(options.history_size) if options.measure_samples is not None else None
+    history = MapHistory(options.history_size)
+    return RunState(history, reporter, output, layers=options.layers, measured=measured)

@@ -11,15 +11,11 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from lit_models import DictData, loaders, make_module_class
-from pytorch_lightning.plugins.precision import Precision
+from lit_models import DictData, fresh_run, make_module_class, stand_in_trainer
 
 from cam_callback import CAMEngine, GradCAMCallback, compute_cam
-from cam_callback.callback.history import MapHistory
-from cam_callback.callback.loggers import RunOutput
 from cam_callback.callback.measure import MeasuredHistory, agree, measured_count, share
 from cam_callback.callback.observation import observe
-from cam_callback.callback.reporting import Reporter
 from cam_callback.callback.run import RunState
 from cam_callback.callback.trainer import LightningNamespace, TrainerLike
 
@@ -29,19 +25,25 @@ PAIR = "cam_drift/features.3/gradcam/"
 
 
 def _trainer(root: Path, step: int) -> TrainerLike:
-    train, val = loaders(dict_batches=True)
-    return cast(TrainerLike, types.SimpleNamespace(
-        precision_plugin=Precision(), is_global_zero=True, global_step=step, val_dataloaders=val,
-        train_dataloader=train, loggers=[], default_root_dir=str(root), fast_dev_run=False,
-    ))
+    return cast(TrainerLike, stand_in_trainer(root, step))
 
 
 def _run(options: Any) -> RunState:
-    reporter = Reporter("Test", strict=False)
-    output = RunOutput(NAMESPACE, options.tag_prefix, reporter)
-    measured = MeasuredHistory(options.history_size) if options.measure_samples is not None else None
-    history = MapHistory(options.history_size)
-    return RunState(history, reporter, output, layers=options.layers, measured=measured)
+    return cast(RunState, fresh_run(options))
+
+
+@pytest.fixture
+def forward_sizes(monkeypatch) -> list[int]:
+    """The batch size of every engine call from here on."""
+    sizes: list[int] = []
+    real = CAMEngine.__call__
+
+    def spy(self: CAMEngine, inputs: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(inputs))
+        return real(self, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(CAMEngine, "__call__", spy)
+    return sizes
 
 
 def _measured_samples(count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,17 +78,9 @@ def test_one_process_agrees_with_itself_or_raises_its_own_failure():
         agree(trainer, KeyError("mine"))
 
 
-def test_the_numbers_are_means_over_the_measured_set_a_chunk_at_a_time(tmp_path, monkeypatch):
+def test_the_numbers_are_means_over_the_measured_set_a_chunk_at_a_time(tmp_path, forward_sizes):
     options = GradCAMCallback(layer="features.3", num_samples=2, measure_samples=6, chunk_size=4).options
     run, model = _run(options), TinyNet()
-    sizes: list[int] = []
-    real = CAMEngine.__call__
-
-    def spy(self: CAMEngine, inputs: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        sizes.append(len(inputs))
-        return real(self, inputs, *args, **kwargs)
-
-    monkeypatch.setattr(CAMEngine, "__call__", spy)
     random.seed(1)
     np.random.seed(1)
     torch.manual_seed(1)
@@ -95,7 +89,7 @@ def test_the_numbers_are_means_over_the_measured_set_a_chunk_at_a_time(tmp_path,
         first = observe(run, options, _trainer(tmp_path, 0), model, "val")
     assert random.getstate() == states[0] and np.array_equal(cast(tuple, np.random.get_state())[1], states[1])
     assert torch.equal(torch.get_rng_state(), states[2])  # no global RNG moved
-    assert sizes == [2, 4, 2]  # the 2 shown samples, then the 6 measured ones in chunks of at most 4
+    assert forward_sizes == [2, 4, 2]  # the 2 shown samples, then the 6 measured ones in chunks of at most 4
     images, labels = _measured_samples(6)
     model.eval()
     before = compute_cam(model, images, "features.3", target=labels)
@@ -159,24 +153,17 @@ class _OtherRankOk:
         return torch.stack([torch.zeros_like(tensor), tensor])
 
 
-def test_under_a_sharded_strategy_every_rank_explains_every_sample(tmp_path, monkeypatch):
+def test_under_a_sharded_strategy_every_rank_explains_every_sample(tmp_path, forward_sizes):
     options = GradCAMCallback(layer="features.3", num_samples=2, measure_samples=6, chunk_size=4).options
     model = TinyNet()
     with pytest.warns(UserWarning, match="no logger"):
         alone = observe(_run(options), options, _trainer(tmp_path / "alone", 0), model, "val")
-    sizes: list[int] = []
-    real = CAMEngine.__call__
-
-    def spy(self: CAMEngine, inputs: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        sizes.append(len(inputs))
-        return real(self, inputs, *args, **kwargs)
-
-    monkeypatch.setattr(CAMEngine, "__call__", spy)
+    forward_sizes.clear()
     trainer = cast(Any, _trainer(tmp_path / "rank1", 0))
     trainer.is_global_zero, trainer.world_size, trainer.global_rank = False, 2, 1
     trainer.strategy = strategy = _OtherRankOk()
     run = _run(options)
     numbers = observe(run, options, trainer, model, "val", show=True, sharded=True)
-    assert sizes == [2, 4, 2]  # the shown batch's forward, then all 6 measured samples: every forward
+    assert forward_sizes == [2, 4, 2]  # the shown batch's forward, then all 6 measured samples: every forward
     assert len(strategy.gathered) == 1 and strategy.gathered[0].shape == (1,)  # the agreement alone
     assert numbers == alone and not (tmp_path / "rank1" / "cam_logs").exists()  # rank 1 writes nothing

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import threading
-import types
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from lit_models import DictData, loaders, make_module_class
+from lit_models import DictData, fresh_run, make_module_class, stand_in_trainer
 from pytorch_lightning.plugins.precision import Precision
 
 from cam_callback import GradCAMCallback, compute_cam
-from cam_callback.callback.history import MapHistory
-from cam_callback.callback.loggers import RunOutput
 from cam_callback.callback.observation import observe
-from cam_callback.callback.reporting import Reporter
 from cam_callback.callback.run import RunState
 from cam_callback.callback.trainer import LightningNamespace, TrainerLike
 
@@ -27,17 +23,11 @@ ENERGY = "cam_drift/features.3/gradcam/energy_in_mask"
 
 
 def _trainer(root: Path, step: int, rank_zero: bool = True) -> TrainerLike:
-    train, val = loaders(dict_batches=True)
-    return cast(TrainerLike, types.SimpleNamespace(
-        precision_plugin=Precision(), is_global_zero=rank_zero, global_step=step, val_dataloaders=val,
-        train_dataloader=train, loggers=[], default_root_dir=str(root), fast_dev_run=False,
-    ))
+    return cast(TrainerLike, stand_in_trainer(root, step, rank_zero))
 
 
 def _run(options: Any) -> RunState:
-    reporter = Reporter("Test", strict=False)
-    output = RunOutput(NAMESPACE, options.tag_prefix, reporter)
-    return RunState(MapHistory(options.history_size), reporter, output, layers=options.layers)
+    return cast(RunState, fresh_run(options))
 
 
 def test_an_observation_records_writes_and_returns_the_numbers(tmp_path):
