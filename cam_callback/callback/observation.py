@@ -2,7 +2,8 @@
 
 The callback's core decides when (:mod:`.core`); this is what happens then, room by room: the fixed batch
 (:mod:`.samples`), its task and default target (:mod:`.tasks`), the engine, the history (:mod:`.history`),
-the images (:mod:`.publishing`, :mod:`.captions`) and the output (:mod:`.loggers`).
+the host copy the writer draws the images from (:mod:`.handover`, :mod:`.publishing`, :mod:`.captions`),
+the measured set (:mod:`.measure`) and the output (:mod:`.loggers`).
 """
 
 from __future__ import annotations
