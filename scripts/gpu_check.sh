@@ -33,6 +33,7 @@ LOGS=$(mktemp -d -t gpu_check.XXXXXX)
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # this checkout, also if the install step fails
 export CUBLAS_WORKSPACE_CONFIG=:4096:8  # deterministic cuBLAS, for the bit-for-bit training test
+export PIP_BREAK_SYSTEM_PACKAGES=1  # the image's own Python may be marked externally managed (PEP 668)
 QUICK=()
 [[ "${GPU_CHECK_QUICK:-0}" == 1 ]] && QUICK=(--quick)
 
