@@ -65,6 +65,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import image as image_summary
 
 from cam_callback import CAMEngine, GradCAMCallback
+from cam_callback.callback.publishing import Display
 from cam_callback.core.drift import shrink_maps
 from cam_callback.render import heatmap_grid, overlay_grid
 from cam_callback.sinks import TensorBoardSink
@@ -548,10 +549,11 @@ def main() -> None:
             layers = MULTI_LAYERS if key == "multi" else [SMALL_LAYER] if key == "small" else [LAYER]
             methods = MULTI_METHODS if key in ("multi", "methods3") else [METHOD]
             pairs = [(layer, method) for layer in layers for method in methods]
-            tags = [f"{prefix[key]}/{layer}/{method}" for layer, method in pairs]
+            names = Display(tag_prefix=prefix[key])  # the callback's own naming (gradcam++ -> gradcampp)
+            tags = [names.tag("", pair) for pair in pairs]
             if key != "noheat":
-                tags += [f"{prefix[key]}_heatmap/{layer}/{method}" for layer, method in pairs]
-            scalar_tags = [f"{prefix[key]}_drift/{layer}/{method}/change_prev" for layer, method in pairs]
+                tags += [names.tag("_heatmap", pair) for pair in pairs]
+            scalar_tags = [names.number(pair, "change_prev") for pair in pairs]
             # Each `trainer.validate` starts its own history, so the in-situ runs have no drift to log.
             check_written(setup, tags, scalar_tags if key != "insitu" else [])
         calls = {key: setup.calls for key, setup in setups.items()}

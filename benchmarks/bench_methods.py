@@ -31,7 +31,7 @@ from torch import Tensor
 from cam_callback import CAMEngine
 
 # (row label, engine methods, engine options, cost in passes: K = channels of layer4, B = batch)
-ROWS: list[tuple[str, str, dict[str, Any], str]] = [
+ROWS: list[tuple[str, str | list[str], dict[str, Any], str]] = [
     ("gradcam", "gradcam", {}, "1 fwd + 1 bwd (from layer4)"),
     ("gradcam++", "gradcam++", {}, "1 fwd + 1 bwd (from layer4)"),
     ("xgradcam", "xgradcam", {}, "1 fwd + 1 bwd (from layer4)"),
@@ -44,6 +44,14 @@ ROWS: list[tuple[str, str, dict[str, Any], str]] = [
     ("guided-gradcam", "guided-gradcam", {}, "1 fwd + 1 bwd + 1 fwd + 1 bwd (full graph)"),
     ("scorecam", "scorecam", {}, "1 fwd + ceil(B*K/chunk) fwd of chunk images"),
     ("ablationcam", "ablationcam", {}, "1 fwd + B*ceil(K/chunk) fwd of 1 image, fanned out at layer4"),
+    ("gradcam-elementwise", "gradcam-elementwise", {}, "1 fwd + 1 bwd (from layer4)"),
+    ("eigengradcam", "eigengradcam", {}, "1 fwd + 1 bwd + a Gram eigh per image"),
+    ("kpcacam", "kpcacam", {}, "1 fwd + an (hw)x(hw) kernel and its eigh per image"),
+    ("shapleycam", "shapleycam", {}, "1 fwd + 1 bwd recording its graph + 1 double bwd (from layer4)"),
+    ("finercam", "finercam", {}, "1 fwd + 2 bwd (from layer4)"),
+    ("fullgrad", "fullgrad", {}, "1 fwd + 1 fwd + 1 bwd (full graph, to the input and every bias)"),
+    ("gradcam, -elementwise, eigengradcam", ["gradcam", "gradcam-elementwise", "eigengradcam"], {},
+     "1 fwd + 1 bwd shared by the three"),
 ]
 SLOW = {"scorecam", "ablationcam"}
 
@@ -119,7 +127,7 @@ def main() -> None:
         engine = CAMEngine(model, "layer4", method, **options)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            slow = method in SLOW  # thousands of forwards: no warm-up call needed
+            slow = isinstance(method, str) and method in SLOW  # thousands of forwards: no warm-up call needed
             run = lambda engine=engine: engine(x)  # noqa: E731
             row, base = paired_medians(run, floor, slow_reps if slow else reps, warm_up=not slow)
         print(f"| {label} | {cost} | {row * 1000:.1f} | {base * 1000:.1f} | {row / base:.2f} |", flush=True)

@@ -6,6 +6,7 @@ its one validator live in :mod:`cam_callback.core.targets`.
 """
 
 from .core.targets import DetectionTarget as DetectionTarget
+from .core.targets import FinerTarget as FinerTarget
 from .core.targets import MultiLabelTarget as MultiLabelTarget
 from .core.targets import NoDetectionsError as NoDetectionsError
 from .core.targets import RegressionTarget as RegressionTarget

@@ -7,7 +7,7 @@ CPU cores)::
 
     python examples/train_shapes.py                # -> logs/demo/version_N
     python examples/train_shapes.py --shortcut     # -> logs/shortcut/version_N
-    tensorboard --logdir logs --samples_per_plugin images=1000
+    .venv/bin/python -m tensorboard.main --logdir logs --samples_per_plugin images=1000
 
 TensorBoard then shows, at every validation:
 
@@ -31,6 +31,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from cam_callback import GradCAMCallback
 from cam_callback.demo import ShapesDataModule
 from cam_callback.demo.classifier import ImageClassifier
+from cam_callback.demo.cli_report import tensorboard_command
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> str:
     trainer.fit(model, datamodule=data)
 
     print(f"run written to {logger.log_dir}")
-    print(f"view it with: tensorboard --logdir {args.log_dir} --samples_per_plugin images=1000")
+    print(f"view it with: {tensorboard_command(args.log_dir)}")
     return logger.log_dir
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytorch_lightning as pl
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -25,20 +27,39 @@ def _bare_argv():
         sys.argv = saved
 
 
+class EpochProgress(pl.Callback):
+    """One line per finished epoch (the progress bar is off): the epoch, its validation accuracy, the time."""
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        accuracy = trainer.callback_metrics.get("val/acc")
+        shown = f", val/acc {float(accuracy):.3f}" if accuracy is not None else ""
+        elapsed = time.perf_counter() - self.start
+        epoch = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+        print(f"{self.name}: {epoch}{shown}, {elapsed:.0f} s", flush=True)
+
+
 def fit(config: str, save_dir: str | Path, *overrides: str) -> Path:
     """Run ``python -m cam_callback fit --config configs/<config>`` logging under ``save_dir``.
 
-    Returns the run's folder (``<save_dir>/<name>/version_N``).
+    Says each finished epoch on one line (:class:`EpochProgress`). Returns the run's folder
+    (``<save_dir>/<name>/version_N``).
     """
     from cam_callback.demo.cli import main
 
+    progress = {"class_path": f"{__name__}.EpochProgress", "init_args": {"name": config}}
     args = [
         "fit", "--config", str(CONFIGS / config),
         f"--trainer.logger.init_args.save_dir={save_dir}",
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
+        f"--trainer.callbacks+={json.dumps(progress)}",
         *overrides,
     ]
+    print(f"training {config} ...", flush=True)
     start = time.perf_counter()
     with _bare_argv():
         cli = main(args)

@@ -38,6 +38,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from cam_callback import compute_cam
+from cam_callback.callback.publishing import name_part
 from cam_callback.demo import ShapesDataModule, ShapesDataset
 from cam_callback.demo.classifier import ImageClassifier
 from cam_callback.render import blend, colorize, colormap_lut, wrap_text
@@ -81,7 +82,7 @@ def logged_maps(run: Path, layer: str, method: str) -> tuple[list[int], np.ndarr
     lut = (colormap_lut(options["colormap"]) * 255).round().numpy()  # [256, 3] RGB
     per_row, pad = math.ceil(math.sqrt(count)), 2
     steps, frames = [], []
-    for event in run_events(run).Images(f"cam_heatmap/{layer}/{method}"):
+    for event in run_events(run).Images(f"cam_heatmap/{layer}/{name_part(method)}"):
         if event.step == 0:
             continue  # the callback's maps when training starts, before the first epoch
         grid = cv2.imdecode(np.frombuffer(event.encoded_image_string, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
@@ -95,7 +96,8 @@ def logged_maps(run: Path, layer: str, method: str) -> tuple[list[int], np.ndarr
         steps.append(event.step)
         frames.append(np.stack(tiles))
     if not frames:
-        raise SystemExit(f"{run}: no cam_heatmap/{layer}/{method} images (log_heatmaps must be on)")
+        tag = f"cam_heatmap/{layer}/{name_part(method)}"
+        raise SystemExit(f"{run}: no {tag} images (log_heatmaps must be on)")
     return steps, np.stack(frames).astype(np.float32)
 
 
@@ -194,7 +196,7 @@ def headline(run: Path, layer: str, method: str, t: int, count: int) -> list[str
     """``epoch``, validation accuracy and pointing game (as a count of images) of validation ``t``."""
     accumulator = run_events(run)
     accuracy = per_validation(accumulator, "val/acc")
-    hits = per_validation(accumulator, f"cam_drift/{layer}/{method}/pointing_game")
+    hits = per_validation(accumulator, f"cam_drift/{layer}/{name_part(method)}/pointing_game")
     return [
         f"epoch {t + 1}",
         f"val acc {accuracy[t]:.2f}" if t < len(accuracy) else "",

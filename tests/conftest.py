@@ -87,10 +87,15 @@ def reference_map(method: str, activations: Tensor, gradients: Tensor | None) ->
     batch, channels, height, width = a_all.shape
     maps = torch.zeros(batch, height, width, dtype=torch.float64)
     for b in range(batch):
-        if method == "eigencam":
+        if method == "kpcacam":
+            maps[b] = kernel_pca_reference(a_all[b]).reshape(height, width)
+            continue
+        if method in ("eigencam", "eigengradcam"):
             # The first principal component: centre each channel over the positions, then project the
             # centred [hw, K] matrix on its first right singular vector (an SVD, not the code's eigh).
-            matrix = a_all[b].reshape(channels, height * width).T  # rows: positions, columns: channels
+            # Eigen-Grad-CAM: the same, of g * A.
+            source = a_all[b] if method == "eigencam" else a_all[b] * cast(Tensor, g_all)[b]
+            matrix = source.reshape(channels, height * width).T  # rows: positions, columns: channels
             centred = matrix - matrix.mean(dim=0)
             _, _, right = torch.linalg.svd(centred, full_matrices=False)
             projection = centred @ right[0]
@@ -119,10 +124,33 @@ def reference_map(method: str, activations: Tensor, gradients: Tensor | None) ->
                 total += g * a
             elif method == "layercam":
                 total += g.clamp(min=0) * a
+            elif method == "gradcam-elementwise":
+                total += (g * a).clamp(min=0)
             else:
                 raise KeyError(method)
         maps[b] = total.clamp(min=0)
     return maps
+
+
+def kernel_pca_reference(activations: Tensor, gamma: float | None = None) -> Tensor:
+    """KPCA-CAM of one image ``[K, h, w]`` in float64: RBF kernel over the positions, centred with
+    ``H = I - 1/n``, each position's coordinate ``Kc u_1 / sqrt(s_1)`` on the first component (an SVD of
+    ``Kc``, not the code's eigh), sign making the largest magnitude positive, ReLU; ``[h*w]``."""
+    points = activations.double().reshape(activations.shape[0], -1).T  # [n, K]
+    n = points.shape[0]
+    squared = ((points[:, None, :] - points[None, :, :]) ** 2).sum(dim=2)
+    if gamma is None:
+        gamma = 0.0 if float(squared.mean()) == 0 else 1 / float(squared.mean())
+    centring = torch.eye(n, dtype=torch.float64) - 1 / n
+    kernel = centring @ torch.exp(-gamma * squared) @ centring
+    left, values, _ = torch.linalg.svd(kernel)
+    if float(values[0]) <= 0:
+        return torch.zeros(n, dtype=torch.float64)
+    projection = kernel @ left[:, 0] / values[0].sqrt()
+    if projection[projection.abs().argmax()] < 0:
+        projection = -projection
+    result: Tensor = projection.clamp(min=0)
+    return result
 
 
 # The model left as found: shared by the engine, guided, perturbation and smoothing tests -------------------

@@ -95,7 +95,7 @@ def loaders(n_train: int = 12, n_val: int = 8, batch_size: int = 2, dict_batches
     return DataLoader(train, batch_size=batch_size, shuffle=True), DataLoader(val, batch_size=batch_size)
 
 
-def stand_in_trainer(root: Any, step: int, rank_zero: bool = True) -> Any:
+def stand_in_trainer(root: Any, step: int, rank_zero: bool = True, epoch: int = 0) -> Any:
     """What the callback reads from a Trainer, for one process: dict batches of :func:`loaders`, no logger."""
     from pytorch_lightning.plugins.precision import Precision
 
@@ -103,7 +103,22 @@ def stand_in_trainer(root: Any, step: int, rank_zero: bool = True) -> Any:
     return types.SimpleNamespace(
         precision_plugin=Precision(), is_global_zero=rank_zero, global_step=step, val_dataloaders=val,
         train_dataloader=train, loggers=[], default_root_dir=str(root), fast_dev_run=False,
+        current_epoch=epoch,
     )
+
+
+def measured_samples(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dict validation data's first ``count`` samples (:func:`loaders`), each read with the CPU generator
+    seeded by its index, as the measured set reads them."""
+    data, images, labels = DictData(8, 2), [], []
+    state = torch.get_rng_state()
+    for i in range(count):
+        torch.manual_seed(i)
+        sample = data[i]
+        images.append(sample["image"])
+        labels.append(sample["label"])
+    torch.set_rng_state(state)
+    return torch.stack(images), torch.stack(labels)
 
 
 def fresh_run(options: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import runpy
 import shutil
 import subprocess
@@ -18,9 +19,10 @@ EXAMPLES = ROOT / "examples"
 
 def _run(script: str, *args: str, cwd: Path) -> str:
     """Run an example as a user would, in a fresh interpreter; return its standard output."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's package, as from its root
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / script), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=180,
+        cwd=cwd, capture_output=True, text=True, timeout=180, env=env,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result.stdout
@@ -43,17 +45,18 @@ def test_train_shapes_logs_overlays_and_drift_scalars(tmp_path, shortcut):
     val_steps = [e.step for e in events.Scalars("val/acc")]
     assert val_steps == [2, 5]
     for layer in ("model.features.7", "model.features.5"):  # features.-1 is logged under its resolved name
-        for method in ("gradcam", "gradcam++"):
+        for method in ("gradcam", "gradcampp"):  # gradcam++ is named gradcampp in tags and metric names
             overlays = events.Images(f"cam/{layer}/{method}")
             assert [e.step for e in overlays] == [0, *val_steps]  # training starts, then each validation
             # 4 tiles, 2 x 2; the 32-pixel inputs are shown 4 x enlarged, at the default 128-pixel minimum.
             assert (overlays[0].width, overlays[0].height) == (2 * 128 + 3 * 2,) * 2
             assert f"cam_heatmap/{layer}/{method}" in images
             assert f"cam_summary/{layer}/{method}" in images
-            # The drift numbers are Lightning metrics of the validations: none at step 0.
+            # The drift numbers are Lightning metrics of the validations; the step-0 frame's are logged at
+            # step 0 like theirs, except the changes, which need an earlier frame.
             for name in ("energy_in_mask", "pointing_game", "change_prev"):
                 logged = events.Scalars(f"cam_drift/{layer}/{method}/{name}")
-                assert [e.step for e in logged] == val_steps
+                assert [e.step for e in logged] == ([] if name == "change_prev" else [0]) + val_steps
                 if name != "change_prev":
                     assert all(0.0 <= e.value <= 1.0 for e in logged)
             assert (run / f"cam_summary_{layer}_{method}.png").is_file()

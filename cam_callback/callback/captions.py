@@ -93,7 +93,7 @@ def _detection(outputs: Sequence[Any], labels: Tensor | None, picks: list[int | 
         if pick is None:
             texts.append(f"{truth}no box")
             continue
-        label, score = int(detections["labels"][pick]), float(detections["scores"][pick])
+        label, score = int(detections["labels"][pick]), float(detections["scores"][pick].detach())
         texts.append(f"{truth}p={label} {score:.2f}")
     return texts
 

@@ -23,14 +23,14 @@ from ..core.tokens import LayerReshape
 from .history import MapHistory
 from .loggers import RunOutput
 from .measure import MeasuredHistory
-from .metrics import log_numbers
+from .metrics import log_numbers, log_to_loggers
 from .observation import observe
-from .options import CallbackOptions
+from .options import CallbackOptions, check_file_names
 from .preflight import check_first_maps
 from .publishing import summary_records
 from .reporting import Reporter
 from .run import RunState
-from .samples import FixedBatch, first_dataloader
+from .samples import FixedBatch, StreamCopy, can_iterate_again, first_dataloader
 from .trainer import CallbackHooks, LightningNamespace, TrainerLike, logging_step
 
 __all__ = ["CAMCallbackCore"]
@@ -102,7 +102,7 @@ class CAMCallbackCore(CallbackHooks):
         self._run = self._new_run()
 
     def _new_run(self) -> RunState:
-        reporter = Reporter(type(self).__name__, self.options.strict)
+        reporter = Reporter(type(self).__name__, self.options.strict, self.namespace.info)
         output = RunOutput(self.namespace, self.options.tag_prefix, reporter, self.writer_queue_size)
         history = MapHistory(max_side=self.options.history_size)
         measured = MeasuredHistory(self.options.history_size) if self.options.measure_samples else None
@@ -153,8 +153,48 @@ class CAMCallbackCore(CallbackHooks):
         """Start a new run: forget the last run's samples and maps (a checkpoint restores them after this)."""
         self._run.output.close()
         self._run = self._new_run()
-        for layer in self.options.layers:  # a misspelled layer fails before anything is written
-            resolve_layer(pl_module, layer)
+        # A misspelled layer fails here, before anything is written.
+        names = [resolve_layer(pl_module, layer)[0] for layer in self.options.layers]
+        try:
+            check_file_names(self.options.display, names, self.options.methods)
+        except ValueError as error:
+            raise CAMConfigurationError(str(error)) from error
+        self._refuse_twins(trainer, pl_module)
+
+    def _written_names(self, pl_module: nn.Module) -> set[str]:
+        """Every tag and metric name this callback writes, its layers resolved to their canonical names."""
+        layers = [resolve_layer(pl_module, layer)[0] for layer in self.options.layers] or ["<picked layer>"]
+        display = self.options.display
+        return {name for layer in layers for method in self.options.methods
+                for name in display.namespaces((layer, method))}
+
+    def _refuse_twins(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
+        """Refuse another callback of ours in the run that would write a tag or number this one writes."""
+        mine = self._written_names(pl_module)
+        for other in getattr(trainer, "callbacks", None) or []:
+            if other is self or not isinstance(other, CAMCallbackCore):
+                continue
+            try:
+                shared = sorted(mine & other._written_names(pl_module))
+            except (ValueError, TypeError):  # its own setup names its bad layer
+                continue
+            if shared:
+                raise CAMConfigurationError(
+                    f"two callbacks would write the same tags and numbers ({', '.join(shared[:3])}"
+                    f"{', ...' if len(shared) > 3 else ''}): {self._describe()} and {other._describe()}; "
+                    "their images would mix under one tag and their numbers merge into one. Give one of "
+                    "them another `tag_prefix`, or explain both configurations with one callback"
+                )
+
+    def _describe(self) -> str:
+        """The callback's class and the options that decide its tags, for messages."""
+        options = self.options
+        layers = list(options.layers) if len(options.layers) != 1 else options.layers[0]
+        methods = list(options.methods) if len(options.methods) != 1 else options.methods[0]
+        return (
+            f"{type(self).__name__}(layer={layers or None!r}, method={methods!r}, "
+            f"num_samples={options.num_samples}, tag_prefix={options.tag_prefix!r})"
+        )
 
     @override
     def on_train_start(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
@@ -169,10 +209,15 @@ class CAMCallbackCore(CallbackHooks):
         source = "val" if trainer.enable_validation else "train"
         if source == "val" and first_dataloader(trainer.val_dataloaders) is None:
             return
+        if self._run.batch is None and self._one_shot(trainer, source):
+            return  # the samples come from the loop's own first batches: checked at the first observation
         if source == "train":
             self._run.reporter.once("no-val", _NO_VALIDATION)
         keep = self._run.history.recorded == 0
-        self._check_first(trainer, pl_module, source, "when training starts", keep=keep)
+        numbers = self._check_first(trainer, pl_module, source, "when training starts", keep=keep, epoch=-1)
+        last = self._run.history.last_step
+        if trainer.is_global_zero and last is not None:
+            log_to_loggers(trainer, numbers, last)  # the step-0 frame's numbers, like a validation's
 
     @override
     def on_validation_epoch_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
@@ -181,6 +226,26 @@ class CAMCallbackCore(CallbackHooks):
             return
         self._run.validated = True
         self._maybe_observe(trainer, pl_module, source="val")
+
+    @override
+    def on_validation_batch_start(
+        self, trainer: TrainerLike, pl_module: nn.Module, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Copy the first batches of a one-shot validation stream (the loop's own), for the fixed batch."""
+        if dataloader_idx == 0 and self._run.batch is None and self._one_shot(trainer, "val"):
+            self._copy(batch)
+
+    @override
+    def on_train_batch_start(
+        self, trainer: TrainerLike, pl_module: nn.Module, batch: Any, batch_idx: int
+    ) -> None:
+        """Copy the first batches of a one-shot training stream when the fit has no validation."""
+        if not trainer.enable_validation and self._run.batch is None and self._one_shot(trainer, "train"):
+            self._copy(batch)
+
+    def _copy(self, batch: Any) -> None:
+        if self._run.stream is not None and self.options.every_n_epochs:
+            self._run.stream.add(batch)
 
     @override
     def on_train_epoch_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
@@ -199,7 +264,10 @@ class CAMCallbackCore(CallbackHooks):
                 images = run.batch.inputs.cpu() if run.batch is not None else None  # the history's device
                 frames = run.history.frames()
                 steps = {key: run.history.steps(*key) for key in frames}
-                records = summary_records(frames, steps, images, logging_step(trainer), self.options.display)
+                epochs = {key: run.history.epochs(*key) for key in frames}
+                records = summary_records(
+                    frames, steps, images, logging_step(trainer), self.options.display, epochs=epochs
+                )
                 run.output.summary(trainer, records)
             except Exception as error:  # noqa: BLE001 - a summary must never kill a finished run
                 run.reporter.skip(error, "the summary image")
@@ -227,9 +295,11 @@ class CAMCallbackCore(CallbackHooks):
             return
         if not run.checked:  # the run's first maps (under validate, or no validation data at train start)
             when = f"at the validation of step {trainer.global_step}"
-            log_numbers(trainer, pl_module, self._check_first(trainer, pl_module, source, when))
+            numbers = self._check_first(trainer, pl_module, source, when)
+            self._tell_names(numbers)
+            log_numbers(trainer, pl_module, numbers)
             return
-        numbers: dict[str, float] = {}
+        numbers = {}
         if self._computes_here(trainer):
             try:
                 numbers = observe(self._run, self.options, trainer, pl_module, source, **self._roles(trainer))
@@ -237,10 +307,30 @@ class CAMCallbackCore(CallbackHooks):
                 raise
             except Exception as error:  # noqa: BLE001 - a long run must survive a failing visualisation
                 run.reporter.skip(error, f"the maps at step {trainer.global_step}")
+        self._tell_names(numbers)
         log_numbers(trainer, pl_module, numbers)  # every rank: the metrics must exist on each
 
+    def _tell_names(self, numbers: dict[str, float]) -> None:
+        """Say once, on rank 0, the names of the numbers a validation logs (what a monitor must name)."""
+        if not numbers:
+            return
+        parts: dict[str, list[str]] = {}  # "<prefix>_drift/" -> "<layer>/<method>" pairs, and the names
+        pairs: dict[str, dict[str, None]] = {}
+        for name in numbers:  # <prefix>_drift/<layer>/<method>/<number>: layer and method hold no "/"
+            head, layer, method, number = name.rsplit("/", 3)
+            pairs.setdefault(head, {})[f"{layer}/{method}"] = None
+            parts.setdefault(head, [])
+            if number not in parts[head]:
+                parts[head].append(number)
+        said = "; ".join(
+            f"{head}/<layer>/<method>/{{{','.join(parts[head])}}} for <layer>/<method> in {', '.join(found)}"
+            for head, found in pairs.items()
+        )
+        self._run.reporter.tell("names", f"each validation logs the numbers {said}")
+
     def _check_first(
-        self, trainer: TrainerLike, pl_module: nn.Module, source: str, when: str, *, keep: bool = True
+        self, trainer: TrainerLike, pl_module: nn.Module, source: str, when: str, *, keep: bool = True,
+        epoch: int | None = None,
     ) -> dict[str, float]:
         """The run's first maps, on every rank at once; any failure stops the run (strict or not).
 
@@ -254,12 +344,38 @@ class CAMCallbackCore(CallbackHooks):
                 roles = self._roles(trainer)
                 numbers.update(
                     observe(
-                        self._run, self.options, trainer, pl_module, source, keep=keep, draw_now=True, **roles
+                        self._run, self.options, trainer, pl_module, source, keep=keep, draw_now=True,
+                        epoch=epoch, **roles,
                     )
                 )
 
         check_first_maps(trainer, attempt, when)
         return numbers
+
+    def _one_shot(self, trainer: TrainerLike, source: str) -> bool:
+        """Whether ``source``'s DataLoader is a one-shot stream (asked once a run); say so once, and how.
+
+        From such a stream the fixed batch is copied from the loop's own first batches
+        (:class:`~.samples.StreamCopy`), so taking it never takes a sample from the loop.
+        """
+        run = self._run
+        if source not in run.one_shot:
+            loaders = trainer.val_dataloaders if source == "val" else trainer.train_dataloader
+            loader = first_dataloader(loaders)
+            if loader is None:  # not loaded yet: ask again later
+                return False
+            run.one_shot[source] = not can_iterate_again(loader)
+            if run.one_shot[source]:
+                run.stream = StreamCopy(self.options.num_samples, self.options.keys[0])
+                data = "validation" if source == "val" else "training"
+                run.reporter.once(
+                    "one-shot",
+                    f"the {data} DataLoader reads a one-shot stream (its IterableDataset hands out one "
+                    f"shared iterator), so taking samples from it would take them from the {data} loop: "
+                    f"explaining the first {self.options.num_samples} samples the {data} loop itself reads "
+                    "(copies of its first batches, from the first validation on) instead",
+                )
+        return run.one_shot[source]
 
     def _computes_here(self, trainer: TrainerLike) -> bool:
         """Whether this rank calls :func:`observe`.

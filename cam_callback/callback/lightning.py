@@ -9,6 +9,7 @@ namespace: the ``Callback`` base that LightningCLI checks, and the loggers and s
 from __future__ import annotations
 
 from lightning.pytorch import Callback, loggers, strategies
+from lightning.pytorch.utilities import rank_zero_info
 
 from .core import CAMCallbackCore
 from .trainer import LightningNamespace
@@ -23,4 +24,4 @@ class GradCAMCallback(CAMCallbackCore, Callback):
     are those of :class:`~cam_callback.callback.core.CAMCallbackCore` (options: the README's option table).
     """
 
-    namespace = LightningNamespace.of(loggers, strategies)
+    namespace = LightningNamespace.of(loggers, strategies, rank_zero_info)

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..sinks import (
     BackgroundWriter,
+    ChartGroup,
     ImageRecord,
     MlflowSink,
     PngSink,
@@ -55,11 +56,19 @@ class Destinations:
     folders: list[Path] = field(default_factory=list)
     numbers: ScalarsCsv | None = None
     notes: list[str] = field(default_factory=list)
+    _summary_files: list[PngSink] | None = None
 
     @property
     def summary_sinks(self) -> list[Sink]:
         """Where the summary goes: every sink, and one PNG file per tag in each run folder of our own."""
-        return [*self.sinks, *(PngSink(folder, one_file_per_tag=True) for folder in self.folders)]
+        if self._summary_files is None:
+            self._summary_files = [PngSink(folder, one_file_per_tag=True) for folder in self.folders]
+        return [*self.sinks, *self._summary_files]
+
+    def unwritten(self) -> list[tuple[str, int]]:
+        """``(tag, step)`` of the records the sinks still keep after failed writes (none when all went)."""
+        holders: list[Any] = [*self.sinks, *(self._summary_files or []), self.numbers]
+        return [record for holder in holders for record in getattr(holder, "unwritten", list)()]
 
 
 def _draw_and_publish(sinks: list[Sink], draw: Callable[[], Sequence[ImageRecord]]) -> Iterable[Exception]:
@@ -125,6 +134,17 @@ def destinations(
     return found
 
 
+def _write_layout(sinks: Sequence[TensorBoardSink], groups: Sequence[ChartGroup]) -> list[Exception]:
+    """Hand the layout to every TensorBoard sink; return what failed (a background writer's job)."""
+    errors: list[Exception] = []
+    for sink in sinks:
+        try:
+            sink.add_layout(groups)
+        except Exception as error:  # noqa: BLE001 - one failing sink must not stop the others
+            errors.append(error)
+    return errors
+
+
 class RunOutput:
     """One run's destinations, found when first needed, and the background writer that writes to them.
 
@@ -149,6 +169,7 @@ class RunOutput:
         self.max_pending = max_pending
         self._found: Destinations | None = None
         self._writer: BackgroundWriter | None = None
+        self._layout: dict[str, ChartGroup] = {}
 
     def destinations(self, trainer: TrainerLike) -> Destinations:
         """Where this run's output goes (found at the first call)."""
@@ -184,6 +205,25 @@ class RunOutput:
         if target is not None and numbers:
             self._submit(partial(target.append, dict(numbers), step))
 
+    def layout(self, trainer: TrainerLike, groups: Sequence[ChartGroup]) -> None:
+        """Write the Custom Scalars layout to the TensorBoard sinks when ``groups`` add to it.
+
+        Once per run when every family of numbers comes with the first validation that has numbers; again
+        (the whole layout, which TensorBoard shows instead) only if a later one brings a new pair or family.
+        """
+        grown = dict(self._layout)
+        for group in groups:
+            known = grown.get(group.title)
+            charts = dict(known.charts) if known is not None else {}
+            charts.update({title: tags for title, tags in group.charts if title not in charts})
+            grown[group.title] = ChartGroup(group.title, tuple(charts.items()))
+        if grown == self._layout:
+            return
+        self._layout = grown
+        sinks = [s for s in self.destinations(trainer).sinks if isinstance(s, TensorBoardSink)]
+        if sinks:
+            self._submit(partial(_write_layout, sinks, list(grown.values())))
+
     def summary(self, trainer: TrainerLike, records: Sequence[ImageRecord]) -> None:
         """Write the end-of-fit summary to every sink and, as PNG files, into the run folders of our own."""
         self._submit(partial(publish_images, self.destinations(trainer).summary_sinks, list(records)))
@@ -201,6 +241,8 @@ class RunOutput:
                 writer.close()
             finally:
                 self.reporter.writer_failures(writer.take_errors(), quiet=quiet)
+                if self._found is not None:
+                    self.reporter.unwritten(self._found.unwritten())
 
     def _submit(self, job: Any) -> None:
         if self._writer is None:

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..capture.engine import CAMEngine
 from ..core.drift import shrink_maps
-from .history import sample_numbers
+from .history import sample_numbers, usable_mean
 from .publishing import MapKey
 from .samples import FixedBatch, first_dataloader, module_device, sample_count, take_samples
 from .tasks import default_target
@@ -127,8 +127,8 @@ class Measured:
                 offset += value.numel()
 
     def means(self) -> dict[tuple[MapKey, str], float]:
-        """Each number's mean over the set."""
-        return {key: float(values.mean()) for key, values in self.numbers.items()}
+        """Each number's mean over the samples that have it (NaN maps are left out, as in the history)."""
+        return {key: usable_mean(values) for key, values in self.numbers.items()}
 
 
 def agree(trainer: TrainerLike, failure: BaseException | None) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from .trainer import TrainerLike
 
-__all__ = ["log_numbers"]
+__all__ = ["log_numbers", "log_to_loggers"]
 
 
 def log_numbers(trainer: TrainerLike, pl_module: Any, numbers: Mapping[str, float]) -> None:
@@ -34,3 +34,15 @@ def log_numbers(trainer: TrainerLike, pl_module: Any, numbers: Mapping[str, floa
             name, float(value), on_step=False, on_epoch=True, prog_bar=False, batch_size=1,
             sync_dist=True, reduce_fx="max",
         )
+
+
+def log_to_loggers(trainer: TrainerLike, numbers: Mapping[str, float], step: int) -> None:
+    """Give rank 0's ``numbers`` of a frame made outside a validation straight to every logger, at ``step``.
+
+    The frame made when training starts belongs to no validation, so Lightning has no metrics to join them
+    to; each logger's ``log_metrics`` takes them as it takes Lightning's (and a run without a logger keeps
+    them in its CSV file). Call it on global rank 0 only.
+    """
+    if numbers:
+        for logger in trainer.loggers:
+            logger.log_metrics(dict(numbers), step)

@@ -21,7 +21,7 @@ from ..core.targets import check_target
 from ..render import check_normalization, colormap_lut
 from ..sinks.encoding import IMAGE_FORMATS
 from .classnames import check_class_names
-from .publishing import Display
+from .publishing import TAG_KINDS, Display
 from .samples import KeySpec
 
 __all__ = ["CallbackOptions"]
@@ -67,6 +67,49 @@ def _measure_samples(value: Any) -> int | str | None:
     if isinstance(value, str):
         raise ValueError(f"`measure_samples` must be a positive int, 'all' or None, got {value!r}")
     return check_int("measure_samples", value, minimum=1)
+
+
+NAME_MAX = 255
+"""The most bytes of one file or folder name on common file systems (ext4, XFS, btrfs, tmpfs, APFS, NTFS)."""
+
+
+def _layer_names(value: Any) -> tuple[str, ...]:
+    """The ``layer`` paths, none empty (their characters are checked by :func:`check_file_names`)."""
+    layers = _names("layer", value)
+    if "" in layers:
+        raise ValueError("`layer` must not be empty: give a dotted module path such as 'features.3', or None")
+    return layers
+
+
+def check_file_names(display: Display, layers: Sequence[str], methods: Sequence[str]) -> None:
+    """Refuse a ``tag_prefix`` and layers whose tags cannot name files: a part longer than a file name.
+
+    Each ``/``-separated part of a tag names a folder of the PNG files, and the summary's file is all the
+    parts joined by ``_`` plus ``.png``; each must fit :data:`NAME_MAX` bytes (UTF-8), and a layer's name
+    must hold no backslash or NUL (the layers picked or resolved at ``setup`` are checked there).
+
+    Raises:
+        ValueError: naming the part, its length in bytes and the limit.
+    """
+    for layer in layers or ("",):
+        if "\\" in layer or "\0" in layer or "/" in layer:
+            raise ValueError(
+                f"`layer` {layer!r} cannot name the PNG files' folder (it holds '/', a backslash or NUL); "
+                "give the module a plain name, or explain another layer"
+            )
+        for method in methods:
+            for kind in TAG_KINDS:
+                parts = [part for part in display.tag(kind, (layer, method)).split("/") if part]
+                names = [*parts, "_".join(parts) + ".png"] if kind == "_summary" else parts
+                for name in names:
+                    size = len(name.encode("utf-8"))
+                    if size > NAME_MAX:
+                        shown = name if len(name) <= 60 else f"{name[:40]}...{name[-12:]}"
+                        raise ValueError(
+                            f"`tag_prefix` {display.tag_prefix[:40]!r} with `layer` {layer[:40]!r}: the file "
+                            f"name {shown!r} would be {size} bytes, and a file or folder name holds at most "
+                            f"{NAME_MAX} bytes; use a shorter `tag_prefix` (or layer path)"
+                        )
 
 
 @dataclass(frozen=True)
@@ -122,8 +165,8 @@ class CallbackOptions:
         normalization = check_normalization(arguments["mean"], arguments["std"])
         names = check_class_names(arguments["class_names"])
         scales = arguments["aug_scales"]
-        return cls(
-            layers=_names("layer", arguments["layer"]),
+        options = cls(
+            layers=_layer_names(arguments["layer"]),
             methods=methods,
             num_samples=check_int("num_samples", arguments["num_samples"], minimum=1),
             measure_samples=_measure_samples(arguments["measure_samples"]),
@@ -155,3 +198,5 @@ class CallbackOptions:
                 chunk_size=arguments["chunk_size"],
             ),
         )
+        check_file_names(options.display, options.layers, options.methods)
+        return options

@@ -8,6 +8,7 @@ namespace: the ``Callback`` base that LightningCLI checks, and the loggers and s
 from __future__ import annotations
 
 from pytorch_lightning import Callback, loggers, strategies
+from pytorch_lightning.utilities import rank_zero_info
 
 from .core import CAMCallbackCore
 from .trainer import LightningNamespace
@@ -22,4 +23,4 @@ class GradCAMCallback(CAMCallbackCore, Callback):
     :class:`~cam_callback.callback.core.CAMCallbackCore` (options: the README's option table).
     """
 
-    namespace = LightningNamespace.of(loggers, strategies)
+    namespace = LightningNamespace.of(loggers, strategies, rank_zero_info)

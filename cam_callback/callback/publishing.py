@@ -27,12 +27,29 @@ from ..render import (
 from ..render.enlarge import display_factor, enlarge_images
 from ..sinks import ImageRecord
 
-__all__ = ["SUMMARY_TILE_SIDE", "Display", "summary_records", "validation_records"]
+__all__ = [
+    "SUMMARY_TILE_SIDE", "Display", "frame_caption", "name_part", "summary_records", "validation_records",
+]
 
 MapKey = tuple[str, str]  # (layer, method)
 
+TAG_KINDS = ("", "_heatmap", "_saliency", "_summary", "_drift")
+"""What follows the tag prefix: overlays, heatmaps, saliencies, the summary, the drift numbers."""
+
 SUMMARY_TILE_SIDE = 64
 """The longer side, in pixels, of each tile of the end-of-fit summary."""
+
+_NAME_PARTS = {"+": "p"}
+"""Characters of a method's name that some logger refuses or drops in a name, and what stands for them."""
+
+
+def name_part(method: str) -> str:
+    """The part of tags and metric names that stands for ``method``: its name, each ``+`` written ``p``.
+
+    Every logger takes the result unchanged (letters, digits, ``-``): ``gradcam++`` is ``gradcampp``, so
+    MLflow, which refuses ``+``, keeps it apart from ``gradcam``. The other method names are their own.
+    """
+    return "".join(_NAME_PARTS.get(char, char) for char in method)
 
 
 @dataclass(frozen=True)
@@ -49,15 +66,38 @@ class Display:
     min_tile: int = 0  # tiles with a shorter side are shown enlarged by a whole factor (display only)
 
     def tag(self, kind: str, key: MapKey) -> str:
-        """The tag ``<prefix><kind>/<layer>/<method>``.
+        """The tag ``<prefix><kind>/<layer>/<method>``, the method as :func:`name_part` writes it.
 
-        For example ``cam_heatmap/layer4/gradcam`` for ``kind="_heatmap"``.
+        For example ``cam_heatmap/layer4/gradcam`` for ``kind="_heatmap"``, ``cam/layer4/gradcampp`` for
+        ``gradcam++``'s overlays.
         """
-        return f"{self.tag_prefix}{kind}/{key[0]}/{key[1]}"
+        return f"{self.tag_prefix}{kind}/{key[0]}/{name_part(key[1])}"
 
-    def number(self, key: MapKey, name: str) -> str:
-        """The metric name ``<prefix>_drift/<layer>/<method>/<name>`` of one of the pair's numbers."""
-        return f"{self.tag('_drift', key)}/{name}"
+    def number(self, key: MapKey, name: str, family: str = "drift") -> str:
+        """The metric name ``<prefix>_<family>/<layer>/<method>/<name>`` of one of the pair's numbers."""
+        return f"{self.tag(f'_{family}', key)}/{name}"
+
+    def number_parts(self, metric: str) -> tuple[str, MapKey, str] | None:
+        """``(family, (layer, method), name)`` of a metric name made by :meth:`number`, else None."""
+        start = f"{self.tag_prefix}_"
+        if not metric.startswith(start):
+            return None
+        family, _, rest = metric[len(start):].partition("/")
+        parts = rest.rsplit("/", 2)  # a layer path has dots, not slashes; kept whole if it had some
+        if not family or len(parts) != 3 or not all(parts):
+            return None
+        layer, method, name = parts
+        return family, (layer, method), name
+
+
+    def namespaces(self, key: MapKey) -> list[str]:
+        """Every tag the pair's images and numbers are written under (the numbers below ``_drift``)."""
+        return [self.tag(kind, key) for kind in TAG_KINDS]
+
+
+def frame_caption(step: int, epoch: int) -> str:
+    """A summary column's caption: ``"ep 3 step 62"``, or ``"step 0"`` for a frame made before training."""
+    return f"ep {epoch} step {step}" if epoch >= 0 else f"step {step}"
 
 
 def validation_records(
@@ -120,6 +160,7 @@ def summary_records(
     step: int,
     display: Display,
     tile_side: int = SUMMARY_TILE_SIDE,
+    epochs: Mapping[MapKey, Sequence[int]] | None = None,
 ) -> list[ImageRecord]:
     """The end-of-fit summary of each (layer, method): samples as rows, validations as columns.
 
@@ -134,10 +175,14 @@ def summary_records(
         step: the global step the summary is logged at.
         display: how to draw and tag them.
         tile_side: the tiles' longer side in pixels.
+        epochs: the epoch of each frame, by (layer, method) (-1: made before training), captioned beside
+            its step (:func:`frame_caption`); None: steps alone.
     """
     records = []
     for key, stack in frames.items():
-        column_captions = ([""] if images is not None else []) + [f"step {s}" for s in steps[key]]
+        frame_epochs = epochs[key] if epochs is not None else [-1] * len(steps[key])
+        captions = [frame_caption(s, e) for s, e in zip(steps[key], frame_epochs, strict=True)]
+        column_captions = ([""] if images is not None else []) + captions
         grid = history_grid(
             stack, colormap=display.colormap, images=images, mean=display.mean, std=display.std,
             column_captions=column_captions, tile_side=tile_side,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..capture.engine import CAMEngine
@@ -10,7 +10,7 @@ from .history import MapHistory
 from .loggers import RunOutput
 from .measure import MeasuredHistory
 from .reporting import Reporter
-from .samples import DetectionBatch, FixedBatch
+from .samples import DetectionBatch, FixedBatch, StreamCopy
 from .tasks import task_of
 
 __all__ = ["RunState"]
@@ -34,6 +34,8 @@ class RunState:
         checked: whether this run's first maps were computed (:mod:`~cam_callback.callback.preflight`).
         measured: each measured sample's first and latest small maps, with ``measure_samples`` (in the
             checkpoint).
+        one_shot: by source (``"val"``, ``"train"``), whether its DataLoader is a one-shot stream.
+        stream: the copy of a one-shot stream's first batches, the fixed batch's source, or None.
     """
 
     history: MapHistory
@@ -48,6 +50,8 @@ class RunState:
     validated: bool = False
     checked: bool = False
     measured: MeasuredHistory | None = None
+    one_shot: dict[str, bool] = field(default_factory=dict)
+    stream: StreamCopy | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """The fixed batch, the layers and reshape picked, the history: CPU tensors, str and ints only."""

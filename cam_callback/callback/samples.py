@@ -6,7 +6,7 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -14,8 +14,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset, default_collate
 
 __all__ = [
-    "DetectionBatch", "FixedBatch", "KeySpec", "first_dataloader", "module_device", "preserved_rng",
-    "sample_count", "take_fixed_batch", "take_samples",
+    "DetectionBatch", "FixedBatch", "KeySpec", "StreamCopy", "can_iterate_again", "first_dataloader",
+    "module_device", "preserved_rng", "sample_count", "take_fixed_batch", "take_samples",
 ]
 
 KeySpec = int | str | None
@@ -292,6 +292,67 @@ def take_samples(
     return split_batch(batch, *keys)
 
 
+def can_iterate_again(loader: DataLoader) -> bool:
+    """Whether reading ``loader``'s first samples leaves the samples its loops read untouched.
+
+    True for a map-style dataset (its samples are indexed, never iterated) and for an ``IterableDataset``
+    whose ``__iter__`` gives a fresh iterator at each call; False for one that hands out one shared
+    iterator, or is an iterator itself: a one-shot stream, where every sample taken is one a loop loses.
+    ``__iter__`` is called twice to tell, and neither iterator is advanced.
+    """
+    dataset = loader.dataset
+    if not isinstance(dataset, IterableDataset) and hasattr(dataset, "__len__"):
+        return True
+    first, second = iter(dataset), iter(dataset)
+    return first is not second and first is not cast(Any, dataset)
+
+
+def _clone(batch: Any) -> Any:
+    """A copy of a batch's tensors (normal tensors, even of inference ones), the rest as it is."""
+    if isinstance(batch, Tensor):
+        return batch.detach().clone()
+    if isinstance(batch, Mapping):
+        return {key: _clone(value) for key, value in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        items = [_clone(item) for item in batch]
+        return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
+    return batch
+
+
+class StreamCopy:
+    """The first batches a loop reads from a one-shot stream, copied until ``num_samples`` are held.
+
+    The fixed batch is then made from them (:meth:`fixed_batch`), so the stream loses no sample to it.
+    """
+
+    def __init__(self, num_samples: int, input_key: KeySpec = None) -> None:
+        self.num_samples = num_samples
+        self.input_key = input_key
+        self.parts: list[Any] = []
+        self.count = 0
+
+    @property
+    def full(self) -> bool:
+        """Whether enough samples are held."""
+        return self.count >= self.num_samples
+
+    def add(self, batch: Any) -> None:
+        """Copy ``batch`` (as the loop got it, on any device) unless enough samples are held."""
+        if self.full:
+            return
+        with torch.inference_mode(False):
+            copied = _clone(batch)
+        self.parts.append(copied)
+        self.count += len(split_batch(copied, self.input_key).inputs)
+
+    def fixed_batch(self, label_key: KeySpec = None, mask_key: KeySpec = None) -> FixedBatch | None:
+        """The first ``num_samples`` samples held, read as :func:`split_batch` reads them; None before any."""
+        if not self.parts:
+            return None
+        joined = _join(self.parts, self.num_samples, self.input_key)
+        return split_batch(joined, self.input_key, label_key, mask_key)
+
+
 def _take_from_iterable(loader: DataLoader, num_samples: int, input_key: KeySpec = None) -> Any:
     parts: list[Any] = []
     taken = 0
@@ -302,6 +363,11 @@ def _take_from_iterable(loader: DataLoader, num_samples: int, input_key: KeySpec
             break
     if not parts:
         raise ValueError("the dataloader yielded no batch")
+    return _join(parts, num_samples, input_key)
+
+
+def _join(parts: list[Any], num_samples: int, input_key: KeySpec) -> Any:
+    """Batches joined into one of at most ``num_samples`` samples."""
     if input_key is None and _detection_batch(parts[0]) is not None:  # tuples of samples: join them
         return tuple(tuple(x for p in parts for x in p[k])[:num_samples] for k in range(len(parts[0])))
     return _concat(parts, num_samples)

@@ -13,6 +13,7 @@ collective on rank 0 alone (``trainer.log_dir`` broadcasts, so it is not used).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol
@@ -124,6 +125,16 @@ class CallbackHooks:
     def on_validation_epoch_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
         """Called when a validation ends."""
 
+    def on_validation_batch_start(
+        self, trainer: TrainerLike, pl_module: nn.Module, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Called before each validation batch goes through the model."""
+
+    def on_train_batch_start(
+        self, trainer: TrainerLike, pl_module: nn.Module, batch: Any, batch_idx: int
+    ) -> None:
+        """Called before each training batch goes through the model."""
+
     def on_train_epoch_end(self, trainer: TrainerLike, pl_module: nn.Module) -> None:
         """Called when a training epoch ends."""
 
@@ -155,6 +166,8 @@ class LightningNamespace:
         wandb_logger: its ``WandbLogger``.
         mlflow_logger: its ``MLFlowLogger``.
         csv_logger: its ``CSVLogger``.
+        info: its rank-zero information line (``rank_zero_info``), which Lightning prints beside its own;
+            None: the ``cam_callback`` logger of :mod:`logging`.
     """
 
     tensorboard_logger: type[Any]
@@ -162,12 +175,15 @@ class LightningNamespace:
     wandb_logger: type[Any] | None = None
     mlflow_logger: type[Any] | None = None
     csv_logger: type[Any] | None = None
+    info: Callable[[str], None] | None = None
 
     @classmethod
-    def of(cls, loggers: ModuleType, strategies: ModuleType) -> LightningNamespace:
+    def of(
+        cls, loggers: ModuleType, strategies: ModuleType, info: Callable[[str], None] | None = None
+    ) -> LightningNamespace:
         """The classes of a namespace, from its ``loggers`` and ``strategies`` modules (both alike)."""
         sharded = (strategies.FSDPStrategy, strategies.DeepSpeedStrategy, strategies.ModelParallelStrategy)
         return cls(
             loggers.TensorBoardLogger, sharded, wandb_logger=loggers.WandbLogger,
-            mlflow_logger=loggers.MLFlowLogger, csv_logger=loggers.CSVLogger,
+            mlflow_logger=loggers.MLFlowLogger, csv_logger=loggers.CSVLogger, info=info,
         )

@@ -1,9 +1,10 @@
 """The CAM engine: every (layer, method) map of a batch from one forward and one backward pass.
 
-The gradient family and Eigen-CAM share that pass. Methods that need more add their own passes, run by
-their modules: Score-CAM and Ablation-CAM (:mod:`cam_callback.capture.perturbation`), Guided Backpropagation
-and Guided Grad-CAM (:mod:`cam_callback.capture.guided`), augmentation smoothing
-(:mod:`cam_callback.core.smoothing`).
+The gradient family, Eigen-CAM and KPCA-CAM share that pass. Methods that need more add their own passes,
+run by their modules: Score-CAM and Ablation-CAM (:mod:`cam_callback.capture.perturbation`), Guided
+Backpropagation and Guided Grad-CAM (:mod:`cam_callback.capture.guided`), Shapley-CAM and Finer-CAM (a
+second backward through the shared forward, :mod:`cam_callback.capture.second_backward`), FullGrad
+(:mod:`cam_callback.capture.fullgrad`), augmentation smoothing (:mod:`cam_callback.core.smoothing`).
 """
 
 from __future__ import annotations
@@ -20,16 +21,18 @@ from ..core.errors import CAMConfigurationError, caller_stacklevel
 from ..core.maps import normalize_maps, upsample_maps
 from ..core.options import CAMOptions
 from ..core.smoothing import DEFAULT_SCALES, average_over_augmentations
-from ..core.targets import Target, select_scores
+from ..core.targets import Target, finer_scores, select_scores
 from ..core.tokens import ActivationReshape, TokenGrid, resolve_reshape
 from .auto_layer import LayerChoice, choose_layer
-from .diagnostics import warn_if_all_zero
+from .diagnostics import warn_if_all_zero, warn_if_not_finite
+from .fullgrad import FullGradMethod
 from .guided import GuidedMethod, guided_backprop, saliency_magnitude
-from .hooks import LayerCapture, explaining
+from .hooks import LayerCapture, explaining, uncompiled, unwrap_compiled
 from .layers import resolve_layer
 from .layouts import prefix_tokens, warn_if_channels_last
 from .probe import LayerProbe
 from .registry import CAMMethod, get_method
+from .second_backward import FinerMethod, ShapleyMethod, hessian_products
 
 __all__ = ["CAMEngine", "CAMResult", "compute_cam"]
 
@@ -44,8 +47,10 @@ class CAMResult:
 
     Attributes:
         raw: ``{(layer, method): [B, h, w]}`` float32 maps at each layer's resolution, after the ReLU. For
-            the guided methods it is ``[B, H, W]`` at the input's resolution: the largest absolute value of
-            ``saliency`` over channels.
+            FullGrad it is ``[B, H, W]`` at the input's resolution (the same under every layer); for the
+            guided methods ``[B, H, W]`` at the input's resolution too: the largest absolute value of
+            ``saliency`` over channels. A sample whose target score is NaN or Inf has all-NaN maps (with a
+            warning that names the samples).
         outputs: the model's output for the batch (detached, as the model returned it).
         classes: the target class of each sample ``[B]``, or None when ``target`` was a callable.
         scores: the target score of each sample ``[B]`` (float32, pre-softmax).
@@ -87,6 +92,12 @@ def _as_feature_map(name: str, tensor: Tensor, reshape: ActivationReshape | None
     return tensor.float()
 
 
+def _optional_feature_map(
+    name: str, tensor: Tensor | None, reshape: ActivationReshape | None
+) -> Tensor | None:
+    return None if tensor is None else _as_feature_map(name, tensor, reshape)
+
+
 def _not_reached(names: list[str]) -> str:
     """Why no gradient came back to the layer(s) ``names``, and what would work."""
     return (
@@ -96,6 +107,15 @@ def _not_reached(names: list[str]) -> str:
         "`layer` outside the checkpointed part. Otherwise the forward detaches (or runs under no_grad) "
         "after the layer, or does not use its output: choose a layer whose output reaches the scores"
     )
+
+
+def _nan_where_scores_are(scores: Tensor, raw: RawMaps) -> RawMaps:
+    """Each map of a sample whose target score is NaN or Inf made all NaN: it explains no number."""
+    bad = ~scores.reshape(len(scores), -1).isfinite().all(dim=1)  # never read on the host: no wait
+    return {
+        key: maps.masked_fill(bad.to(maps.device).view(-1, *[1] * (maps.dim() - 1)), float("nan"))
+        for key, maps in raw.items()
+    }
 
 
 def _per_copy_target(classes: Tensor | None, target: Target) -> Tensor | Callable[[Any], Tensor]:
@@ -116,12 +136,19 @@ class CAMEngine:
     (train/eval flags, buffers, gradients, RNG state, hooks), also when its forward raises. Works inside
     ``torch.no_grad()`` and ``torch.inference_mode()``, and under autocast; maps are float32.
 
-    Cost per call: one forward and (for gradient methods) one backward, shared by the gradient methods and
-    Eigen-CAM; plus ``ceil(B * K / chunk_size)`` forwards per layer for Score-CAM (``K`` the layer's
-    channels) and, for Ablation-CAM, about ``B * ceil(K / chunk_size)`` forwards of one image whose copies
-    only run the part after the layer (see :func:`cam_callback.capture.perturbation.ablationcam_weights`);
-    plus one forward and one backward to the input, with the whole graph recorded, for the guided methods
-    together; all of it times the number of augmentations with ``aug_smooth`` (the guided pass excepted).
+    Cost per call: one forward and (for gradient methods) one backward, shared by the gradient methods,
+    Eigen-CAM and KPCA-CAM; Shapley-CAM records the shared backward's graph and adds one double backward
+    through the part after the layer, Finer-CAM one backward to the layers; FullGrad one forward and one
+    backward to the input (the whole graph recorded); plus ``ceil(B * K / chunk_size)`` forwards per layer for
+    Score-CAM (``K`` the layer's channels) and, for Ablation-CAM, about ``B * ceil(K / chunk_size)`` forwards
+    of one image whose copies only run the part after the layer (see
+    :func:`cam_callback.capture.perturbation.ablationcam_weights`); plus one forward and one backward to the
+    input, with the whole graph recorded, for the guided methods together; all of it times the number of
+    augmentations with ``aug_smooth`` (the guided pass excepted).
+
+    A ``torch.compile`` wrapper is explained through the module it wraps (``_orig_mod``), and a compiled
+    model always runs eagerly here (:func:`~cam_callback.capture.hooks.uncompiled`): explaining never
+    compiles, nor changes what the training graph compiles to.
 
     Args:
         model: the network to explain.
@@ -139,8 +166,8 @@ class CAMEngine:
             :func:`cam_callback.core.tokens.resolve_reshape`). Without it, a 4-D output that looks
             channels-last gets a warning.
         eigen_smooth: replace each map's weighted sum over channels by the first principal component of the
-            weighted activations (see :func:`cam_callback.core.methods.combine`); no effect on Eigen-CAM and
-            Guided Backpropagation.
+            weighted activations (see :func:`cam_callback.core.methods.combine`); no effect on Eigen-CAM,
+            Eigen-Grad-CAM, KPCA-CAM, FullGrad and Guided Backpropagation.
         aug_smooth: average each map over left-right flips and the resizes ``aug_scales`` of the inputs
             (see :mod:`cam_callback.core.smoothing`); the guided saliency itself is not averaged, Guided
             Grad-CAM uses the averaged Grad-CAM map.
@@ -185,14 +212,17 @@ class CAMEngine:
         if not methods:
             raise ValueError("`method` must name at least one method")
         self.options = options
-        self.model = model
+        self.model = unwrap_compiled(model)
         self.methods: list[CAMMethod] = list({m.name: m for m in map(get_method, methods)}.values())
         self.needs_gradients = any(m.needs_gradients for m in self.methods)
+        self.needs_hessian = any(isinstance(m, ShapleyMethod) for m in self.methods)
+        self.needs_contrast = any(isinstance(m, FinerMethod) for m in self.methods)
         self.layers: dict[str, nn.Module] = {}
         self.choice: LayerChoice | None = None
         self._reshape: ActivationReshape | None = None
         self._layout_checked: set[str] = set()
         self._gradient_reached: dict[str, Tensor] = {}  # per layer, last pass: a gradient anywhere (0-d bool)
+        self._unchecked: tuple[Tensor | None, RawMaps] = (None, {})  # last pass: scores, maps before NaN-ing
         if layers:
             self._use_layers(layers, options.reshape_fn)
 
@@ -237,10 +267,14 @@ class CAMEngine:
 
         ``target``: ``"predicted"`` (the argmax of the output), a class index for all samples, one class per
         sample (sequence or 1-D tensor), or a callable ``outputs -> scores[B]``. The maps come from
-        :meth:`compute`; then every (layer, method) whose maps are zero for all samples gets a warning that
-        says why (this reads the device's results, so it waits for them).
+        :meth:`compute`; then NaN or Inf in the scores or maps is named (those samples' maps are NaN), and
+        every (layer, method) whose maps are zero for all samples gets a warning that says why (these checks
+        read the device's results, so they wait for them).
         """
         result = self.compute(inputs, target)
+        (scores, unmasked), self._unchecked = self._unchecked, (None, {})  # held only until read
+        if scores is not None:
+            warn_if_not_finite(scores, unmasked)
         reached, self._gradient_reached = self._gradient_reached, {}  # held only until read
         zero_gradients = {name for name, anything in reached.items() if not bool(anything)}
         guided = {m.name for m in self.methods if isinstance(m, GuidedMethod)}
@@ -256,6 +290,10 @@ class CAMEngine:
         """
         if not isinstance(inputs, Tensor) or inputs.dim() < 3:
             raise ValueError("`inputs` must be a batched image tensor [B, C, H, W]")
+        with uncompiled(self.model):  # never a (re)compilation of a compiled model's training graph
+            return self._explain(inputs, target)
+
+    def _explain(self, inputs: Tensor, target: Target) -> CAMResult:
         if not self.layers:
             self._pick_layer(inputs)
         input_size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
@@ -273,6 +311,8 @@ class CAMEngine:
                 )
             saliency = self._guided(inputs, fixed, raw)
             raw = {(name, m.name): raw[(name, m.name)] for name in self.layers for m in self.methods}
+            self._unchecked = (scores.detach(), raw)  # read by __call__'s checks, after the pass
+            raw = _nan_where_scores_are(scores.detach(), raw)
             detached = outputs.detach() if isinstance(outputs, Tensor) else outputs
             return CAMResult(raw, detached, classes, scores.detach().float(), input_size, saliency)
 
@@ -291,14 +331,17 @@ class CAMEngine:
             scores, classes = select_scores(outputs, target)
             activations = [capture.activations[name] for name in self.layers]
             gradients: Sequence[Tensor | None] = [None] * len(activations)
+            hessian: Sequence[Tensor | None] = [None] * len(activations)
+            contrast: Sequence[Tensor | None] = [None] * len(activations)
             if self.needs_gradients:
                 if not scores.requires_grad:
                     raise RuntimeError(_not_reached(list(self.layers)))
-                gradients = torch.autograd.grad(scores.sum(), activations, allow_unused=True)
+                gradients, hessian, contrast = self._backward(outputs, scores, classes, activations)
             fixed = _per_copy_target(classes, target)
             raw: RawMaps = {}
             self._gradient_reached = {}
-            for name, activation, gradient in zip(self.layers, activations, gradients, strict=True):
+            layers = zip(self.layers, activations, gradients, strict=True)
+            for index, (name, activation, gradient) in enumerate(layers):
                 if self.reshape is None and name not in self._layout_checked:
                     self._layout_checked.add(name)
                     warn_if_channels_last(name, self.layers[name], activation)
@@ -315,12 +358,49 @@ class CAMEngine:
                     fixed, scores.detach().float(), self.reshape, self.options.chunk_size,
                     gradients=spatial_gradient,
                     eigen_smooth=self.options.eigen_smooth,
+                    hessian_product=_optional_feature_map(name, hessian[index], self.reshape),
+                    contrast_gradients=_optional_feature_map(name, contrast[index], self.reshape),
                 )
                 for method in self.methods:
                     layer_map = method.layer_map(probe)
                     if layer_map is not None:
                         raw[(name, method.name)] = layer_map
+            for method in self.methods:
+                if isinstance(method, FullGradMethod):  # its own pass, the same map under every layer
+                    batch_map = method.batch_map(self.model, inputs, fixed)
+                    raw.update({(name, method.name): batch_map for name in self.layers})
         return outputs, scores, classes, raw
+
+    def _backward(
+        self, outputs: Any, scores: Tensor, classes: Tensor | None, activations: list[Tensor]
+    ) -> tuple[list[Tensor | None], list[Tensor | None], list[Tensor | None]]:
+        """The shared backward to the layers, and the second ones Shapley-CAM and Finer-CAM ask for.
+
+        Returns ``(gradients, hessian products, contrast gradients)`` per layer, detached (None where not
+        asked for, or where a gradient does not reach the layer).
+        """
+        count = len(activations)
+        second = self.needs_hessian or self.needs_contrast
+        gradients = list(
+            torch.autograd.grad(
+                scores.sum(), activations, allow_unused=True, retain_graph=second,
+                create_graph=self.needs_hessian,
+            )
+        )
+        hessian: list[Tensor | None] = [None] * count
+        contrast: list[Tensor | None] = [None] * count
+        if self.needs_hessian:
+            hessian = hessian_products(gradients, activations)
+        if self.needs_contrast:
+            if classes is None or not isinstance(outputs, Tensor):
+                raise ValueError(
+                    "finercam compares classes of [B, classes] logits: give `target` as 'predicted', 'label' "
+                    "or class indices (or explain FinerTarget's score with another method)"
+                )
+            contrast_scores = finer_scores(outputs, classes)
+            contrast = list(torch.autograd.grad(contrast_scores.sum(), activations, allow_unused=True))
+        detached: list[Tensor | None] = [None if g is None else g.detach() for g in gradients]
+        return detached, hessian, [None if g is None else g.detach() for g in contrast]
 
     def _guided(self, inputs: Tensor, target: Target, raw: RawMaps) -> RawMaps:
         """Guided Backpropagation once for the batch, then the saliency of every guided (layer, method).

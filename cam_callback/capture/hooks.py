@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LayerCapture", "explaining"]
+__all__ = ["LayerCapture", "explaining", "uncompiled", "unwrap_compiled"]
 
 
 class LayerCapture:
@@ -96,3 +96,45 @@ def explaining(model: nn.Module) -> Iterator[None]:
         finally:
             for module, training in flags:
                 module.training = training
+
+
+def unwrap_compiled(model: nn.Module) -> nn.Module:
+    """The module a ``torch.compile`` wrapper holds (``_orig_mod``), or ``model`` itself.
+
+    Its layer paths are the user's own (``"features.3"``, not ``"_orig_mod.features.3"``).
+    """
+    inner = getattr(model, "_orig_mod", None)
+    if type(model).__name__ == "OptimizedModule" and isinstance(inner, nn.Module):
+        return inner
+    return model
+
+
+@contextmanager
+def uncompiled(model: nn.Module) -> Iterator[None]:
+    """Run ``model`` (and anything ``torch.compile`` made inside it) eagerly within the block.
+
+    An explanation's batch has its own size; run through the compiled code, it would make dynamo compile
+    again, and mark the batch dimension dynamic for the training graph too, which then computes (slightly)
+    differently. With ``torch.compiler.set_stance`` (torch 2.6 and later) every compiled function runs
+    eagerly in the block; before that, a LightningModule compiled by ``trainer.fit(torch.compile(m))`` gets
+    its original ``forward`` back for the block (Lightning keeps it in ``_compiler_ctx``).
+    """
+    set_stance = getattr(torch.compiler, "set_stance", None) if hasattr(torch, "compiler") else None
+    if set_stance is not None:
+        with set_stance("force_eager"):
+            yield
+        return
+    context = getattr(model, "_compiler_ctx", None)
+    original = context.get("original_forward") if isinstance(context, dict) else None
+    if original is None:
+        yield
+        return
+    compiled = model.__dict__.get("forward")
+    model.forward = original
+    try:
+        yield
+    finally:
+        if compiled is None:
+            del model.forward
+        else:
+            model.forward = compiled

@@ -38,6 +38,10 @@ class LayerProbe:
         chunk_size: how many perturbed copies go through the model in one forward.
         gradients: ``[B, K, h, w]`` float32 ``dy^c/dA`` from the shared pass, None when no method needs them.
         eigen_smooth: whether maps replace their weighted channel sum by its first principal component.
+        hessian_product: ``[B, K, h, w]`` float32 ``H A`` (the Hessian of the score at the layer times its
+            output), for Shapley-CAM; None when no method needs it.
+        contrast_gradients: ``[B, K, h, w]`` float32 gradients of Finer-CAM's contrastive score, for
+            Finer-CAM; None when no method needs them.
     """
 
     model: nn.Module
@@ -50,3 +54,5 @@ class LayerProbe:
     chunk_size: int
     gradients: Tensor | None = None
     eigen_smooth: bool = False
+    hessian_product: Tensor | None = None
+    contrast_gradients: Tensor | None = None

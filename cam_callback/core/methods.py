@@ -8,8 +8,9 @@ Most methods are a weighting of the activations followed by a sum over channels 
 are exposed on their own (``*_weights``: ``[B, K]`` per channel or ``[B, K, h, w]`` per element) so that
 :func:`combine` can replace the sum by the first principal component ("eigen smoothing").
 :class:`LayerMethod` names one such method for the engine; the methods that need more than one layer's
-activations and gradients (Score-CAM, Ablation-CAM, Guided Backpropagation) are defined with the code that
-runs the model, in :mod:`cam_callback.capture`.
+activations and gradients (Score-CAM, Ablation-CAM, Guided Backpropagation, FullGrad) or a second backward
+(Shapley-CAM, Finer-CAM) are defined with the code that runs the model, in :mod:`cam_callback.capture`;
+their pure formulas (:func:`shapleycam_weights`) live here.
 """
 
 from __future__ import annotations
@@ -27,10 +28,15 @@ __all__ = [
     "LayerTensors",
     "combine",
     "eigencam",
+    "eigengradcam",
     "gradcam",
+    "gradcam_elementwise",
     "gradcam_plus_plus",
     "hirescam",
+    "kpcacam",
     "layercam",
+    "shapleycam",
+    "shapleycam_weights",
     "xgradcam",
 ]
 
@@ -126,9 +132,101 @@ def eigencam(activations: Tensor, gradients: Tensor | None = None) -> Tensor:
     else:
         _, vectors = torch.linalg.eigh(matrix.transpose(1, 2) @ matrix)
         projection = torch.einsum("bnk,bk->bn", matrix, vectors[..., -1])  # A v_1, up to sign
+    return _positive_peak_relu(projection).reshape(b, h, w).to(activations.dtype)
+
+
+def _positive_peak_relu(projection: Tensor) -> Tensor:
+    """``[B, n]`` projections, each with the sign that makes its entry of largest magnitude positive, ReLU."""
     peak = projection.gather(1, projection.abs().argmax(dim=1, keepdim=True))
     sign = torch.where(peak < 0, -1.0, 1.0).to(projection.dtype)
-    return torch.relu(projection * sign).reshape(b, h, w).to(activations.dtype)
+    return torch.relu(projection * sign)
+
+
+def gradcam_elementwise_terms(activations: Tensor, gradients: Tensor) -> Tensor:
+    """The element-wise Grad-CAM terms ``[B, K, h, w]``: ``ReLU(g^k * A^k)``."""
+    return torch.relu(gradients * activations)
+
+
+def gradcam_elementwise(activations: Tensor, gradients: Tensor) -> Tensor:
+    """Element-wise Grad-CAM: map = ReLU(sum_k ReLU(dy/dA^k (elementwise) A^k)).
+
+    The variant of Grad-CAM (Selvaraju et al. 2017) that keeps every position's own gradient, as HiResCAM
+    (Draelos & Carin 2020) does, but clips each channel's term at zero before the sum, so a channel that
+    speaks against the target at a position cannot cancel one that speaks for it. pytorch-grad-cam calls it
+    ``GradCAMElementWise``. The outer ReLU changes nothing (a sum of non-negative terms); it is the
+    family's usual last step.
+    """
+    return torch.relu(gradcam_elementwise_terms(activations, gradients).sum(dim=1))
+
+
+def eigengradcam(activations: Tensor, gradients: Tensor) -> Tensor:
+    """Eigen-Grad-CAM: the first principal component of ``dy/dA (elementwise) A``, as a map.
+
+    Eigen-CAM (Muhammad & Yeasin 2020, "Eigen-CAM: Class Activation Map using Principal Components") applied
+    to the gradient-weighted activations ``g^k * A^k`` instead of ``A^k``, so the component is class
+    specific: centred over the positions, projected on the first right singular vector, sign chosen so the
+    entry of largest magnitude is positive, then ReLU (see :func:`eigencam`).
+    """
+    return eigencam(gradients * activations)
+
+
+KPCA_GAMMA_RULE = "1 / (mean squared distance between two positions' activation vectors)"
+"""How :func:`kpcacam` picks the RBF kernel's ``gamma`` when none is given."""
+
+
+def kpcacam(activations: Tensor, gradients: Tensor | None = None, *, gamma: float | None = None) -> Tensor:
+    """KPCA-CAM: the activations' first kernel principal component (RBF kernel), as a map.
+
+    From Karmani et al. 2024, "KPCA-CAM: Visual Explainability of Deep Computer Vision Models using Kernel
+    PCA". Each image's activations are read as ``n = h*w`` points (one per position) in ``R^K``. The kernel
+    is ``k(x_i, x_j) = exp(-gamma ||x_i - x_j||^2)``; by default ``gamma`` is 1 over the mean squared distance
+    between two positions of that image (all ``n^2`` pairs, the zero diagonal included; that mean is twice the
+    total variance of the channels), which makes the map independent of the activations' scale, so it does
+    not drift as the network's activations grow during training. The kernel matrix is centred in feature
+    space (``Kc = H K H``, ``H = I - 1/n``) and the map is each position's coordinate on the first component,
+    ``sqrt(lambda_1) v_1`` (``v_1`` the unit eigenvector of ``Kc`` with the largest eigenvalue), with the
+    sign rule of :func:`eigencam` (entry of largest magnitude positive), then ReLU. Needs no gradients.
+    Computed for the whole batch at once, in float64, on the activations' device. A single position, or
+    every position alike, gives a zero map.
+
+    Cost per image: the ``n x n`` kernel (memory ``n^2``, time ``n^2 K``) and its eigen-decomposition (time
+    ``n^3``): it grows as ``(h w)^2`` in memory and faster in time, so a 7x7 layer costs nothing but a 56x56
+    layer holds a 3136x3136 kernel per image. Prefer late, coarse layers.
+    """
+    b, k, h, w = activations.shape
+    points = activations.reshape(b, k, h * w).transpose(1, 2).double()  # [B, n, K]
+    squared = torch.cdist(points, points).square()  # [B, n, n]
+    if gamma is None:
+        mean = squared.mean(dim=(1, 2), keepdim=True)
+        scale = torch.where(mean > 0, 1 / torch.where(mean > 0, mean, 1.0), 0.0)
+    else:
+        scale = torch.full((b, 1, 1), float(gamma), dtype=torch.float64, device=activations.device)
+    kernel = torch.exp(-scale * squared)
+    total = kernel.mean(dim=(1, 2), keepdim=True)
+    kernel = kernel - kernel.mean(dim=1, keepdim=True) - kernel.mean(dim=2, keepdim=True) + total  # H K H
+    values, vectors = torch.linalg.eigh(kernel)  # ascending eigenvalues
+    projection = vectors[..., -1] * values[:, -1:].clamp(min=0).sqrt()
+    return _positive_peak_relu(projection).reshape(b, h, w).to(activations.dtype)
+
+
+def shapleycam_weights(activations: Tensor, gradients: Tensor, hessian_product: Tensor) -> Tensor:
+    """Shapley-CAM channel weights ``[B, K]``: ``w_k = mean_ij (g - 1/2 H A)^k_ij``.
+
+    ``hessian_product`` is ``H A``, the Hessian of the target score with respect to the layer's output
+    applied to that output (``d/dA (g . A)`` with ``A`` held fixed), ``[B, K, h, w]``.
+    """
+    return (gradients - 0.5 * hessian_product).mean(dim=(2, 3))
+
+
+def shapleycam(activations: Tensor, gradients: Tensor, hessian_product: Tensor) -> Tensor:
+    """Shapley-CAM (Cai et al. 2025, "CAMs as Shapley Value-based Explainers"): map = ReLU(sum_k w_k A^k).
+
+    The weights add the second-order term of the score's Taylor expansion around the layer's output to
+    Grad-CAM's: ``w_k = mean_ij (g - 1/2 H A)^k_ij`` (see :func:`shapleycam_weights`). Where the network is
+    linear after the layer (a pooled linear head, or only ReLUs between, whose Hessian is zero almost
+    everywhere), ``H A = 0`` and the map is Grad-CAM's.
+    """
+    return _weighted_sum(shapleycam_weights(activations, gradients, hessian_product), activations)
 
 
 def combine(weights: Tensor, activations: Tensor, *, eigen_smooth: bool = False) -> Tensor:
@@ -184,12 +282,16 @@ class LayerMethod:
         weights: ``weights(activations, gradients) -> [B, K] or [B, K, h, w]`` whose :func:`combine` gives
             ``formula``'s map, for eigen smoothing; None where the map is no such sum (Eigen-CAM).
         needs_gradients: whether the shared pass must back-propagate to the layer.
+        terms: ``terms(activations, gradients) -> [B, K, h, w]`` whose channel sum gives ``formula``'s map
+            before its ReLU, for eigen smoothing a map that is no weighting of ``A`` (element-wise Grad-CAM's
+            ``ReLU(g * A)``); used only where ``weights`` is None.
     """
 
     name: str
     formula: Callable[..., Tensor]
     weights: Callable[[Tensor, Tensor], Tensor] | None = None
     needs_gradients: bool = True
+    terms: Callable[[Tensor, Tensor], Tensor] | None = None
 
     def compute(self, activations: Tensor, gradients: Tensor | None, *, eigen_smooth: bool = False) -> Tensor:
         """The raw map ``[B, h, w]``; ``gradients`` may be None only when the method needs none."""
@@ -197,6 +299,8 @@ class LayerMethod:
             raise ValueError(f"{self.name} needs the gradients of the target score at the layer")
         if eigen_smooth and self.weights is not None and gradients is not None:
             return combine(self.weights(activations, gradients), activations, eigen_smooth=True)
+        if eigen_smooth and self.terms is not None and gradients is not None:
+            return eigencam(self.terms(activations, gradients))
         return self.formula(activations, gradients)
 
     def layer_map(self, layer: LayerTensors) -> Tensor:
@@ -213,6 +317,9 @@ LAYER_METHODS: dict[str, LayerMethod] = {
         LayerMethod("hirescam", hirescam, hirescam_weights),
         LayerMethod("layercam", layercam, layercam_weights),
         LayerMethod("eigencam", eigencam, needs_gradients=False),
+        LayerMethod("gradcam-elementwise", gradcam_elementwise, terms=gradcam_elementwise_terms),
+        LayerMethod("eigengradcam", eigengradcam),
+        LayerMethod("kpcacam", kpcacam, needs_gradients=False),
     )
 }
 """The methods that need nothing but the shared pass, by name."""

@@ -24,11 +24,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .checks import check_bool, check_choice, check_int, check_str, closest
+from .checks import check_bool, check_choice, check_float, check_int, check_str, closest
 
 __all__ = [
     "TARGET_WORDS",
     "DetectionTarget",
+    "FinerTarget",
     "MultiLabelTarget",
     "NoDetectionsError",
     "RegressionTarget",
@@ -37,6 +38,7 @@ __all__ = [
     "Target",
     "box_iou",
     "check_target",
+    "finer_scores",
     "select_scores",
     "target_for_rows",
 ]
@@ -500,3 +502,82 @@ class RegressionTarget(ScoreTarget):
             outputs = outputs[:, index]
         scores: Tensor = -outputs if self.negate else outputs
         return scores
+
+
+# ---------------------------------------------------------------------------------------------- Finer-CAM
+
+FINER_RANKS = (1, 2, 3)
+"""The similar classes Finer-CAM compares against by default: the three closest to the target."""
+
+
+def _check_ranks(ranks: Any) -> tuple[int, ...]:
+    if isinstance(ranks, (str, bytes)) or not isinstance(ranks, Sequence):
+        raise TypeError(f"`ranks` must be a list of ints, got {type(ranks).__name__} {ranks!r}")
+    if not ranks:
+        raise ValueError("`ranks` must hold at least one rank, e.g. [1, 2, 3]")
+    return tuple(dict.fromkeys(check_int("ranks", rank, minimum=1) for rank in ranks))
+
+
+def finer_scores(
+    logits: Tensor, classes: Tensor, ranks: Sequence[int] = FINER_RANKS, alpha: float = 1.0
+) -> Tensor:
+    """Finer-CAM's contrastive score ``[B]``: ``sum_d p_d (y_c - alpha y_d) / sum_d p_d``.
+
+    ``y`` are the pre-softmax ``logits [B, C]``, ``c`` each sample's class (``classes [B]``), ``d`` its
+    similar classes: the classes other than ``c`` ranked by their logit, highest first, taking the ranks
+    ``ranks`` (1 the closest; ranks past the last class are left out), and ``p_d`` their softmax
+    probabilities, held fixed (no gradient flows through them). A model with a single class has nothing to
+    compare against: ValueError.
+    """
+    batch, count = logits.shape
+    picks = [rank - 1 for rank in ranks if rank < count]
+    if not picks:
+        raise ValueError(
+            f"FinerTarget: no class to compare against at ranks {list(ranks)} among {count} classes"
+        )
+    detached = logits.detach().float()
+    others = detached.scatter(1, classes[:, None], float("-inf"))  # the target never compares with itself
+    order = torch.sort(others, dim=1, descending=True, stable=True).indices
+    similar = order[:, picks]  # [B, R]
+    weights = detached.softmax(dim=1).gather(1, similar)
+    contrast = logits.gather(1, classes[:, None]) - alpha * logits.gather(1, similar)
+    return (weights.to(contrast.dtype) * contrast).sum(dim=1) / weights.sum(dim=1).to(contrast.dtype)
+
+
+class FinerTarget(ScoreTarget):
+    """Finer-CAM's target: the class's logit minus those of the classes most like it (``[B, C]`` logits).
+
+    From Zhang et al. 2025, "Finer-CAM: Spotting the Difference Reveals Finer Details for Visual
+    Explanation". ``score = sum_d p_d (y_c - alpha y_d) / sum_d p_d`` over the similar classes ``d`` at
+    ``ranks`` (see :func:`finer_scores`). Explaining it shows what sets the class apart from its look-alikes
+    rather than what they share. Usable with every method, and what the method ``finercam`` explains.
+
+    Which definition: the weighted one of pytorch-grad-cam's ``FinerCAM`` (the paper's authors' own
+    implementation: ranks 1-3, ``alpha`` 1), not TorchCAM's ``y_c - 0.6 mean_d(y_d)``: it is the paper's
+    formula and what users bringing pytorch-grad-cam's method names expect. Two choices of ours: ranks are
+    counted among the classes other than ``c`` (the same classes as pytorch-grad-cam's positions 1-3 of the
+    sorted logits when ``c`` is the predicted class, and never ``c`` itself otherwise), and the weights
+    ``p_d`` are held fixed, so the explained score is the linear contrast the formula writes (pytorch-grad-cam
+    also back-propagates through the softmax that makes them). For Score-CAM and Ablation-CAM each perturbed
+    copy picks its similar classes from its own output.
+
+    Args:
+        class_index: the class ``c`` for every sample; None: each sample's predicted (argmax) class.
+        ranks: which similar classes to compare against, 1 the closest.
+        alpha: how much of the similar classes' logits to subtract (0 gives back the plain logit).
+    """
+
+    def __init__(
+        self, class_index: int | None = None, ranks: Sequence[int] = FINER_RANKS, alpha: float = 1.0
+    ) -> None:
+        self.class_index = _optional_class("class_index", class_index)
+        self.ranks = _check_ranks(ranks)
+        self.alpha = check_float("alpha", alpha)
+
+    def __call__(self, outputs: Any) -> Tensor:
+        """``[B]`` the contrastive score of each sample."""
+        if not isinstance(outputs, Tensor) or outputs.dim() != 2:
+            got = tuple(outputs.shape) if isinstance(outputs, Tensor) else type(outputs).__name__
+            raise ValueError(f"FinerTarget: expected logits [B, classes], got {got}")
+        target: Target = "predicted" if self.class_index is None else self.class_index
+        return finer_scores(outputs, _classes(target, outputs), self.ranks, self.alpha)

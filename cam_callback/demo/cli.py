@@ -10,6 +10,7 @@ in its own namespace, so they run through both this entry (``pytorch_lightning``
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from pytorch_lightning import LightningDataModule, LightningModule
@@ -21,19 +22,37 @@ from .cli_errors import ShortErrors
 from .cli_report import RunReport
 from .datamodules import ImageFolderDataModule, ShapesDataModule
 
-__all__ = ["main", "run_cli"]
+__all__ = ["CALLBACK_EPILOG", "main", "run_cli"]
 
 # Imported so that the configs' short class names resolve to this namespace's classes.
 _SHORT_NAMES = (GradCAMCallback, ImageClassifier, ImageFolderDataModule, ShapesDataModule)
 
 
-def run_cli(cli_class: Any, module: type[Any], datamodule: type[Any], args: ArgsType, run: bool) -> Any:
+CALLBACK_EPILOG = (
+    "Grad-CAM maps: add cam_callback's callback with --trainer.callbacks+=GradCAMCallback (or a `callbacks:` "
+    "entry `class_path: GradCAMCallback` in the YAML, as configs/demo.yaml does), set its options with "
+    "--trainer.callbacks.init_args.<option>=..., and list them all with --trainer.callbacks.help "
+    "GradCAMCallback."
+)
+"""The end of each subcommand's ``--help``, which otherwise names the callback nowhere."""
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def run_cli(
+    cli_class: Any, module: type[Any], datamodule: type[Any], args: ArgsType, run: bool,
+    command: str = "cam_callback",
+) -> Any:
     """Build ``cli_class`` (either namespace's LightningCLI) over subclasses of the two base classes.
 
-    With short parser errors (:mod:`.cli_errors`) and a report of where a fit went (:mod:`.cli_report`).
+    With short parser errors (:mod:`.cli_errors`), a report of where a fit went (:mod:`.cli_report`) and
+    :data:`CALLBACK_EPILOG` at the end of each subcommand's ``--help`` (LightningCLI's ``parser_kwargs``).
+    ``command`` is the module run by ``python -m``, which the usage line names (not ``__main__.py``).
     """
     cli = type(cli_class.__name__, (ShortErrors, RunReport, cli_class), {})
-    quiet = {"exit_on_error": False}  # errors reach ShortErrors, which prints the useful line
+    quiet: dict[str, Any] = {"exit_on_error": False}  # errors reach ShortErrors, which prints the useful line
+    if sys.argv[0].endswith(".py"):  # python -m: argparse would say __main__.py; a console script is named
+        quiet["prog"] = f"python -m {command}"
     return cli(
         module,
         datamodule,
@@ -42,7 +61,10 @@ def run_cli(cli_class: Any, module: type[Any], datamodule: type[Any], args: Args
         args=args,
         run=run,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={**quiet, **{name: dict(quiet) for name in ("fit", "validate", "test", "predict")}},
+        parser_kwargs={
+            **quiet,
+            **{name: {"exit_on_error": False, "epilog": CALLBACK_EPILOG} for name in SUBCOMMANDS},
+        },
     )
 
 

@@ -9,14 +9,17 @@ word on how to see the parser's full report (``CAM_CALLBACK_FULL_ERRORS=1``).
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import os
 import re
 from typing import Any
 
 from ..callback.core import CAMCallbackCore
 from ..capture.layers import resolve_layer
+from ..core.checks import closest
 
-__all__ = ["FULL_ERRORS", "ShortErrors", "explain", "own_message"]
+__all__ = ["FULL_ERRORS", "ShortErrors", "explain", "own_message", "unknown_option"]
 
 FULL_ERRORS = "CAM_CALLBACK_FULL_ERRORS"
 """Set this environment variable (to anything but empty) to see the parser's full report."""
@@ -30,10 +33,42 @@ def own_message(message: str) -> str | None:
     return found.group(1).strip() if found else None
 
 
+_UNKNOWN = re.compile(r"class_path '(?P<cls>[\w.]+)':\s*Option '(?P<option>[^']+)' is not accepted")
+_KEY = re.compile(r'Parser key "(?P<key>[^"]+)"')
+
+
+def _parameters(class_path: str) -> list[str]:
+    """The keyword arguments of the class at ``class_path`` (none when it cannot be imported)."""
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+        parameters = inspect.signature(cls.__init__).parameters.values()
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return []
+    return [p.name for p in parameters if p.name != "self" and not str(p).startswith("*")]  # no *args
+
+
+def unknown_option(message: str) -> str | None:
+    """One line for a parser report of an option the class does not take, with the nearest one it does.
+
+    ``--trainer.callbacks.init_args.alpah=0.3`` is reported as
+    ``--trainer.callbacks.init_args.alpah: GradCAMCallback takes no option 'alpah' (did you mean 'alpha'?)``.
+    """
+    found = _UNKNOWN.search(message)
+    if found is None:
+        return None
+    class_path, option = found.group("cls"), found.group("option")
+    key = _KEY.search(message)
+    where = f"--{key.group('key')}.init_args.{option}" if key else f"`{option}`"
+    near = closest(option, _parameters(class_path), count=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return f"{where}: {class_path.rpartition('.')[2]} takes no option {option!r}{hint}"
+
+
 def explain(error: BaseException) -> str:
     """What to print for a refused command line: the own message and a hint, or the whole report."""
     message = str(error)
-    own = own_message(message)
+    own = own_message(message) or unknown_option(message)
     if own is None or os.environ.get(FULL_ERRORS):
         return f"error: {message}"
     return f"error: {own}\n(set {FULL_ERRORS}=1 to see the parser's full report)"

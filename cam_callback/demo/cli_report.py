@@ -7,11 +7,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunReport", "run_report"]
+__all__ = ["CARD_HINT", "RunReport", "run_report", "tensorboard_command"]
+
+CARD_HINT = (
+    "captions: TensorBoard shrinks each image card to its width; tick \"Show actual image size\" in its "
+    "settings (the gear, top right) to read them"
+)
+"""Said after the command: at card size the grids are scaled down and their captions cannot be read."""
+
+
+def tensorboard_command(logdir: str | Path) -> str:
+    """The TensorBoard command for ``logdir`` that works when pasted: this interpreter's own TensorBoard.
+
+    ``tensorboard`` alone is only on ``PATH`` in an activated environment; ``<python> -m tensorboard.main``
+    runs the one installed beside this package wherever it is pasted.
+    """
+    python = shlex.quote(sys.executable or "python")
+    folder = shlex.quote(str(logdir))
+    return f"{python} -m tensorboard.main --logdir {folder} --samples_per_plugin images=1000"
 
 
 def run_report(trainer: Any) -> str | None:
-    """A few lines naming the run folder, the summary PNG files and the TensorBoard command; None off rank 0.
+    """Lines naming the run folder, the summary PNG files and the TensorBoard command; None off rank 0.
 
     Reads the first logger with a ``log_dir`` (``trainer.log_dir`` broadcasts, so it is not used here).
     """
@@ -27,8 +44,8 @@ def run_report(trainer: Any) -> str | None:
     lines = [f"run folder: {folder}"]
     lines += [f"summary: {path}" for path in sorted(folder.glob("cam_summary_*.png"))]
     if any(_is_tensorboard(logger) for logger in trainer.loggers):
-        logdir = shlex.quote(str(folder.parent))
-        lines.append(f"view it: tensorboard --logdir {logdir} --samples_per_plugin images=1000")
+        lines.append(f"view it: {tensorboard_command(folder.parent)}")
+        lines.append(CARD_HINT)
     return "\n".join(lines)
 
 

@@ -32,6 +32,8 @@ class ImageFolderDataModule(ImageFolderDataModuleCore, lpt.LightningDataModule):
 
 def main(args: ArgsType = None, *, run: bool = True) -> LightningCLI:
     """Run the command line of the unified package (``fit``, ``validate``, ...) over the same configs."""
-    cli: LightningCLI = run_cli(LightningCLI, lpt.LightningModule, lpt.LightningDataModule, args, run)
+    cli: LightningCLI = run_cli(
+        LightningCLI, lpt.LightningModule, lpt.LightningDataModule, args, run, "cam_callback.lightning"
+    )
     return cli
 

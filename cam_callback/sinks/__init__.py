@@ -3,7 +3,9 @@
 The numbers go to the loggers through Lightning; :class:`ScalarsCsv` keeps them for a run without a logger.
 """
 
+from .atomic import WriteFailure
 from .base import ImageRecord, Sink, publish
+from .events import ChartGroup
 from .files import PngSink, ScalarsCsv
 from .mlflow import MlflowSink
 from .tensorboard import TensorBoardSink
@@ -12,6 +14,7 @@ from .writer import BackgroundWriter, Job
 
 __all__ = [
     "BackgroundWriter",
+    "ChartGroup",
     "ImageRecord",
     "Job",
     "MlflowSink",
@@ -20,5 +23,6 @@ __all__ = [
     "Sink",
     "TensorBoardSink",
     "WandbSink",
+    "WriteFailure",
     "publish",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from torch import Tensor
@@ -10,7 +11,7 @@ from torch import Tensor
 from ..core.checks import check_choice
 from .base import check_step
 from .encoding import IMAGE_FORMATS, check_image, encode_image
-from .events import EventFile, image_event
+from .events import ChartGroup, EventFile, image_event, layout_event
 
 __all__ = ["TensorBoardSink"]
 
@@ -54,6 +55,19 @@ class TensorBoardSink:
         encoded = encode_image(image, image_format)
         height, width = int(image.shape[1]), int(image.shape[2])
         self.events.add(image_event(tag, encoded, height, width, step, time.time()))
+
+    def add_layout(self, groups: Sequence[ChartGroup]) -> None:
+        """Write a Custom Scalars layout of ``groups`` (TensorBoard shows a run's latest); flushed at once."""
+        if self.events is None:
+            layout = {g.title: {title: ["Multiline", list(tags)] for title, tags in g.charts} for g in groups}
+            self.writer.add_custom_scalars(layout)
+        else:
+            self.events.add(layout_event(groups, time.time()))
+        self.flush()
+
+    def unwritten(self) -> list[tuple[str, int]]:
+        """``(tags, step)`` of the images kept from failed writes of the event file."""
+        return self.events.unwritten() if self.events is not None else []
 
     def flush(self) -> None:
         """Append the pending events to the event file (or flush the writer without a folder)."""

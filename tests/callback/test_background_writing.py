@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 from events import read_events
+from full_disk import FullDisk
 from lit_models import loaders, make_module_class
 from pytorch_lightning.loggers import TensorBoardLogger
 
@@ -141,13 +142,18 @@ def fails_at_step_zero(monkeypatch):
     monkeypatch.setattr(TensorBoardSink, "add_image", flaky)
 
 
-def test_a_writer_failure_warns_at_the_next_validation_once_per_lost_image(tmp_path, fails_at_step_zero):
+def _fit_telling(tmp_path: Path, max_epochs: int, words: str) -> tuple[pl.Trainer, list[str]]:
+    """Fit with a callback at ``features.3``; return the trainer and the warnings that hold ``words``."""
     callback = GradCAMCallback(layer="features.3", num_samples=2)
-    trainer = _trainer(tmp_path, callback, max_epochs=2)
+    trainer = _trainer(tmp_path, callback, max_epochs=max_epochs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.fit(TinyNet(), *loaders())
-    lost = [str(w.message) for w in caught if "skipped writing some maps" in str(w.message)]
+    return trainer, [str(w.message) for w in caught if words in str(w.message)]
+
+
+def test_a_writer_failure_warns_at_the_next_validation_once_per_lost_image(tmp_path, fails_at_step_zero):
+    trainer, lost = _fit_telling(tmp_path, 2, "skipped writing some maps")
     # The step-0 frame's overlay and heatmap, each said once (at the first validation), never again.
     message = "GradCAMCallback skipped writing some maps of an earlier validation: OSError: disk full"
     assert lost == [message] * 2
@@ -180,3 +186,19 @@ def test_a_failure_while_writing_during_fit_warns_and_training_goes_on(tmp_path,
     val_steps = [e.step for e in events.Scalars("val_loss")]
     assert val_steps == [5, 11]
     assert [e.step for e in events.Scalars("cam_drift/features.3/gradcam/change_prev")] == val_steps
+
+
+def test_a_moment_of_full_disk_warns_once_and_every_later_image_is_read(tmp_path, monkeypatch):
+    disk = FullDisk(monkeypatch)
+    disk.failures_left = 2  # the step-0 frame's write and the first validation's fail, halfway
+    trainer, said = _fit_telling(tmp_path, 3, "could not write")
+    assert len(said) == 1
+    assert "No space left on device" in said[0]
+    assert "lost: step 0 (cam/features.3/gradcam, cam_heatmap/features.3/gradcam)" in said[0]
+    assert disk.failures == 2
+    assert isinstance(trainer.logger, TensorBoardLogger)
+    events = read_events(trainer.logger.log_dir)
+    # The first validation's images were kept and written with the second's; nothing after is lost.
+    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [5, 11, 17]
+    assert [e.step for e in events.Images("cam_heatmap/features.3/gradcam")] == [5, 11, 17]
+    assert len(events.Images("cam_summary/features.3/gradcam")) == 1

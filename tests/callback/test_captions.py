@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -79,6 +80,17 @@ def test_detection_captions_and_the_explained_boxes():
     expected = torch.tensor([[2.0, 2.0, 8.0, 8.0], [0.0] * 4])
     torch.testing.assert_close(explained_boxes(outputs, target), expected)
     assert task_captions("classification", _result(torch.zeros(2, 3)), None, None) is None
+
+
+def test_detection_captions_read_scores_that_carry_gradients_without_a_warning():
+    """A detector's scores carry the graph the maps came from; reading one must not warn."""
+    weight = torch.tensor(2.0, requires_grad=True)
+    outputs = [{"boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0]]), "labels": torch.tensor([3]),
+                "scores": torch.tensor([0.3]) * weight}]  # 0.6, with a grad_fn
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        texts = task_captions("detection", _result(outputs), torch.tensor([3]), DetectionTarget())
+    assert texts == ["y=3 p=3 0.60"]
 
 
 def test_captions_for_picks_the_tasks_own_else_the_classifiers():

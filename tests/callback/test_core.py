@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import shutil
 import warnings
 from typing import Any, cast
 
@@ -12,10 +14,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from events import read_events
-from lit_models import SpatialMean, loaders, make_module_class
+from lit_models import SpatialMean, loaders, make_module_class, measured_samples, tiny_data
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader
 
-from cam_callback import CAMConfigurationError, CAMEngine, GradCAMCallback
+from cam_callback import CAMConfigurationError, CAMEngine, GradCAMCallback, compute_cam
 from cam_callback.callback import core
 from cam_callback.callback.tasks import default_target, task_of
 from cam_callback.core.options import CAMOptions
@@ -145,6 +148,22 @@ def test_training_on_cuda_is_bit_for_bit_the_same(tmp_path, monkeypatch, precisi
     assert probe.checked >= 2 and callback.history.recorded == probe.checked + 1
 
 
+def test_training_is_bit_for_bit_the_same_with_the_second_pass_methods(tmp_path):
+    # Shapley-CAM's double backward, Finer-CAM's second backward and FullGrad's own pass with hooks on every
+    # convolution and BatchNorm, given in pytorch-grad-cam's spelling where it differs.
+    plain = _snapshot(*_fit(tmp_path / "without", [], dict_batches=True))
+    probe = Probe()
+    methods = ["GradCAMElementWise", "eigengradcam", "KPCA_CAM", "shapleycam", "finercam", "fullgrad"]
+    callback = GradCAMCallback(layer="features.3", method=methods, num_samples=4)
+    model, trainer = _fit(tmp_path / "with", [callback, probe], dict_batches=True)
+    _assert_same_training(plain, _snapshot(model, trainer))
+    assert probe.checked >= 2
+    names = ["gradcam-elementwise", "eigengradcam", "kpcacam", "shapleycam", "finercam", "fullgrad"]
+    assert callback.options.methods == tuple(names)
+    images = set(read_events(trainer.logger.log_dir).Tags()["images"])
+    assert {f"cam/features.3/{name}" for name in names} <= images
+
+
 def test_mid_epoch_validation_keeps_a_half_done_accumulation(tmp_path):
     # 6 batches, validation after batch 3 of each epoch: the accumulation of 2 is half done there.
     probe = Probe()
@@ -161,8 +180,8 @@ def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
     images = set(events.Tags()["images"])
     # The step-0 frame when training starts, then 12 samples / 2 = 6 steps an epoch, validation every 3 steps,
     # logged (as val_loss is) one step before the optimizer step that ends the third batch: the images share
-    # the step of Lightning's own metrics. The step-0 frame's numbers are no Lightning metrics (Lightning
-    # forbids logging in on_train_start), so the drift numbers start at the first validation.
+    # the step of Lightning's own metrics. The step-0 frame's numbers go to the logger at step 0 (Lightning
+    # has no validation to join them to); the changes need an earlier frame, so they start after it.
     val_steps = [e.step for e in events.Scalars("val_loss")]
     assert val_steps == [2, 5, 8, 11]
     expected_steps = [0, *val_steps]
@@ -173,13 +192,32 @@ def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
         drift = {t for t in events.Tags()["scalars"] if t.startswith(f"cam_drift/features.3/{method}/")}
         assert {f"cam_drift/features.3/{method}/{n}" for n in ("change_prev", "energy_in_mask")} <= drift
         energy = [e.step for e in events.Scalars(f"cam_drift/features.3/{method}/energy_in_mask")]
-        assert energy == val_steps
+        assert energy == [0, *val_steps]
         change = [e.step for e in events.Scalars(f"cam_drift/features.3/{method}/change_prev")]
         assert change == val_steps
     assert not any("epoch" in tag for tag in images)
     summary = events.Images("cam_summary/features.3/gradcam")
     assert len(summary) == 1
     assert os.path.exists(os.path.join(trainer.logger.log_dir, "cam_summary_features.3_gradcam.png"))
+
+
+def test_the_measured_sets_numbers_are_logged_at_step_0_and_each_validation(tmp_path):
+    callback = GradCAMCallback(layer="features.3", num_samples=2, measure_samples=6)
+    _, trainer = _fit(tmp_path, [callback], dict_batches=True, max_epochs=1)
+    events = read_events(trainer.logger.log_dir)
+    val_steps = [e.step for e in events.Scalars("val_loss")]
+    energy = events.Scalars("cam_drift/features.3/gradcam/energy_in_mask")
+    assert [e.step for e in energy] == [0, *val_steps]
+    # The step-0 value: the untrained model's maps of the 6 measured samples (their mean energy in the mask).
+    pl.seed_everything(7, verbose=False)
+    initial = TinyNet().eval()
+    images, labels = measured_samples(6)
+    maps = compute_cam(initial, images, "features.3", target=labels)
+    mask = torch.zeros(16, 16)
+    mask[4:12, 4:12] = 1
+    expected = float(((maps * mask).sum(dim=(1, 2)) / maps.sum(dim=(1, 2))).mean())
+    assert energy[0].value == pytest.approx(expected, abs=1e-5)
+    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [0, *val_steps]  # frames too
 
 
 def test_image_grid_has_one_tile_per_sample(tmp_path):
@@ -477,3 +515,206 @@ def test_automatic_layer_choice(tmp_path):
     with pytest.warns(UserWarning, match="no `layer` given; explaining 'features'"):
         _fit(tmp_path, [callback], max_epochs=1)
     assert callback.layers == ["features"]
+
+
+class GradsAtEachStep(pl.Callback):
+    """Every parameter's ``.grad`` as the optimizer is about to step."""
+
+    def __init__(self):
+        self.grads: list[list[torch.Tensor]] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.grads.append([p.grad.clone() for p in pl_module.parameters()])
+
+
+def _compiled_graphs(model) -> dict[str, int]:
+    """How many graphs dynamo holds for the model's ``training_step`` and ``forward`` code."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    codes = {"training_step": type(model).training_step.__code__, "forward": type(model).forward.__code__}
+    return {name: len(_debug_get_cache_entry_list(code)) for name, code in codes.items()}
+
+
+def _compiled_fit(tmp_path, callbacks, backend):
+    torch._dynamo.reset()
+    pl.seed_everything(7, verbose=False)
+    model = TinyNet()
+    grads = GradsAtEachStep()
+    train = DataLoader(tiny_data(8, 1), batch_size=4, shuffle=True)  # training batches of 4
+    val = DataLoader(tiny_data(8, 2), batch_size=4)
+    trainer = pl.Trainer(
+        max_epochs=2, callbacks=[*callbacks, grads], logger=False, enable_checkpointing=False,
+        deterministic=False, default_root_dir=str(tmp_path), num_sanity_val_steps=0, **QUIET,
+    )
+    trainer.fit(cast(Any, torch.compile(model, backend=backend)), train, val)
+    return model, grads.grads, _compiled_graphs(model)
+
+
+@pytest.mark.parametrize("backend", ["inductor", "aot_eager"])
+def test_a_compiled_model_trains_bit_for_bit_the_same_and_compiles_nothing_more(tmp_path, backend):
+    if backend == "inductor" and not (shutil.which("c++") or shutil.which("g++")):
+        pytest.skip("inductor on the CPU needs a C++ compiler, and this machine has none")
+    model_a, grads_a, graphs_a = _compiled_fit(tmp_path / "without", [], backend)
+    callback = GradCAMCallback(layer="features.3", num_samples=8)  # batches of 8 against training's 4
+    model_b, grads_b, graphs_b = _compiled_fit(tmp_path / "with", [callback], backend)
+    assert callback.history.recorded == 3  # the maps of the step-0 frame and of both validations
+    # Explaining compiled nothing: no graph of the forward for 8 samples, no dynamic training graph.
+    assert graphs_b == graphs_a
+    assert len(grads_a) == len(grads_b) == 4
+    for step_a, step_b in zip(grads_a, grads_b, strict=True):
+        for a, b in zip(step_a, step_b, strict=True):
+            assert torch.equal(a, b)
+    for key, value in model_a.state_dict().items():
+        assert torch.equal(value, model_b.state_dict()[key]), key
+
+
+def test_the_engine_explains_a_compile_wrapper_through_the_module_it_wraps():
+    pl.seed_everything(3, verbose=False)
+    net = TinyNet()
+    images = tiny_data(4, 5).tensors[0]
+    wrapped = cast(torch.nn.Module, torch.compile(net, backend="aot_eager"))
+    engine = CAMEngine(wrapped, "features.3")  # the user's own path, not "_orig_mod.features.3"
+    assert engine.model is net
+    expected = CAMEngine(net, "features.3")(images).raw
+    assert torch.equal(engine(images).raw[("features.3", "gradcam")], expected[("features.3", "gradcam")])
+
+
+class NanFromTheSecondEpoch(TinyNet):
+    """Trains normally; from the second epoch on, its eval-mode output is NaN (a model gone bad)."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out * float("nan") if not self.training and self.current_epoch >= 1 else out
+
+
+def test_nan_outputs_are_warned_as_such_and_their_numbers_are_nan(tmp_path):
+    pl.seed_everything(7, verbose=False)
+    callback = GradCAMCallback(layer="features.3", num_samples=4)
+    trainer = pl.Trainer(
+        max_epochs=2, callbacks=[callback], logger=TensorBoardLogger(str(tmp_path), name="run"),
+        default_root_dir=str(tmp_path), enable_checkpointing=False, num_sanity_val_steps=0, **QUIET,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(NanFromTheSecondEpoch(), *loaders())
+    messages = [str(w.message) for w in caught]
+    assert any("output" in m and "NaN for samples 0, 1, 2, 3 of 4" in m for m in messages)
+    assert not any("negative at every position" in m for m in messages)
+    assert isinstance(trainer.logger, TensorBoardLogger)
+    events = read_events(trainer.logger.log_dir)
+    for name in ("change_prev", "change_first", "shift_prev", "shift_first"):
+        values = [e.value for e in events.Scalars(f"cam_drift/features.3/gradcam/{name}")]
+        assert len(values) == 2 and math.isfinite(values[0]) and math.isnan(values[1]), name
+    assert math.isnan(float(trainer.callback_metrics["cam_drift/features.3/gradcam/change_first"]))
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "shared"),
+    [
+        (dict(layer="features.3", num_samples=4), dict(layer="features.3", num_samples=8), "features.3"),
+        (dict(layer="features.-1"), dict(layer="features.4", method=["layercam", "gradcam"]), "features.4"),
+        (dict(layer=None), dict(layer=None, num_samples=2), "<picked layer>"),
+        # The second's overlays would land on the first's heatmaps.
+        (dict(layer="features.3"), dict(layer="features.3", tag_prefix="cam_heatmap"), "cam_heatmap/feat"),
+    ],
+    ids=["same-layer", "same-module-two-names", "both-picked", "prefix-inside-another-tag"],
+)
+def test_two_callbacks_writing_one_tag_are_refused_at_setup_naming_both(tmp_path, first, second, shared):
+    one, two = GradCAMCallback(**first), GradCAMCallback(**second)
+    model = TinyNet()
+    trainer = pl.Trainer(
+        max_epochs=1, callbacks=[one, two], logger=False, default_root_dir=str(tmp_path), **QUIET
+    )
+    with pytest.raises(CAMConfigurationError, match="two callbacks would write the same tags") as raised:
+        trainer.fit(model, *loaders())
+    message = str(raised.value)
+    assert shared in message
+    for options in (first, second):
+        assert f"num_samples={options.get('num_samples', 16)}" in message
+        assert repr(options["layer"]) in message
+    assert model.train_steps == 0
+
+
+def test_two_callbacks_with_their_own_tags_run_side_by_side(tmp_path):
+    one = GradCAMCallback(layer="features.-1", num_samples=4)
+    two = GradCAMCallback(layer="features.4", num_samples=8, tag_prefix="cam8")
+    _, trainer = _fit(tmp_path, [one, two], max_epochs=1)
+    images = set(read_events(trainer.logger.log_dir).Tags()["images"])
+    assert {"cam/features.4/gradcam", "cam8/features.4/gradcam"} <= images
+
+
+def test_a_resolved_layer_whose_name_cannot_name_a_file_is_refused_at_setup(tmp_path):
+    model = TinyNet()
+    model.add_module("n" * 250, torch.nn.Identity())  # the last child: what layer "-1" resolves to
+    trainer = pl.Trainer(max_epochs=1, callbacks=[GradCAMCallback("-1")], logger=False,
+                         default_root_dir=str(tmp_path), **QUIET)
+    # The summary's file: "cam_summary_" (12) + 250 + "_gradcam.png" (12) = 274 bytes.
+    with pytest.raises(CAMConfigurationError, match=r"`layer` 'n{40}'.* would be 274 bytes"):
+        trainer.fit(model, *loaders())
+    assert model.train_steps == 0
+
+
+class OneShotStream(torch.utils.data.IterableDataset):
+    """A validation stream read once: every ``iter()`` hands out the same iterator."""
+
+    def __init__(self, data):
+        self.data = data
+        self._shared = iter(data)
+
+    def __iter__(self):
+        return self._shared
+
+
+class CountsValidationSamples(TinyNet):
+    def __init__(self):
+        super().__init__()
+        self.validated: list[torch.Tensor] = []
+
+    def validation_step(self, batch, index):
+        self.validated.append(batch[0].clone())
+        return super().validation_step(batch, index)
+
+
+def test_a_one_shot_validation_stream_loses_no_sample_to_the_callback(tmp_path):
+    data = tiny_data(12, 2)
+    pl.seed_everything(7, verbose=False)
+    model = CountsValidationSamples()
+    callback = GradCAMCallback(layer="features.3", num_samples=6)
+    trainer = pl.Trainer(
+        max_epochs=1, callbacks=[callback], logger=TensorBoardLogger(str(tmp_path), name="run"),
+        default_root_dir=str(tmp_path), enable_checkpointing=False, num_sanity_val_steps=0, **QUIET,
+    )
+    train, _ = loaders()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(model, train, DataLoader(OneShotStream(data), batch_size=4))
+    seen = torch.cat(model.validated)
+    assert torch.equal(seen, data.tensors[0])  # all 12, in order
+    said = [str(w.message) for w in caught if "one-shot stream" in str(w.message)]
+    assert len(said) == 1 and "explaining the first 6 samples the validation loop itself reads" in said[0]
+    assert callback.fixed_batch is not None
+    assert torch.equal(callback.fixed_batch.inputs, data.tensors[0][:6])  # the loop's own first six
+    assert callback.fixed_batch.labels is not None
+    assert torch.equal(callback.fixed_batch.labels, data.tensors[1][:6])
+    assert isinstance(trainer.logger, TensorBoardLogger)
+    events = read_events(trainer.logger.log_dir)
+    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [5]  # from the first validation on
+
+
+def test_a_one_shot_training_stream_without_validation_loses_no_sample(tmp_path):
+    data = tiny_data(12, 1)
+    pl.seed_everything(7, verbose=False)
+    model = TinyNet()
+    callback = GradCAMCallback(layer="features.3", num_samples=4)
+    trainer = pl.Trainer(
+        max_epochs=1, callbacks=[callback], logger=False, limit_val_batches=0,
+        default_root_dir=str(tmp_path), enable_checkpointing=False, **QUIET,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(model, DataLoader(OneShotStream(data), batch_size=2))
+    assert model.train_steps == 6  # all 12 samples, 2 a step
+    assert any("the training loop itself reads" in str(w.message) for w in caught)
+    assert callback.fixed_batch is not None
+    assert torch.equal(callback.fixed_batch.inputs, data.tensors[0][:4])
+    assert callback.history.recorded == 1

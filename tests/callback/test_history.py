@@ -283,3 +283,59 @@ def test_clear_forgets_everything() -> None:
     history.clear()
     assert len(history) == 0 and history.recorded == 0 and history.frames() == {}
     assert history.record("l", "m", blob(0, 0).unsqueeze(0), step=5) == {}  # a first record again
+
+
+def test_epochs_are_kept_beside_the_steps_and_survive_a_checkpoint():
+    history = MapHistory(max_side=8)
+    for step, epoch in ((0, -1), (5, 0), (11, 1)):
+        history.record("l", "gradcam", torch.rand(2, 8, 8), step, epoch=epoch)
+    assert history.steps("l", "gradcam") == [0, 5, 11] and history.epochs("l", "gradcam") == [-1, 0, 1]
+    assert history.last_step == 11
+    restored = MapHistory(max_side=8)
+    restored.load_state_dict(history.state_dict())
+    assert restored.epochs("l", "gradcam") == [-1, 0, 1]
+    older = {k: v for k, v in history.state_dict().items() if k != "epochs"}  # saved before epochs were kept
+    from_older = MapHistory(max_side=8)
+    from_older.load_state_dict(older)
+    assert from_older.epochs("l", "gradcam") == [-1, -1, -1]
+    assert from_older.steps("l", "gradcam") == [0, 5, 11]
+    assert MapHistory().last_step is None
+
+
+def test_thinning_keeps_each_frames_own_epoch():
+    history = MapHistory(max_side=4)
+    for ordinal in range(20):
+        history.record("l", "gradcam", torch.rand(1, 4, 4), 10 * ordinal, epoch=ordinal)
+    kept = kept_ordinals(20)
+    assert history.steps("l", "gradcam") == [10 * k for k in kept]
+    assert history.epochs("l", "gradcam") == kept
+
+
+def test_a_sample_with_a_nan_map_is_left_out_of_the_means() -> None:
+    # Sample 0 moves from blob (0, 0) to blob (0, 4): no overlap, change 1, shift 4 input pixels.
+    # Sample 1 stays: change 0, shift 0. Sample 2's second map is NaN: left out, so the means are of 0 and 1.
+    first = torch.stack([blob(0, 0), blob(4, 4), blob(2, 2)])
+    second = torch.stack([blob(0, 4), blob(4, 4), torch.full((8, 8), float("nan"))])
+    masks = torch.stack([blob(0, 4), blob(0, 0), blob(0, 0)]).bool()
+    history = MapHistory(max_side=8)
+    history.record("l", "m", first, step=0)
+    scalars = history.record("l", "m", second, step=1, masks=masks)
+    assert scalars["change_prev"] == pytest.approx((1.0 + 0.0) / 2)
+    assert scalars["shift_prev"] == pytest.approx((4.0 + 0.0) / 2)
+    # Energy in mask: sample 0 all inside (1), sample 1 none (0); pointing game: a hit and a miss.
+    assert scalars["energy_in_mask"] == pytest.approx(0.5)
+    assert scalars["pointing_game"] == pytest.approx(0.5)
+
+
+def test_numbers_with_no_finite_sample_are_nan_not_zero_or_one() -> None:
+    history = MapHistory(max_side=8)
+    history.record("l", "m", blob(0, 0).unsqueeze(0), step=0)
+    nan = torch.full((1, 8, 8), float("nan"))
+    scalars = history.record("l", "m", nan, step=1, masks=blob(0, 0)[None] > 0)
+    assert set(scalars) == {"change_prev", "change_first", "shift_prev", "shift_first", "energy_in_mask",
+                            "pointing_game"}
+    assert all(math.isnan(value) for value in scalars.values())
+    # The next validation's change against that NaN frame is NaN again; against the first, it counts.
+    scalars = history.record("l", "m", blob(0, 0).unsqueeze(0), step=2)
+    assert math.isnan(scalars["change_prev"])
+    assert scalars["change_first"] == pytest.approx(0.0)

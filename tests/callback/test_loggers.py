@@ -27,7 +27,7 @@ def _fit(tmp_path, logger, **kwargs):
     """Two epochs of 6 steps (validation at steps 5 and 11, Lightning's logging steps), from a fresh cwd.
 
     The callback also draws the untrained model's maps when training starts: images at step 0, whose numbers
-    are no Lightning metrics (Lightning forbids logging in ``on_train_start``).
+    go to every logger's ``log_metrics`` at step 0 (no validation's Lightning metrics to join).
     """
     pl.seed_everything(7, verbose=False)
     callback = GradCAMCallback(layer="features.3", num_samples=2)
@@ -67,7 +67,8 @@ def test_csv_logger_gets_numbers_in_metrics_csv_and_images_as_png_under_its_log_
         rows = list(csv.DictReader(handle))
     energy = [(int(r["step"]), float(r[ENERGY])) for r in rows if r.get(ENERGY)]
     val_steps = [int(r["step"]) for r in rows if r.get("val_loss")]
-    assert [s for s, _ in energy] == val_steps == [5, 11]
+    assert val_steps == [5, 11]
+    assert [s for s, _ in energy] == [0, *val_steps]  # the step-0 frame's, then each validation's
     assert energy[-1][1] == pytest.approx(float(trainer.callback_metrics[ENERGY]), abs=1e-6)
     assert {"cam/features.3/gradcam/step_00000005.png", "cam/features.3/gradcam/step_00000011.png",
             "cam_summary_features.3_gradcam.png"} <= _files(log_dir)
@@ -101,13 +102,13 @@ def test_two_loggers_each_get_images_and_numbers(tmp_path, cwd):
     assert val_steps == [5, 11]
     # the step-0 frame's images too; its numbers are no Lightning metrics
     assert [e.step for e in events.Images("cam/features.3/gradcam")] == [0, *val_steps]
-    assert [e.step for e in events.Scalars(ENERGY)] == val_steps  # numbers only through Lightning
+    assert [e.step for e in events.Scalars(ENERGY)] == [0, *val_steps]  # the step-0 frame's, then Lightning's
     table_files = _files(Path(table.log_dir))
     assert {f"cam/features.3/gradcam/step_{s:08d}.png" for s in (0, 11)} <= table_files
     with open(Path(table.log_dir) / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     energy_steps = [int(r["step"]) for r in rows if r.get(ENERGY)]
-    assert energy_steps == [int(r["step"]) for r in rows if r.get("val_loss")] == [5, 11]
+    assert energy_steps == [0] + [int(r["step"]) for r in rows if r.get("val_loss")] == [0, 5, 11]
     assert "cam_summary_features.3_gradcam.png" in _files(Path(board.log_dir))
 
 
@@ -143,10 +144,12 @@ def test_any_other_logger_gets_numbers_through_log_metrics_and_png_files_in_its_
     with pytest.warns(UserWarning, match=r"RecordingLogger takes no images: .* under .*mine"):
         _fit(tmp_path, logger)
     energy = [(step, m[ENERGY]) for step, m in logger.metrics if ENERGY in m]
-    assert [s for s, _ in energy] == [s for s, m in logger.metrics if "val_loss" in m] == [5, 11]
+    assert [s for s, m in logger.metrics if "val_loss" in m] == [5, 11]
+    assert [s for s, _ in energy] == [0, 5, 11]  # the step-0 frame's numbers, then each validation's
     # change_prev from the first validation on: the step-0 frame is the one before it
     assert [s for s, m in logger.metrics if CHANGE in m] == [5, 11]
-    assert not any(step == 0 for step, _ in logger.metrics)  # the step-0 frame's numbers are no metrics
+    (start,) = [m for step, m in logger.metrics if step == 0]
+    assert set(start) == {ENERGY, ENERGY.replace("energy_in_mask", "pointing_game")}
     assert {f"cam/features.3/gradcam/step_{s:08d}.png" for s in (0, 5)} <= _files(tmp_path / "mine")
 
 
@@ -205,7 +208,7 @@ def test_wandb_offline_gets_images_with_captions_and_numbers(tmp_path, cwd, monk
     media = _files(run_dir / "files" / "media" / "images")
     assert len([m for m in media if m.startswith("cam/features.3/gradcam_")]) == 3
     numbers = [(r["trainer/global_step"], r[ENERGY]) for r in rows if ENERGY in r]
-    assert [s for s, _ in numbers] == val_steps
+    assert [s for s, _ in numbers] == [0, *val_steps]
     assert numbers[-1][1] == pytest.approx(float(trainer.callback_metrics[ENERGY]), abs=1e-6)
     summary = [r for r in rows if "cam_summary/features.3/gradcam/filenames" in r]
     assert len(summary) == 1
@@ -243,7 +246,7 @@ def test_mlflow_on_sqlite_gets_image_artifacts_and_run_metrics(tmp_path, cwd):
     energy = client.get_metric_history(logger.run_id, ENERGY)
     val_steps = [m.step for m in client.get_metric_history(logger.run_id, "val_loss")]
     assert val_steps == [5, 11]
-    assert [m.step for m in energy] == val_steps
+    assert [m.step for m in energy] == [0, *val_steps]
     assert energy[-1].value == pytest.approx(float(trainer.callback_metrics[ENERGY]), abs=1e-6)
     names = [a.path for a in client.list_artifacts(logger.run_id, "images")]
     overlays = _mlflow_images(names, "cam/features.3/gradcam")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from lit_models import DictData, fresh_run, make_module_class, stand_in_trainer
+from lit_models import fresh_run, make_module_class, measured_samples, stand_in_trainer
 
 from cam_callback import CAMEngine, GradCAMCallback, compute_cam
 from cam_callback.callback.measure import MeasuredHistory, agree, measured_count, share
@@ -46,19 +46,6 @@ def forward_sizes(monkeypatch) -> list[int]:
     return sizes
 
 
-def _measured_samples(count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The validation data's first ``count`` samples, each read with the CPU generator seeded by its index."""
-    data, images, labels = DictData(8, 2), [], []
-    state = torch.get_rng_state()
-    for i in range(count):
-        torch.manual_seed(i)
-        sample = data[i]
-        images.append(sample["image"])
-        labels.append(sample["label"])
-    torch.set_rng_state(state)
-    return torch.stack(images), torch.stack(labels)
-
-
 def _energy(maps: torch.Tensor) -> torch.Tensor:
     mask = torch.zeros(16, 16)
     mask[4:12, 4:12] = 1
@@ -90,7 +77,7 @@ def test_the_numbers_are_means_over_the_measured_set_a_chunk_at_a_time(tmp_path,
     assert random.getstate() == states[0] and np.array_equal(cast(tuple, np.random.get_state())[1], states[1])
     assert torch.equal(torch.get_rng_state(), states[2])  # no global RNG moved
     assert forward_sizes == [2, 4, 2]  # the 2 shown samples, then the 6 measured ones in chunks of at most 4
-    images, labels = _measured_samples(6)
+    images, labels = measured_samples(6)
     model.eval()
     before = compute_cam(model, images, "features.3", target=labels)
     assert set(first) == {PAIR + "energy_in_mask", PAIR + "pointing_game"}
@@ -138,6 +125,34 @@ def test_the_measured_history_survives_a_resume(tmp_path):
         again = observe(resumed, options, _trainer(tmp_path / "b", 5), model, "val")
     resumed.output.close()
     assert again[PAIR + "change_first"] == pytest.approx(0.0, abs=1e-6)  # the same model as the saved maps
+
+
+def test_a_measured_sample_with_a_nan_map_is_left_out_of_the_numbers(tmp_path, monkeypatch):
+    from cam_callback.callback import measure
+
+    real = measure.take_samples
+
+    def poisoned(loader: Any, indices: range, keys: Any = (None, None, None)) -> Any:
+        batch = real(loader, indices, keys)
+        if 1 in indices:  # sample 1's image is NaN: its output, so its maps, are NaN
+            batch.inputs[indices.index(1)] = float("nan")
+        return batch
+
+    monkeypatch.setattr(measure, "take_samples", poisoned)
+    options = GradCAMCallback(layer="features.3", num_samples=2, measure_samples=4).options
+    run, model = _run(options), TinyNet()
+    with pytest.warns(UserWarning, match="no logger"), pytest.warns(UserWarning, match="NaN"):
+        first = observe(run, options, _trainer(tmp_path, 0), model, "val")
+        second = observe(run, options, _trainer(tmp_path, 3), model, "val")
+    run.output.close()
+    images, labels = measured_samples(4)
+    kept = [0, 2, 3]
+    model.eval()
+    maps = compute_cam(model, images[kept], "features.3", target=labels[kept])
+    assert first[PAIR + "energy_in_mask"] == pytest.approx(float(_energy(maps).mean()), abs=1e-6)
+    assert second[PAIR + "change_prev"] == pytest.approx(0.0, abs=1e-6)  # the same model, NaN left out
+    assert run.measured is not None
+    assert bool(run.measured.previous[("features.3", "gradcam")][1].isnan().all())  # kept NaN, never zero
 
 
 class _OtherRankOk:

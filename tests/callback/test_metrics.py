@@ -107,3 +107,18 @@ def test_showing_tiles_enlarged_changes_no_number_and_no_stored_map(tmp_path):
     plain, enlarged = run(tmp_path / "a", 0), run(tmp_path / "b", 128)
     assert plain[0] == enlarged[0] and len(plain[0]) == 6
     assert all(torch.equal(plain[1][key], enlarged[1][key]) for key in plain[1])
+
+
+def test_the_names_to_monitor_are_said_once_at_the_first_validation(tmp_path, caplog):
+    with caplog.at_level("INFO"):
+        _, trainer = _fit(tmp_path, [], max_epochs=2)
+    said = [r.getMessage() for r in caplog.records if "each validation logs the numbers" in r.getMessage()]
+    assert len(said) == 1 and "\n" not in said[0]  # once, on one line
+    numbers = sorted(k for k in trainer.callback_metrics if k.startswith("cam_drift/"))
+    names = [n.rsplit("/", 1)[1] for n in numbers]
+    expected = "{" + ",".join(sorted(names)) + "}"
+    head, _, rest = said[0].partition("cam_drift/<layer>/<method>/")
+    listed, _, pairs = rest.partition(" for <layer>/<method> in ")
+    assert "{" + ",".join(sorted(listed.strip("{}").split(","))) + "}" == expected
+    assert pairs == "features.3/gradcam"
+    assert head == "GradCAMCallback: each validation logs the numbers "

@@ -13,7 +13,7 @@ from lit_models import DictData, fresh_run, make_module_class, stand_in_trainer
 from pytorch_lightning.plugins.precision import Precision
 
 from cam_callback import GradCAMCallback, compute_cam
-from cam_callback.callback.observation import observe
+from cam_callback.callback.observation import frame_step, observe
 from cam_callback.callback.run import RunState
 from cam_callback.callback.trainer import LightningNamespace, TrainerLike
 
@@ -22,8 +22,8 @@ NAMESPACE = LightningNamespace.of(pl.loggers, pl.strategies)
 ENERGY = "cam_drift/features.3/gradcam/energy_in_mask"
 
 
-def _trainer(root: Path, step: int, rank_zero: bool = True) -> TrainerLike:
-    return cast(TrainerLike, stand_in_trainer(root, step, rank_zero))
+def _trainer(root: Path, step: int, rank_zero: bool = True, epoch: int = 0) -> TrainerLike:
+    return cast(TrainerLike, stand_in_trainer(root, step, rank_zero, epoch))
 
 
 def _run(options: Any) -> RunState:
@@ -130,3 +130,25 @@ def test_cuda_mixed_precision_maps_are_finite_and_near_float32s(tmp_path, precis
     assert bool(torch.isfinite(mixed).all()) and float(full.amax()) > 0
     difference = (mixed - full).abs()
     assert float(difference.amax()) <= largest and float(difference.mean()) <= mean
+
+
+@pytest.mark.parametrize(
+    ("step", "last", "expected"), [(5, None, 5), (5, 0, 5), (0, 0, 1), (1, 1, 2), (3, 7, 8)]
+)
+def test_a_frame_goes_after_the_last_frame_when_its_step_is_taken(step, last, expected):
+    assert frame_step(step, last) == expected
+
+
+def test_two_observations_at_one_step_get_two_steps_and_their_epochs(tmp_path):
+    options = GradCAMCallback(layer="features.3", num_samples=2).options
+    run, model = _run(options), TinyNet()
+    with pytest.warns(UserWarning, match="no logger"):
+        observe(run, options, _trainer(tmp_path, 0), model, "val", epoch=-1)  # when training starts
+    observe(run, options, _trainer(tmp_path, 0, epoch=0), model, "val")  # after one training batch
+    observe(run, options, _trainer(tmp_path, 1, epoch=1), model, "val")
+    run.output.close()
+    assert run.history.steps("features.3", "gradcam") == [0, 1, 2]
+    assert run.history.epochs("features.3", "gradcam") == [-1, 0, 1]
+    folder = tmp_path / "cam_logs" / "version_0" / "cam" / "features.3" / "gradcam"
+    overlays = sorted(p.name for p in folder.iterdir())
+    assert overlays == ["step_00000000.png", "step_00000001.png", "step_00000002.png"]

@@ -82,3 +82,26 @@ def test_bad_arguments_are_named(kwargs, error, match):
     with pytest.raises(error, match=match):
         GradCAMCallback(**kwargs)
 
+
+@pytest.mark.parametrize(
+    ("arguments", "match"),
+    [
+        (dict(tag_prefix="c" * 300), r"`tag_prefix` 'c{40}' .*would be 30\d bytes.* at most 255 bytes"),
+        (dict(tag_prefix="a/" + "é" * 125), r"would be 2\d\d bytes"),  # 125 letters, 250 bytes, + "_saliency"
+        (dict(layer="x" * 256), r"`layer` 'x{40}'.* at most 255 bytes"),
+        (dict(layer="a\\b"), r"`layer` 'a\\\\b' cannot name the PNG files' folder .*backslash"),
+        (dict(layer="a\0b"), r"cannot name the PNG files' folder"),
+        (dict(layer="features/3"), r"cannot name the PNG files' folder"),
+        (dict(layer=""), r"`layer` must not be empty"),
+    ],
+)
+def test_values_that_cannot_name_files_are_refused_saying_why(arguments, match):
+    with pytest.raises(ValueError, match=match):
+        GradCAMCallback(**arguments)
+
+
+def test_the_longest_names_that_fit_are_accepted():
+    # The summary file "<prefix>_summary_<layer>_gradcam.png": 200 + 8 + 1 + 10 + 1 + 7 + 4 = 231 bytes.
+    assert GradCAMCallback("features.3", tag_prefix="p" * 200).options.tag_prefix == "p" * 200
+    with pytest.raises(ValueError, match="would be 256 bytes"):  # one byte too many: 225 + 31
+        GradCAMCallback("features.3", tag_prefix="p" * 225)

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
+
 import pytest
 import torch
 
-from cam_callback.callback.publishing import SUMMARY_TILE_SIDE, Display, summary_records, validation_records
+from cam_callback import method_names
+from cam_callback.callback.publishing import (
+    SUMMARY_TILE_SIDE,
+    Display,
+    frame_caption,
+    name_part,
+    summary_records,
+    validation_records,
+)
 from cam_callback.capture.engine import CAMResult
+from cam_callback.sinks.mlflow import mlflow_key
 
 
 def _result(outputs: torch.Tensor, classes: torch.Tensor | None, saliency: dict | None = None) -> CAMResult:
@@ -78,3 +90,57 @@ def test_summary_tiles_do_not_grow_with_the_input(size: tuple[int, int]):
     (record,) = summary_records(frames, {("layer4", "gradcam"): list(range(12))}, images, 9, Display())
     height, width = (round(side * SUMMARY_TILE_SIDE / max(size)) for side in size)
     assert tuple(record.image.shape) == (3, 2 + 3 * (height + 2), 2 + 13 * (width + 2))
+
+
+def _lightning_mlflow(name: str) -> str:
+    """What Lightning's ``MLFlowLogger.log_metrics`` does to a metric name: drops what MLflow refuses."""
+    return re.sub("[^a-zA-Z0-9_/. -]+", "", name)
+
+
+def _mlflow_accepts(name: str) -> bool:
+    """MLflow's rule for metric names (letters, digits, ``_ - . / : space``; no ``..``, no leading ``/``)."""
+    return re.fullmatch(r"[/\w.\- :]*", name) is not None and posixpath.normpath(name) == name
+
+
+def _wandb_accepts(name: str) -> bool:
+    """Keys W&B charts as written: letters, digits, ``_ - . /`` (``/`` makes a section), not ``_`` first."""
+    return re.fullmatch(r"[A-Za-z0-9][\w.\-/]*", name) is not None
+
+
+def _csv_accepts(name: str) -> bool:
+    """A header cell CSVLogger writes without quoting: no comma, quote or line break."""
+    return not set(name) & {",", '"', "\n", "\r"}
+
+
+def test_every_method_is_named_so_that_every_logger_keeps_its_numbers_apart():
+    display = Display()
+    layer = "model.features.7"
+    numbers = {
+        (method, part): display.number((layer, method), part)
+        for method in method_names()
+        for part in ("change_prev", "energy_in_mask")
+    }
+    tags = {method: display.tag("_heatmap", (layer, method)) for method in method_names()}
+    for name in [*numbers.values(), *tags.values()]:
+        assert "+" not in name
+        assert _lightning_mlflow(name) == name and mlflow_key(name) == name  # unchanged by MLflow's loggers
+        assert _mlflow_accepts(name) and _wandb_accepts(name) and _csv_accepts(name)
+    # TensorBoard keeps any tag as given: names must differ as written, which the loggers then keep.
+    assert len(set(numbers.values())) == len(numbers)
+    assert len(set(tags.values())) == len(tags)
+    assert display.tag("", (layer, "gradcam++")) == "cam/model.features.7/gradcampp"
+    assert name_part("gradcam++") == "gradcampp" and name_part("guided-gradcam") == "guided-gradcam"
+
+
+def test_summary_columns_say_the_epoch_beside_the_step():
+    frames = {("layer4", "gradcam"): torch.rand(3, 2, 4, 4)}
+    steps = {("layer4", "gradcam"): [0, 5, 11]}
+    epochs = {("layer4", "gradcam"): [-1, 0, 1]}
+    captions = [frame_caption(s, e) for s, e in zip([0, 5, 11], [-1, 0, 1], strict=True)]
+    assert captions == ["step 0", "ep 0 step 5", "ep 1 step 11"]
+    with_epochs = summary_records(frames, steps, None, 12, Display(), tile_side=64, epochs=epochs)
+    without = summary_records(frames, steps, None, 12, Display(), tile_side=64)
+    assert with_epochs[0].tag == "cam_summary/layer4/gradcam"
+    # The first column's caption is the same ("step 0"), the others differ: more ink in their bands.
+    assert torch.equal(with_epochs[0].image[:, :, :66], without[0].image[:, :, :66])
+    assert not torch.equal(with_epochs[0].image, without[0].image)

@@ -88,11 +88,11 @@ def test_many_validations_keep_at_most_max_frames_and_a_summary_of_bounded_size(
     recorded = 1 + 5 * 6  # the step-0 frame, then a validation after every one of 30 steps
     assert callback.history.recorded == recorded
     kept = kept_ordinals(recorded)
-    # Lightning logs the validation after step k + 1 at step k, so the first one shares step 0 with the
-    # step-0 frame: recording n (n >= 1) is at step n - 1.
+    # Lightning logs the validation after step k + 1 at step k, so the first one falls on the step-0
+    # frame's step 0: its frame, and so every later one, goes one step after the frame before it.
     val_steps = [e.step for e in read_events(trainer.logger.log_dir).Scalars("val_loss")]
     assert val_steps == list(range(30))
-    steps = [0, *val_steps]  # the step of each recording, by ordinal
+    steps = [0, *(step + 1 for step in val_steps)]  # the step of each recording, by ordinal
     assert callback.history.steps(*KEY) == [steps[k] for k in kept]
     assert len(callback.history) == len(kept) <= MAX_FRAMES
     state = callback.state_dict()["history"]
@@ -134,8 +134,8 @@ def test_fast_dev_run_writes_no_file(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="fast_dev_run: the maps are computed and checked, but no file"):
         trainer.fit(TinyNet(), train, val)
     # computed all the same: the step-0 frame, and the validation after the one batch, which Lightning
-    # logs at step 0 (global_step - 1)
-    assert callback.history.steps(*KEY) == [0, 0]
+    # logs at step 0 (global_step - 1), where the step-0 frame is: its frame goes to step 1
+    assert callback.history.steps(*KEY) == [0, 1]
     assert callback.history.recorded == 2
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 

@@ -11,10 +11,16 @@ import numpy as np
 import pytest
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
-from cam_callback.callback.samples import FixedBatch, first_dataloader, take_fixed_batch
+from cam_callback.callback.samples import (
+    FixedBatch,
+    StreamCopy,
+    can_iterate_again,
+    first_dataloader,
+    take_fixed_batch,
+)
 
 
 def image(i: int) -> Tensor:
@@ -396,3 +402,56 @@ def test_first_dataloader_result_is_usable() -> None:
     batch = take_fixed_batch(loader, 2)
     assert torch.equal(batch.inputs, expected_inputs([0, 1]))
     assert batch.masks is not None and batch.masks.shape == (2, 4, 4)
+
+
+class SharedIterator(IterableDataset):
+    """A one-shot stream: every ``iter()`` hands out the same iterator over ``count`` samples."""
+
+    def __init__(self, count: int) -> None:
+        self.samples = [(torch.full((3, 4, 4), float(i)), torch.tensor(i % 3)) for i in range(count)]
+        self._shared = iter(self.samples)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._shared
+
+
+class FreshIterators(IterableDataset):
+    """A stream that starts over at every ``iter()`` (a generator)."""
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from ((torch.zeros(3, 4, 4), torch.tensor(0)) for _ in range(4))
+
+
+class SelfIterator(IterableDataset):
+    """An iterator that is its own dataset."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        raise StopIteration
+
+
+def test_which_loaders_can_be_read_again_without_taking_samples_from_a_loop() -> None:
+    assert can_iterate_again(DataLoader(TensorDataset(torch.zeros(4, 3, 4, 4)), batch_size=2))
+    assert can_iterate_again(DataLoader(FreshIterators(), batch_size=2))
+    assert not can_iterate_again(DataLoader(SharedIterator(4), batch_size=2))
+    assert not can_iterate_again(DataLoader(SelfIterator(), batch_size=2))
+    shared = SharedIterator(4)
+    can_iterate_again(DataLoader(shared, batch_size=2))
+    assert len(list(shared)) == 4  # asking took nothing
+
+
+def test_a_stream_copy_holds_the_first_samples_the_loop_read() -> None:
+    copy = StreamCopy(num_samples=3)
+    batches = list(DataLoader(SharedIterator(8), batch_size=2))
+    for batch in batches:
+        copy.add(batch)
+    assert copy.full and len(copy.parts) == 2  # batches after the third sample are not copied
+    batch = copy.fixed_batch()
+    assert batch is not None and batch.labels is not None
+    assert [float(x[0, 0, 0]) for x in batch.inputs] == [0.0, 1.0, 2.0]
+    assert batch.labels.tolist() == [0, 1, 2]
+    batches[0][0].fill_(-1.0)  # the loop's own tensors may change later: the copy does not
+    assert float(batch.inputs[0, 0, 0, 0]) == 0.0
+    assert StreamCopy(num_samples=2).fixed_batch() is None

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torchvision.models import VisionTransformer
 
 from cam_callback import compute_cam
-from cam_callback.capture.diagnostics import warn_if_all_zero
+from cam_callback.capture.diagnostics import warn_if_all_zero, warn_if_not_finite
 
 X = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 ZERO = torch.zeros(2, 3, 3)
@@ -127,3 +127,46 @@ def test_a_map_zero_from_the_relu_alone_says_so():
     with pytest.warns(UserWarning, match=message):
         maps = compute_cam(model, x, "1", target=lambda out: out[:, 0], raw=True)
     assert maps.abs().amax() == 0
+
+
+class NanOutput(nn.Module):
+    """A convolution, then logits that are NaN for the samples ``poisoned`` lists."""
+
+    def __init__(self, poisoned: list[int]) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+        self.poisoned = poisoned
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits = cast(Tensor, self.head(self.conv(x)))
+        poison = torch.zeros(len(x), 1)
+        poison[self.poisoned] = float("nan")
+        return logits + poison
+
+
+def test_nan_outputs_are_named_as_nan_and_their_maps_stay_nan_raw_or_normalised() -> None:
+    torch.manual_seed(0)
+    model = NanOutput(poisoned=[1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        raw = compute_cam(model, X, "conv", raw=True)
+        normalised = compute_cam(model, X, "conv")
+    messages = _messages(caught)
+    assert not any("negative at every position" in m for m in messages)
+    said = [m for m in messages if "NaN" in m]
+    assert said and all("output" in m and "sample 1 of 2" in m for m in said)
+    assert torch.isnan(raw[1]).all() and torch.isnan(normalised[1]).all()
+    assert torch.isfinite(raw[0]).all() and torch.isfinite(normalised[0]).all()  # the other sample is fine
+
+
+def test_nan_in_every_map_is_not_blamed_on_the_relu() -> None:
+    raw = {("conv", "gradcam"): torch.full((2, 3, 3), float("nan"))}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert warn_if_all_zero(nn.Identity(), raw, skip=frozenset()) == []
+        assert warn_if_not_finite(torch.zeros(2), raw) == ["conv/gradcam"]
+    assert _messages(caught) == [
+        "the gradcam map at layer 'conv' holds NaN for samples 0, 1 of 2 (the layer's activations or "
+        "gradients overflow or are NaN): these maps are NaN and left out of the drift numbers"
+    ]

@@ -16,7 +16,11 @@ from torch import Tensor, nn
 from cam_callback import CAMEngine, CAMResult, compute_cam
 from cam_callback.capture.auto_layer import LayerChoice
 
-ALL = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam"]
+ALL = [
+    "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "gradcam-elementwise",
+    "eigengradcam", "kpcacam",
+]
+SECOND_PASS = ["shapleycam", "finercam", "fullgrad"]
 
 
 # Independent computations ----------------------------------------------------------------------------------
@@ -161,6 +165,22 @@ def test_engine_equals_separate_calls(tiny_net: TinyNet, images: Tensor) -> None
             torch.testing.assert_close(result.raw[(layer, method)], alone_raw)
 
 
+def test_the_shared_pass_stays_one_forward_and_its_maps_stay_the_same(
+    tiny_net: TinyNet, images: Tensor
+) -> None:
+    # Element-wise Grad-CAM, Eigen-Grad-CAM and KPCA-CAM add only their maths, Shapley-CAM and Finer-CAM a
+    # backward through the same graph: one forward in all. FullGrad runs its own, the one more forward.
+    alone = CAMEngine(tiny_net, "features.3", "gradcam")(images, target=[1, 2])
+    tiny_net.forward_calls = 0
+    shared = CAMEngine(tiny_net, "features.3", ["gradcam", *ALL[6:], "shapleycam", "finercam"])
+    together = shared(images, target=[1, 2])
+    assert tiny_net.forward_calls == 1
+    CAMEngine(tiny_net, "features.3", ["gradcam", "fullgrad"])(images, target=[1, 2])
+    assert tiny_net.forward_calls == 1 + 2
+    # The existing method's map is bit for bit what it was alone, create_graph and second backwards or not.
+    assert torch.equal(together.raw[("features.3", "gradcam")], alone.raw[("features.3", "gradcam")])
+
+
 def test_output_shape_dtype_range_device(tiny_net: TinyNet) -> None:
     inputs = torch.randn(3, 3, 12, 16, generator=torch.Generator().manual_seed(4))
     out = compute_cam(tiny_net, inputs, "features.3")
@@ -267,6 +287,12 @@ def test_reshape_turns_tokens_into_a_feature_map(tiny_net: TinyNet, images: Tens
     engine = CAMEngine(tokens, "features.4", reshape=to_map)
     result = engine(images, target=1)
     torch.testing.assert_close(result.normalized("features.4", "gradcam"), expected)
+    # The new layer methods and the second backwards see the same feature map through `reshape`.
+    newer = [*ALL[6:], *SECOND_PASS]
+    on_tokens = CAMEngine(tokens, "features.4", newer, reshape=to_map)(images, target=1)
+    on_maps = CAMEngine(tiny_net, "features.3", newer)(images, target=1)
+    for method in newer:
+        torch.testing.assert_close(on_tokens.raw[("features.4", method)], on_maps.raw[("features.3", method)])
 
 
 # The model left as found -----------------------------------------------------------------------------------
@@ -298,7 +324,7 @@ def test_the_lifecycle_checks_see_a_training_step(used_net: TinyNet, images: Ten
     assert before["state"]["features.1.num_batches_tracked"] != used_net.features[1].num_batches_tracked
 
 
-@pytest.mark.parametrize("method", ALL)
+@pytest.mark.parametrize("method", ALL + SECOND_PASS)
 def test_model_left_exactly_as_found(used_net: TinyNet, images: Tensor, method: str) -> None:
     before = snapshot(used_net)
     for _ in range(2):
@@ -363,8 +389,9 @@ class RaisingNet(TinyNet):
         raise RuntimeError("boom after the layer")
 
 
+@pytest.mark.parametrize("methods", [["gradcam", "eigencam"], ["shapleycam", "finercam"], ["fullgrad"]])
 @pytest.mark.parametrize("mode", ["grad", "no_grad", "inference_mode"])
-def test_left_as_found_when_the_forward_raises(mode: str, images: Tensor) -> None:
+def test_left_as_found_when_the_forward_raises(mode: str, images: Tensor, methods: list[str]) -> None:
 
     model = fill_deterministic(RaisingNet())
     model.fc.weight.grad = torch.ones_like(model.fc.weight)
@@ -373,7 +400,7 @@ def test_left_as_found_when_the_forward_raises(mode: str, images: Tensor) -> Non
     with context():
         before = snapshot(model)
         with pytest.raises(RuntimeError, match="boom after the layer"):
-            CAMEngine(model, ["features.3", "features.0"], ["gradcam", "eigencam"])(images)
+            CAMEngine(model, ["features.3", "features.0"], methods)(images)
         assert_unchanged(model, before)
 
 
@@ -381,7 +408,7 @@ def test_left_as_found_when_the_forward_raises(mode: str, images: Tensor) -> Non
 
 
 @pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
-@pytest.mark.parametrize("method", ["gradcam", "eigencam"])
+@pytest.mark.parametrize("method", ["gradcam", "eigencam", *SECOND_PASS])
 def test_works_under_no_grad_and_inference_mode(
     tiny_net: TinyNet, images: Tensor, mode: str, method: str
 ) -> None:

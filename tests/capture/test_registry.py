@@ -19,10 +19,25 @@ def test_every_name_maps_to_one_typed_method():
         "hirescam": "LayerMethod", "layercam": "LayerMethod", "eigencam": "LayerMethod",
         "scorecam": "PerturbationMethod", "ablationcam": "PerturbationMethod",
         "guided-backprop": "GuidedMethod", "guided-gradcam": "GuidedMethod",
+        "gradcam-elementwise": "LayerMethod", "eigengradcam": "LayerMethod", "kpcacam": "LayerMethod",
+        "shapleycam": "ShapleyMethod", "finercam": "FinerMethod", "fullgrad": "FullGradMethod",
     }
     assert method_names() == list(kinds)
     needs = {name for name, method in METHODS.items() if method.needs_gradients}
-    assert needs == {"gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "guided-gradcam"}
+    assert needs == {
+        "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "guided-gradcam", "gradcam-elementwise",
+        "eigengradcam", "shapleycam", "finercam",
+    }
+
+
+@pytest.mark.parametrize(
+    ("spelling", "name"),
+    [("GradCAMElementWise", "gradcam-elementwise"), ("KPCA_CAM", "kpcacam"), ("EigenGradCAM", "eigengradcam"),
+     ("ShapleyCAM", "shapleycam"), ("FinerCAM", "finercam"), ("FullGrad", "fullgrad")],
+)
+def test_pytorch_grad_cams_class_names_find_our_methods(spelling: str, name: str):
+    assert get_method(spelling) is METHODS[name]
+    assert spelling.lower() not in METHODS or spelling.lower() == name  # an alias names no method of its own
 
 
 def test_a_layer_method_that_needs_gradients_refuses_to_run_without():

@@ -57,3 +57,12 @@ def test_upsample_shape_and_same_size_passthrough() -> None:
     maps = torch.rand(2, 3, 5)
     assert upsample_maps(maps, (12, 20)).shape == (2, 12, 20)
     assert torch.equal(upsample_maps(maps, (3, 5)), maps)
+
+
+def test_a_map_holding_nan_or_inf_becomes_all_nan_and_the_others_are_untouched() -> None:
+    good = torch.tensor([[0.0, 2.0], [4.0, 8.0]])
+    with_nan = torch.tensor([[1.0, float("nan")], [0.0, 3.0]])
+    with_inf = torch.tensor([[1.0, float("inf")], [0.0, 3.0]])
+    out = normalize_maps(torch.stack([good, with_nan, with_inf]))
+    torch.testing.assert_close(out[0], good / 8)  # (x - 0) / (8 - 0)
+    assert torch.isnan(out[1]).all() and torch.isnan(out[2]).all()

@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
 import pytest
 import torch
-from conftest import reference_map
+from conftest import kernel_pca_reference, reference_map
 
 from cam_callback.capture.registry import METHODS, get_method, method_names
 from cam_callback.core.methods import (
     LAYER_METHODS,
     eigencam,
+    eigengradcam,
     gradcam,
+    gradcam_elementwise,
     gradcam_plus_plus,
     hirescam,
+    kpcacam,
     layercam,
+    shapleycam,
     xgradcam,
 )
 
-ALL = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam"]
+ALL = [
+    "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "gradcam-elementwise",
+    "eigengradcam", "kpcacam",
+]
 
 
 def t(rows: list) -> torch.Tensor:
@@ -74,6 +82,70 @@ def test_hirescam_and_layercam_hand_case() -> None:
     torch.testing.assert_close(hirescam(activations[:, :1], gradients[:, :1]), t([[[3, 0]]]))
     torch.testing.assert_close(hirescam(activations[:, 1:], gradients[:, 1:]), t([[[0, 2]]]))
     torch.testing.assert_close(layercam(activations[:, 1:], gradients[:, 1:]), t([[[0, 0]]]))
+
+
+def test_gradcam_elementwise_clips_each_channel_before_the_sum() -> None:
+    # The HiResCAM case above: g*A is (3, -2) and (0, 2); clipped per channel (3, 0) and (0, 2), summed
+    # (3, 2), where HiResCAM's sum (3, 0) lets channel 1's -2 cancel channel 2's 2.
+    activations = t([[[[1, 2]], [[0, -2]]]])
+    gradients = t([[[[3, -1]], [[1, -1]]]])
+    torch.testing.assert_close(gradcam_elementwise(activations, gradients), t([[[3, 2]]]))
+
+
+def test_eigengradcam_is_eigencam_of_the_gradient_times_the_activations() -> None:
+    # Rank one g*A = u v^T (the eigencam case above) with A = u v^T / g for a g without zeros.
+    u, v = t([0.0, 1.0, 2.0, 5.0]), t([3.0, -4.0, 0.0])
+    product = torch.einsum("k,n->kn", v, u).reshape(1, 3, 2, 2)
+    gradients = t([[[[2, -1], [4, 0.5]], [[1, 1], [-2, 3]], [[1, 2], [3, 4]]]])
+    out = eigengradcam(product / gradients, gradients)
+    torch.testing.assert_close(out, t([[[0.0, 0.0], [0.0, 15.0]]]))
+
+
+def test_kpcacam_two_positions_by_hand() -> None:
+    # Points x1, x2 at squared distance d: the mean of the 2x2 squared distances is d/2, so gamma = 2/d and
+    # K = [[1, e], [e, 1]] with e = exp(-2). H K H = (1 - e)/2 [[1, -1], [-1, 1]]: eigenvalue 1 - e, vector
+    # (1, -1)/sqrt(2); coordinates sqrt(1 - e) (1, -1)/sqrt(2). Equal magnitudes: the first is the peak, so
+    # it is kept positive; ReLU zeroes the second. Any scale of A gives the same map.
+    expected = t([[[math.sqrt((1 - math.exp(-2)) / 2), 0.0]]])
+    for scale in (1.0, 1e-3, 1e3):
+        activations = scale * t([[[[0, 3]], [[1, -1]]]])
+        torch.testing.assert_close(kpcacam(activations), expected)
+    # A fixed gamma: d = 9 + 4 = 13 with gamma 1/13 gives e = exp(-1).
+    expected_fixed = t([[[math.sqrt((1 - math.exp(-1)) / 2), 0.0]]])
+    torch.testing.assert_close(kpcacam(t([[[[0, 3]], [[1, -1]]]]), gamma=1 / 13), expected_fixed)
+
+
+def test_kpcacam_with_a_given_gamma_matches_the_reference() -> None:
+    activations = torch.randn(2, 3, 4, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    out = kpcacam(activations, gamma=0.3)
+    for b in range(2):
+        expected = kernel_pca_reference(activations[b], gamma=0.3).reshape(4, 3)
+        torch.testing.assert_close(out[b], expected, rtol=1e-9, atol=1e-9)
+
+
+def test_shapleycam_subtracts_half_the_hessian_product() -> None:
+    # Two channels of two positions: w = mean(g - HA/2)
+    # = (mean(2, 4) - mean(1, 3)/2, mean(1, 1) - mean(6, 2)/2) = (3 - 1, 1 - 2) = (2, -1);
+    # map = ReLU(2 A^1 - A^2).
+    activations = t([[[[1, 2]], [[1, 5]]]])
+    gradients = t([[[[2, 4]], [[1, 1]]]])
+    hessian_product = t([[[[1, 3]], [[6, 2]]]])
+    torch.testing.assert_close(shapleycam(activations, gradients, hessian_product), t([[[1, 0]]]))
+    torch.testing.assert_close(shapleycam(activations, gradients, torch.zeros(1, 2, 1, 2)), gradcam(
+        activations, gradients))
+
+
+def test_eigen_smoothing_of_gradcam_elementwise_takes_the_component_of_its_clipped_terms() -> None:
+    generator = torch.Generator().manual_seed(2)
+    activations = torch.randn(2, 4, 3, 5, generator=generator)
+    gradients = torch.randn(2, 4, 3, 5, generator=generator)
+    out = LAYER_METHODS["gradcam-elementwise"].compute(activations, gradients, eigen_smooth=True)
+    expected = torch.stack([
+        torch.as_tensor(_first_principal_component(
+            (gradients[i] * activations[i]).clamp(min=0).reshape(4, 15).T.double().numpy()
+        )).reshape(3, 5) for i in range(2)
+    ])
+    torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("flip", [1.0, -1.0])

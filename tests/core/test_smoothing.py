@@ -274,3 +274,30 @@ def test_an_error_in_an_augmented_pass_leaves_nothing_behind(images: Tensor) -> 
         CAMEngine(model, "net.features.3", "gradcam", aug_smooth=True)(images)
     assert model.calls == 4
     assert_same_state(before, model_state(model))
+
+
+NEWER = ["gradcam-elementwise", "kpcacam", "shapleycam", "finercam", "fullgrad"]
+
+
+@pytest.mark.parametrize("method", NEWER)
+def test_aug_smooth_averages_the_newer_methods_too(tiny_net: TinyNet, images: Tensor, method: str) -> None:
+    # FullGrad's map is at the input's size, the others at the layer's: each is brought back to its own.
+    result = CAMEngine(tiny_net, "features.3", method, aug_smooth=True)(images, target=[0, 1])
+    smooth = result.raw[("features.3", method)]
+    total = torch.zeros_like(smooth)
+    for flip, scale in augmentations(DEFAULT_SCALES):
+        inputs = augment(images, flip, scale)
+        maps = compute_cam(tiny_net, inputs, "features.3", method, target=[0, 1], raw=True)
+        total += restore(maps, flip, (smooth.shape[-2], smooth.shape[-1]))
+    torch.testing.assert_close(smooth, total / 6)
+    plain = compute_cam(tiny_net, images, "features.3", method, target=[0, 1], raw=True)
+    assert not torch.allclose(smooth, plain, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["eigengradcam", "kpcacam", "fullgrad"])
+def test_eigen_smooth_leaves_the_methods_without_a_weighted_sum_alone(
+    tiny_net: TinyNet, images: Tensor, method: str
+) -> None:
+    plain = compute_cam(tiny_net, images, "features.3", method, target=[0, 1], raw=True)
+    smooth = compute_cam(tiny_net, images, "features.3", method, target=[0, 1], raw=True, eigen_smooth=True)
+    assert torch.equal(plain, smooth)

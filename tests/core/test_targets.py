@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -9,6 +11,7 @@ from torch import Tensor, nn
 from cam_callback import CAMEngine, compute_cam
 from cam_callback.core.targets import (
     TARGET_WORDS,
+    FinerTarget,
     MultiLabelTarget,
     ScoreTarget,
     check_target,
@@ -253,3 +256,46 @@ def test_anything_else_is_returned_as_it_is() -> None:
     assert target_for_rows(classes, torch.tensor([1])) is classes
     plain = MultiLabelTarget(class_index=1)  # holds nothing of the batch: its take is itself
     assert target_for_rows(plain, torch.tensor([0, 1])) is plain
+
+
+# Finer-CAM's target -----------------------------------------------------------------------------------------
+
+FINER_LOGITS = [[3.0, 1.0, 2.0, 0.0, -1.0]]
+
+
+def test_finer_target_by_hand() -> None:
+    e = math.e
+    logits = torch.tensor(FINER_LOGITS, requires_grad=True)
+    # Predicted class 0 (3); the closest others 2 (2), 1 (1), 3 (0), weighted e^2 : e : 1 (softmax, the
+    # common factor cancels); contrasts 1, 2, 3.
+    total = e**2 + e + 1
+    score = FinerTarget()(logits)
+    torch.testing.assert_close(score, torch.tensor([(e**2 * 1 + e * 2 + 3) / total]))
+    # The weights are held fixed: the gradient is the one-hot of the class minus the weighted others, and
+    # class 4, outside the comparison, gets none (through the softmax it would).
+    (gradient,) = torch.autograd.grad(score.sum(), logits)
+    torch.testing.assert_close(gradient, torch.tensor([[1.0, -e / total, -(e**2) / total, -1 / total, 0.0]]))
+    # Class 3 compares with 0, 2, 1 (never with itself): contrasts -3, -2, -1, weights e^3 : e^2 : e.
+    expected = (-3 * e**3 - 2 * e**2 - e) / (e**3 + e**2 + e)
+    torch.testing.assert_close(FinerTarget(class_index=3)(logits), torch.tensor([expected]))
+    # alpha 0: the plain logit; ranks [2] and alpha 0.5: 3 - 1/2 of class 1's logit.
+    torch.testing.assert_close(FinerTarget(alpha=0)(logits), torch.tensor([3.0]))
+    torch.testing.assert_close(FinerTarget(ranks=[2], alpha=0.5)(logits), torch.tensor([2.5]))
+
+
+def test_finer_target_ranks_past_the_classes_and_bad_arguments() -> None:
+    two = torch.tensor([[1.0, 4.0]])
+    torch.testing.assert_close(FinerTarget()(two), torch.tensor([3.0]))  # only rank 1 exists: 4 - 1
+    with pytest.raises(ValueError, match="no class to compare against"):
+        FinerTarget()(torch.tensor([[1.0]]))
+    with pytest.raises(ValueError, match="expected logits"):
+        FinerTarget()(torch.zeros(2, 3, 4, 4))
+    with pytest.raises(ValueError, match="`ranks` must hold at least one"):
+        FinerTarget(ranks=[])
+    with pytest.raises(ValueError, match="`ranks`"):
+        FinerTarget(ranks=[0])
+    with pytest.raises(TypeError, match="`ranks` must be a list of ints"):
+        FinerTarget(ranks="12")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`alpha` must be a finite number"):
+        FinerTarget(alpha=float("nan"))
+    assert check_target(FinerTarget()) is not None

@@ -21,6 +21,7 @@ from cam_callback.core.options import CAMOptions
 from cam_callback.demo import ImageFolderDataModule, ShapesDataModule, ShapesDataset
 from cam_callback.demo.classifier import ImageClassifier
 from cam_callback.demo.cli import main
+from cam_callback.targets import FinerTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -85,6 +86,27 @@ def test_every_config_parses_and_builds_its_parts(config, tmp_path):
         assert options.display.mean == tuple(cli.datamodule.mean)
         assert options.display.std == tuple(cli.datamodule.std)
         assert cast(AttributeDict, cli.model.hparams).arch == "tinycnn"
+
+
+def test_the_newer_methods_and_finer_target_from_yaml(tmp_path):
+    # The demo's config with its callback's `method` and `target` lines replaced.
+    text = (ROOT / "configs" / "demo.yaml").read_text()
+    methods = "        method: [GradCAMElementWise, KPCA_CAM, shapleycam, finercam, fullgrad]\n"
+    target = (
+        "        target:\n          class_path: cam_callback.targets.FinerTarget\n"
+        "          init_args: {ranks: [1, 2]}\n"
+    )
+    replace = {"method:": methods, "target:": target}
+    lines = [replace.get(line.split()[0] if line.strip() else "", line) for line in text.splitlines(True)]
+    assert lines.count(methods) == lines.count(target) == 1
+    path = tmp_path / "newer.yaml"
+    path.write_text("".join(lines))
+    cli = main(["--config", str(path), f"--trainer.logger.init_args.save_dir={tmp_path}"], run=False)
+    callback = next(c for c in cast(Any, cli.trainer).callbacks if isinstance(c, GradCAMCallback))
+    names = ("gradcam-elementwise", "kpcacam", "shapleycam", "finercam", "fullgrad")
+    assert callback.options.methods == names
+    assert isinstance(callback.options.target, FinerTarget)
+    assert (callback.options.target.ranks, callback.options.target.alpha) == ((1, 2), 1.0)
 
 
 def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
@@ -153,7 +175,7 @@ def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
     events = read_events(log_dir)
     images, scalars = set(events.Tags()["images"]), set(events.Tags()["scalars"])
     for layer in ("model.features.7", "model.features.5"):  # features.-1 is logged under its resolved name
-        for method in ("gradcam", "gradcam++"):
+        for method in ("gradcam", "gradcampp"):  # gradcam++ is named gradcampp in tags and metric names
             # when training starts, then at the step of the validation's own metrics (3 batches an epoch,
             # logged one step before)
             val_steps = [e.step for e in events.Scalars("val/acc")]
@@ -163,8 +185,8 @@ def test_demo_config_trains_and_logs_overlays_and_drift(tmp_path):
             assert len(events.Images(f"cam_summary/{layer}/{method}")) == 1
             for name in ("energy_in_mask", "pointing_game"):  # the shapes data carries object masks
                 drift = events.Scalars(f"cam_drift/{layer}/{method}/{name}")
-                # Lightning metrics of each validation, at its own step: none at step 0 (on_train_start)
-                assert [e.step for e in drift] == val_steps
+                # the step-0 frame's at step 0, then Lightning metrics of each validation, at its own step
+                assert [e.step for e in drift] == [0, *val_steps]
                 assert all(0.0 <= e.value <= 1.0 for e in drift)
             assert f"cam_drift/{layer}/{method}/change_prev" in scalars
             assert os.path.exists(os.path.join(log_dir, f"cam_summary_{layer}_{method}.png"))
@@ -223,3 +245,25 @@ def test_python_dash_m_entry_point_prints_help():
     assert result.returncode == 0, result.stderr
     assert "--trainer.callbacks" in result.stdout and "--config" in result.stdout
 
+
+
+@pytest.mark.parametrize("entry", ["pytorch_lightning", "lightning"])
+def test_fit_help_says_where_the_callback_and_its_options_are(entry, capsys):
+    from cam_callback.demo.lightning import main as unified_main
+
+    run = main if entry == "pytorch_lightning" else unified_main
+    with pytest.raises(SystemExit) as exited:
+        run(["fit", "--help"])
+    assert exited.value.code == 0
+    said = " ".join(capsys.readouterr().out.split())  # the help text is wrapped to the terminal
+    assert "--trainer.callbacks+=GradCAMCallback" in said
+    assert "--trainer.callbacks.help GradCAMCallback" in said
+    # ... and the command it names lists every keyword of the callback.
+    with pytest.raises(SystemExit) as exited:
+        run(["fit", "--trainer.callbacks.help", "GradCAMCallback"])
+    assert exited.value.code == 0
+    listed = set(capsys.readouterr().out.split())
+    keywords = [n for n in inspect.signature(GradCAMCallback.__init__).parameters if n != "self"]
+    assert len(keywords) > 20
+    missing = [name for name in keywords if f"--trainer.callbacks.{name}" not in listed]
+    assert missing == []

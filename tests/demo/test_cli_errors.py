@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cam_callback.demo.cli import main
-from cam_callback.demo.cli_errors import FULL_ERRORS, explain, own_message
+from cam_callback.demo.cli_errors import FULL_ERRORS, explain, own_message, unknown_option
 
 from .cli_helpers import DEMO, TINY
 
@@ -74,3 +74,39 @@ def test_a_misspelled_layer_is_refused_before_any_log_folder_exists(tmp_path):
         main(args + TINY)
     assert "closest: 'model.features.7'" in str(refused.value.code)
     assert not any(tmp_path.iterdir())
+
+
+def test_an_unknown_option_is_one_line_with_the_nearest_option(tmp_path, monkeypatch):
+    monkeypatch.delenv(FULL_ERRORS, raising=False)
+    args = ["fit", "--config", DEMO, f"--trainer.logger.init_args.save_dir={tmp_path}",
+            "--trainer.callbacks.init_args.alpah=0.3"]
+    with pytest.raises(SystemExit) as refused:
+        main(args)
+    lines = str(refused.value.code).splitlines()
+    assert lines[0] == (
+        "error: --trainer.callbacks.init_args.alpah: GradCAMCallback takes no option 'alpah' "
+        "(did you mean 'alpha'?)"
+    )
+    assert len(lines) == 2 and FULL_ERRORS in lines[1]
+    assert not any(tmp_path.iterdir())
+
+
+def test_unknown_option_reads_the_parsers_report():
+    report = (
+        'Parser key "model":\n  Problem with given class_path \'cam_callback.demo.ImageClassifier\':\n'
+        "    Option 'num_clases' is not accepted\n"
+    )
+    assert unknown_option(report) == (
+        "--model.init_args.num_clases: ImageClassifier takes no option 'num_clases' "
+        "(did you mean 'num_classes'?)"
+    )
+    nowhere = "Problem with given class_path 'no.such.Thing':\n  Option 'x' is not accepted"
+    assert unknown_option(nowhere) == "`x`: Thing takes no option 'x'"  # no class to read: no suggestion
+    assert unknown_option("error: something else") is None
+
+
+def test_the_usage_line_names_the_module_not_main_py(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["/somewhere/cam_callback/__main__.py", "--help"])
+    with pytest.raises(SystemExit):
+        main()
+    assert capsys.readouterr().out.startswith("usage: python -m cam_callback ")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import types
 from pathlib import Path
 
 from cam_callback.demo.cli import main
-from cam_callback.demo.cli_report import RunReport, run_report
+from cam_callback.demo.cli_report import CARD_HINT, RunReport, run_report, tensorboard_command
 
 from .cli_helpers import DEMO, TINY
 
@@ -22,7 +24,11 @@ def test_a_fit_says_where_it_went(tmp_path, capsys):
     summaries = sorted(str(p) for p in folder.glob("cam_summary_*.png"))
     assert len(summaries) == 4  # 2 layers x 2 methods
     assert [line[len("summary: "):] for line in out if line.startswith("summary: ")] == summaries
-    assert f"view it: tensorboard --logdir {folder.parent} --samples_per_plugin images=1000" in out
+    assert f"view it: {tensorboard_command(folder.parent)}" in out
+    assert tensorboard_command(folder.parent) == (
+        f"{sys.executable} -m tensorboard.main --logdir {folder.parent} --samples_per_plugin images=1000"
+    )
+    assert CARD_HINT in out
 
 
 def test_the_report_is_rank_zeros_alone():
@@ -60,7 +66,9 @@ def test_the_report_names_the_folder_its_summaries_and_the_command(tmp_path):
         f"run folder: {folder}",
         f"summary: {folder / 'cam_summary_a_gradcam.png'}",
         f"summary: {folder / 'cam_summary_b_gradcam.png'}",
-        f"view it: tensorboard --logdir {folder.parent} --samples_per_plugin images=1000",
+        f"view it: {sys.executable} -m tensorboard.main --logdir {folder.parent} "
+        "--samples_per_plugin images=1000",
+        CARD_HINT,
     ])
 
 
@@ -71,8 +79,8 @@ def test_without_tensorboard_there_is_no_command_and_the_folder_is_quoted(tmp_pa
     assert report == f"run folder: {folder}"
     with_tensorboard = run_report(_trainer(tmp_path, TensorBoardLogger(str(folder / "version_0"))))
     assert with_tensorboard is not None
-    assert with_tensorboard.splitlines()[-1] == (
-        f"view it: tensorboard --logdir '{folder}' --samples_per_plugin images=1000"
+    assert with_tensorboard.splitlines()[-2] == (
+        f"view it: {sys.executable} -m tensorboard.main --logdir '{folder}' --samples_per_plugin images=1000"
     )
 
 
@@ -95,3 +103,12 @@ def test_the_mixin_writes_the_report_after_a_fit(tmp_path, capsys):
     shell.trainer = types.SimpleNamespace(is_global_zero=False, loggers=[])  # type: ignore[attr-defined]
     shell.after_fit()
     assert capsys.readouterr().out == ""
+
+
+def test_the_printed_command_runs_as_pasted(tmp_path):
+    """The command starts this environment's TensorBoard from any folder, without an activated venv."""
+    command = tensorboard_command(tmp_path) + " --version_tb"
+    result = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip()[:1].isdigit()  # TensorBoard's version, e.g. 2.21.0

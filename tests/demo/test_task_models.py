@@ -26,7 +26,7 @@ def test_the_segmenter_gives_class_logits_for_every_pixel():
     loss = model.loss({"image": X, "mask": masks})
     assert loss.shape == () and loss.requires_grad
     torch.testing.assert_close(loss.detach(), expected)
-    assert isinstance(model.get_submodule("model.backbone.16"), nn.Module)  # the configs' layer
+    assert isinstance(model.get_submodule("model.classifier.cbr"), nn.Module)  # the config's layer
 
 
 def test_the_detector_gives_boxes_labels_and_scores_per_image():

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import struct
 
 import cv2
 import numpy as np
+import pytest
 from events import read_events
+from full_disk import FullDisk, fill, small_tmpfs
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as python_masked_crc32c
 from tensorboard.summary.writer.record_writer import RecordWriter
 from torch.utils.tensorboard import SummaryWriter
 
+from cam_callback.sinks import WriteFailure
 from cam_callback.sinks.events import EventFile, frame_record, image_event, masked_crc32c
 
 
@@ -114,3 +118,73 @@ def test_beside_the_loggers_own_file_both_runs_steps_survive(tmp_path):
     assert [e.step for e in acc.Scalars("cam_drift/x")] == [0, 10, 20]
     assert [e.step for e in acc.Images("cam/x")] == [0, 10, 20]
     assert len(list(tmp_path.glob("*tfevents*"))) == 2
+
+
+def _validation(events: EventFile, step: int, count: int = 2, side: int = 5) -> list[bytes]:
+    pictures = [_png(step * 100 + i, side, side) for i in range(count)]
+    for i, picture in enumerate(pictures):
+        events.add(image_event(f"cam/x{i}", picture, side, side, step, 100.0 + step))
+    return pictures
+
+
+def test_a_half_write_on_a_full_disk_leaves_every_later_record_readable(tmp_path, monkeypatch):
+    disk = FullDisk(monkeypatch)
+    events = EventFile(tmp_path)
+    shown = {0: _validation(events, 0)}
+    events.flush()
+    disk.full = True
+    shown[1] = _validation(events, 1)
+    with pytest.raises(WriteFailure) as raised:
+        events.flush()  # half of the records reach the disk, then ENOSPC
+    assert raised.value.errno == errno.ENOSPC
+    assert raised.value.lost == [] and raised.value.kept == [("cam/x0", 1), ("cam/x1", 1)]
+    disk.full = False
+    for step in (2, 3, 4, 5):
+        shown[step] = _validation(events, step)
+        events.flush()
+    acc = read_events(tmp_path)  # its reader checks both CRCs of every record, and stops at a bad one
+    for i in range(2):
+        assert [(e.step, e.encoded_image_string) for e in acc.Images(f"cam/x{i}")] == [
+            (step, shown[step][i]) for step in range(6)
+        ]
+    assert events.waiting == 0
+
+
+def test_memory_stays_bounded_while_nothing_can_be_written(tmp_path, monkeypatch):
+    disk = FullDisk(monkeypatch, full=True)
+    events = EventFile(tmp_path)  # the backlog: the last failed flush's records only
+    for step in range(50):
+        _validation(events, step, count=3)
+        with pytest.raises(WriteFailure) as raised:
+            events.flush()
+        assert events.waiting == 3  # this validation's three records, never more
+        assert raised.value.kept == [(f"cam/x{i}", step) for i in range(3)]
+        assert raised.value.lost == ([(f"cam/x{i}", step - 1) for i in range(3)] if step else [])
+    assert disk.failures == 50
+    assert events.path is not None and events.path.stat().st_size == 0  # not a byte of a half record
+    disk.full = False
+    events.flush()
+    assert [e.step for e in read_events(tmp_path).Images("cam/x2")] == [49]
+
+
+def test_on_a_real_full_tmpfs_every_record_is_written_or_named_as_lost(tmp_path):
+    with small_tmpfs(tmp_path / "disk", "256k") as disk:
+        events = EventFile(disk / "run")
+        written: dict[int, bytes] = {}
+        lost: set[int] = set()
+        filler = fill(disk, leave=40_000)
+        failures = 0
+        for step in range(8):  # about 12 KB a validation: the disk fills up after three
+            if step == 6:
+                filler.unlink()  # room again
+            written[step] = _validation(events, step, count=1, side=64)[0]
+            try:
+                events.flush()
+            except WriteFailure as failure:
+                failures += 1
+                lost |= {s for _, s in failure.lost}
+        assert failures >= 2
+        acc = read_events(disk / "run")
+        seen = [(e.step, e.encoded_image_string) for e in acc.Images("cam/x0")]
+        assert seen == [(step, written[step]) for step in range(8) if step not in lost]
+        assert 5 in dict(seen) and 6 in dict(seen)  # the last kept validation, written when room came back

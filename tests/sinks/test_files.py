@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from full_disk import FullDisk, fill, small_tmpfs
 
-from cam_callback.sinks import ImageRecord, PngSink, ScalarsCsv, publish
+from cam_callback.sinks import ImageRecord, PngSink, ScalarsCsv, WriteFailure, publish
 
 from .sink_helpers import decode_rgb, picture
 
@@ -85,3 +86,58 @@ def test_scalars_csv_appends_rows_under_one_header(tmp_path):
     ]
     with pytest.raises(ValueError, match="`step`"):
         ScalarsCsv(path).append({"x": 1.0}, step=-1)
+
+
+def _all_files(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_full_disk_leaves_no_empty_png_and_the_images_come_when_room_does(tmp_path, monkeypatch):
+    disk = FullDisk(monkeypatch, full=True)
+    sink = PngSink(tmp_path)
+    errors = publish([sink], [ImageRecord("cam/a", picture(1), 3), ImageRecord("cam/b", picture(2), 3)])
+    assert len(errors) == 1 and isinstance(errors[0], WriteFailure)
+    assert errors[0].kept == [("cam/a", 3), ("cam/b", 3)] and errors[0].lost == []
+    assert _all_files(tmp_path) == []  # no empty, cut or temporary file
+    errors = publish([sink], [ImageRecord("cam/a", picture(3), 4)])
+    assert isinstance(errors[0], WriteFailure)
+    assert errors[0].lost == [("cam/a", 3), ("cam/b", 3)]  # the backlog is the latest validation only
+    assert errors[0].kept == [("cam/a", 4)]
+    assert _all_files(tmp_path) == []
+    disk.full = False
+    assert publish([sink], [ImageRecord("cam/a", picture(5), 5)]) == []
+    assert _all_files(tmp_path) == ["cam/a/step_00000004.png", "cam/a/step_00000005.png"]
+    for step, seed in ((4, 3), (5, 5)):
+        written = sink.image_path("cam/a", step).read_bytes()
+        assert (decode_rgb(written) == picture(seed).permute(1, 2, 0).numpy()).all()
+
+
+def test_on_a_real_full_tmpfs_no_png_file_is_empty(tmp_path):
+    with small_tmpfs(tmp_path / "disk", "64k") as disk:
+        sink = PngSink(disk / "run")
+        fill(disk, leave=8_000)
+        failed = 0
+        for step in range(6):
+            noise = np.random.default_rng(step).integers(0, 256, (3, 40, 40), dtype=np.uint8)
+            image = torch.from_numpy(noise)
+            failed += len(publish([sink], [ImageRecord("cam/a", image, step)]))
+        assert failed >= 1
+        files = [p for p in (disk / "run").rglob("*") if p.is_file()]
+        assert all(p.stat().st_size > 0 and p.suffix == ".png" and not p.name.startswith(".") for p in files)
+        for path in files:
+            assert cv2.imread(str(path)) is not None  # each one a whole PNG
+
+
+def test_scalars_csv_on_a_full_disk_keeps_whole_rows_and_writes_them_later(tmp_path, monkeypatch):
+    disk = FullDisk(monkeypatch)
+    path = tmp_path / "scalars.csv"
+    table = ScalarsCsv(path)
+    table.append({"cam/mean": 0.5}, step=1)
+    disk.full = True
+    (failure,) = table.append({"cam/mean": 0.25}, step=2)
+    assert isinstance(failure, WriteFailure) and failure.kept == [("cam/mean", 2)]
+    assert path.read_bytes() == b"tag,step,value\r\ncam/mean,1,0.5\r\n"  # no cut row
+    disk.full = False
+    assert table.append({"cam/mean": 0.125}, step=3) == []
+    with path.open(newline="") as handle:
+        assert [row[1] for row in csv.reader(handle)] == ["step", "1", "2", "3"]

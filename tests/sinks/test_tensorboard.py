@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 from events import read_events
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar import metadata as custom_scalars
 from torch.utils.tensorboard import SummaryWriter
 
-from cam_callback.sinks import TensorBoardSink
+from cam_callback.sinks import ChartGroup, TensorBoardSink
 
 from .sink_helpers import decode_rgb, picture
 
@@ -93,3 +95,53 @@ def test_a_writer_without_a_folder_gets_the_images_through_its_own_add_image():
     sink.add_image("cam/x", torch.ones(3, 2, 2, dtype=torch.uint8), step=4)
     sink.flush()
     assert plain.calls == [("cam/x", 12, 4, "CHW"), "flush"]
+
+
+def _layout_in(folder) -> layout_pb2.Layout:
+    """The one Custom Scalars layout of the run folder, as TensorBoard's reader finds it."""
+    events = read_events(folder)
+    assert events.Tags()["tensors"] == [custom_scalars.CONFIG_SUMMARY_TAG]
+    (point,) = events.Tensors(custom_scalars.CONFIG_SUMMARY_TAG)
+    metadata = events.SummaryMetadata(custom_scalars.CONFIG_SUMMARY_TAG)
+    assert metadata.plugin_data.plugin_name == "custom_scalars"
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(point.tensor_proto.string_val[0])
+    return layout
+
+
+def test_a_layout_is_written_as_the_custom_scalars_plugin_reads_it(tmp_path):
+    writer = SummaryWriter(str(tmp_path))
+    sink = TensorBoardSink(writer)
+    groups = [
+        ChartGroup("cam/a/gradcam", (("drift", (r"cam_drift/a/gradcam/",)), ("focus", ("f1", "f2")))),
+        ChartGroup("cam/b/gradcam\\+\\+", (("drift", ("x",)),)),
+    ]
+    sink.add_layout(groups)  # written at once: no flush of its own needed
+    writer.close()
+    layout = _layout_in(tmp_path)
+    read = [
+        (c.title, [(chart.title, list(chart.multiline.tag)) for chart in c.chart]) for c in layout.category
+    ]
+    assert read == [
+        ("cam/a/gradcam", [("drift", ["cam_drift/a/gradcam/"]), ("focus", ["f1", "f2"])]),
+        ("cam/b/gradcam\\+\\+", [("drift", ["x"])]),
+    ]
+
+
+def test_a_writer_without_a_folder_gets_the_layout_through_its_own_add_custom_scalars():
+    class Plain:
+        def __init__(self):
+            self.calls = []
+
+        def add_image(self, *args):
+            raise AssertionError("no image here")
+
+        def add_custom_scalars(self, layout):
+            self.calls.append(layout)
+
+        def flush(self):
+            self.calls.append("flush")
+
+    plain = Plain()
+    TensorBoardSink(plain).add_layout([ChartGroup("cam/a/m", (("drift", ("t1", "t2")),))])
+    assert plain.calls == [{"cam/a/m": {"drift": ["Multiline", ["t1", "t2"]]}}, "flush"]
