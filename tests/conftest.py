@@ -14,6 +14,16 @@ torch.set_num_threads(1)
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the tests marked ``cuda`` where torch sees no CUDA device, saying why."""
+    if torch.cuda.is_available():
+        return
+    reason = "needs a CUDA device (torch.cuda.is_available() is False here): run scripts/gpu_check.sh on one"
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
 def fill_deterministic(module: ModuleT, seed: int = 0) -> ModuleT:
     """Overwrite every parameter and BatchNorm buffer from a private generator (global RNG untouched)."""
     generator = torch.Generator().manual_seed(seed)

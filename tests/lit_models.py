@@ -35,6 +35,14 @@ class DictData(Dataset):
         return {"image": x, "label": y, "mask": mask}
 
 
+class SpatialMean(nn.Module):
+    """``AdaptiveAvgPool2d(1)`` written as a mean: the pooling's CUDA backward has no deterministic kernel,
+    so a ``deterministic=True`` run on a GPU puts this in the tiny modules' head instead (``head[0]``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
 def make_module_class(namespace: types.ModuleType) -> type:
     """A LightningModule class (BatchNorm, dropout, in-place ReLU).
 
@@ -85,3 +93,47 @@ def loaders(n_train: int = 12, n_val: int = 8, batch_size: int = 2, dict_batches
     else:
         train, val = tiny_data(n_train, 1), tiny_data(n_val, 2)
     return DataLoader(train, batch_size=batch_size, shuffle=True), DataLoader(val, batch_size=batch_size)
+
+
+def stand_in_trainer(root: Any, step: int, rank_zero: bool = True, epoch: int = 0) -> Any:
+    """What the callback reads from a Trainer, for one process: dict batches of :func:`loaders`, no logger."""
+    from pytorch_lightning.plugins.precision import Precision
+
+    train, val = loaders(dict_batches=True)
+    return types.SimpleNamespace(
+        precision_plugin=Precision(), is_global_zero=rank_zero, global_step=step, val_dataloaders=val,
+        train_dataloader=train, loggers=[], default_root_dir=str(root), fast_dev_run=False,
+        current_epoch=epoch,
+    )
+
+
+def measured_samples(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dict validation data's first ``count`` samples (:func:`loaders`), each read with the CPU generator
+    seeded by its index, as the measured set reads them."""
+    data, images, labels = DictData(8, 2), [], []
+    state = torch.get_rng_state()
+    for i in range(count):
+        torch.manual_seed(i)
+        sample = data[i]
+        images.append(sample["image"])
+        labels.append(sample["label"])
+    torch.set_rng_state(state)
+    return torch.stack(images), torch.stack(labels)
+
+
+def fresh_run(options: Any) -> Any:
+    """A new run's state for the callback ``options`` (a measured history when they ask for one)."""
+    import pytorch_lightning as pl
+
+    from cam_callback.callback.history import MapHistory
+    from cam_callback.callback.loggers import RunOutput
+    from cam_callback.callback.measure import MeasuredHistory
+    from cam_callback.callback.reporting import Reporter
+    from cam_callback.callback.run import RunState
+    from cam_callback.callback.trainer import LightningNamespace
+
+    reporter = Reporter("Test", strict=False)
+    output = RunOutput(LightningNamespace.of(pl.loggers, pl.strategies), options.tag_prefix, reporter)
+    measured = MeasuredHistory(options.history_size) if options.measure_samples is not None else None
+    history = MapHistory(options.history_size)
+    return RunState(history, reporter, output, layers=options.layers, measured=measured)

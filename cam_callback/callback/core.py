@@ -11,7 +11,7 @@ it needs is read in :mod:`.trainer`.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from torch import nn
 from typing_extensions import override
@@ -22,6 +22,7 @@ from ..core.targets import ScoreTarget
 from ..core.tokens import LayerReshape
 from .history import MapHistory
 from .loggers import RunOutput
+from .measure import MeasuredHistory
 from .metrics import log_numbers, log_to_loggers
 from .observation import observe
 from .options import CallbackOptions, check_file_names
@@ -66,6 +67,7 @@ class CAMCallbackCore(CallbackHooks):
         method: str | list[str] = "gradcam",
         *,
         num_samples: int = 16,
+        measure_samples: int | Literal["all"] | None = None,
         target: str | int | ScoreTarget | None = None,
         every_n_epochs: int = 1,
         alpha: float = 0.5,
@@ -93,8 +95,8 @@ class CAMCallbackCore(CallbackHooks):
     ) -> None:
         super().__init__()
         self.options = CallbackOptions.from_arguments(
-            layer=layer, method=method, num_samples=num_samples, target=target,
-            every_n_epochs=every_n_epochs, alpha=alpha, colormap=colormap, input_key=input_key,
+            layer=layer, method=method, num_samples=num_samples, measure_samples=measure_samples,
+            target=target, every_n_epochs=every_n_epochs, alpha=alpha, colormap=colormap, input_key=input_key,
             label_key=label_key, mask_key=mask_key, mean=mean, std=std, log_heatmaps=log_heatmaps,
             image_format=image_format, history_size=history_size, tag_prefix=tag_prefix, strict=strict,
             reshape=reshape, eigen_smooth=eigen_smooth, aug_smooth=aug_smooth, aug_scales=aug_scales,
@@ -107,7 +109,8 @@ class CAMCallbackCore(CallbackHooks):
         reporter = Reporter(type(self).__name__, self.options.strict, self.namespace.info)
         output = RunOutput(self.namespace, self.options.tag_prefix, reporter, self.writer_queue_size)
         history = MapHistory(max_side=self.options.history_size)
-        return RunState(history, reporter, output, layers=self.options.layers)
+        measured = MeasuredHistory(self.options.history_size) if self.options.measure_samples else None
+        return RunState(history, reporter, output, layers=self.options.layers, measured=measured)
 
     # ------------------------------------------------------------------ what a user may read
 
@@ -133,6 +136,8 @@ class CAMCallbackCore(CallbackHooks):
             layer=list(self.options.layers), method=list(self.options.methods),
             num_samples=self.options.num_samples, tag_prefix=self.options.tag_prefix,
         )
+        if self.options.measure_samples is not None:  # absent otherwise: older checkpoints keep their key
+            key["measure_samples"] = self.options.measure_samples
         return f"{type(self).__qualname__}{key!r}"
 
     @override
@@ -303,7 +308,7 @@ class CAMCallbackCore(CallbackHooks):
         numbers = {}
         if self._computes_here(trainer):
             try:
-                numbers = observe(self._run, self.options, trainer, pl_module, source)
+                numbers = observe(self._run, self.options, trainer, pl_module, source, **self._roles(trainer))
             except CAMConfigurationError:
                 raise
             except Exception as error:  # noqa: BLE001 - a long run must survive a failing visualisation
@@ -342,9 +347,12 @@ class CAMCallbackCore(CallbackHooks):
 
         def attempt() -> None:
             if self._computes_here(trainer):
+                roles = self._roles(trainer)
                 numbers.update(
-                    observe(self._run, self.options, trainer, pl_module, source, keep=keep, judge=judge,
-                            epoch=epoch)
+                    observe(
+                        self._run, self.options, trainer, pl_module, source, keep=keep, draw_now=True,
+                        judge=judge, epoch=epoch, **roles,
+                    )
                 )
 
         check_first_maps(trainer, attempt, when)
@@ -376,5 +384,17 @@ class CAMCallbackCore(CallbackHooks):
         return run.one_shot[source]
 
     def _computes_here(self, trainer: TrainerLike) -> bool:
-        """Rank 0 computes alone, except under sharded strategies, where every forward gathers parameters."""
-        return trainer.is_global_zero or isinstance(trainer.strategy, self.namespace.sharded_strategies)
+        """Whether this rank calls :func:`observe`.
+
+        Rank 0 alone, except under sharded strategies, where every forward gathers parameters, and with
+        ``measure_samples``, where every rank explains its share of the measured set.
+        """
+        return self.options.measure_samples is not None or trainer.is_global_zero or self._sharded(trainer)
+
+    def _sharded(self, trainer: TrainerLike) -> bool:
+        return isinstance(trainer.strategy, self.namespace.sharded_strategies)
+
+    def _roles(self, trainer: TrainerLike) -> dict[str, bool]:
+        """What this rank does in :func:`observe`: explain the shown batch; explain the whole measured set."""
+        sharded = self._sharded(trainer)
+        return {"show": trainer.is_global_zero or sharded, "sharded": sharded}

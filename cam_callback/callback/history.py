@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..core.drift import as_masks, centre_of_mass, cosine_distance, energy_in_mask, pointing_game, shrink_maps
 
-__all__ = ["MAX_FRAMES", "MapHistory", "kept_ordinals"]
+__all__ = ["MAX_FRAMES", "MapHistory", "kept_ordinals", "sample_numbers", "usable_mean"]
 
 _SEPARATOR = "::"
 
@@ -39,10 +39,50 @@ def _finite(maps: Tensor) -> Tensor:
     return maps.flatten(1).isfinite().all(dim=1)
 
 
-def _mean(values: Tensor, usable: Tensor) -> float:
-    """The mean over the usable samples; NaN when there is none (a monitor must not act on it)."""
-    kept = values[usable.to(values.device)]
+def usable_mean(values: Tensor) -> float:
+    """The mean over the samples with a number (NaN marks one left out); NaN when there is none.
+
+    A monitor must not act on a number no sample gave.
+    """
+    kept = values[~values.isnan()]
     return float(kept.mean()) if kept.numel() else float("nan")
+
+
+def sample_numbers(
+    maps: Tensor, small: Tensor, references: tuple[Tensor, Tensor] | None, masks: Tensor | None
+) -> dict[str, Tensor]:
+    """The drift numbers of each sample ``[B]`` by name; a validation's numbers are their usable means.
+
+    A sample whose map (or, for ``change_*`` / ``shift_*``, whose reference map) holds NaN or Inf gets NaN:
+    it is left out of the means (:func:`usable_mean`).
+
+    Args:
+        maps: ``[B, H, W]`` normalised maps at the input's size.
+        small: the same maps shrunk for the history (:func:`~cam_callback.core.drift.shrink_maps`).
+        references: the previous and the first recorded small maps of the same samples, or None (the first
+            recording: no ``change_*`` / ``shift_*``).
+        masks: object masks or boxes of the samples, or None (no ``energy_in_mask`` / ``pointing_game``).
+    """
+    size = (int(maps.shape[-2]), int(maps.shape[-1]))
+    finite = _finite(small)
+    numbers: dict[str, Tensor] = {}
+    if references is not None:
+        for name, reference in zip(("prev", "first"), references, strict=True):
+            reference = reference.to(small.device)
+            usable = finite & _finite(reference)
+            numbers[f"change_{name}"] = _left_out(cosine_distance(small, reference), usable)
+            shift = centre_of_mass(small, size) - centre_of_mass(reference, size)
+            numbers[f"shift_{name}"] = _left_out(shift.norm(dim=1), usable)
+    if masks is not None:
+        objects = as_masks(masks, size)
+        numbers["energy_in_mask"] = _left_out(energy_in_mask(maps, objects), finite)
+        numbers["pointing_game"] = _left_out(pointing_game(maps, objects), finite)
+    return numbers
+
+
+def _left_out(values: Tensor, usable: Tensor) -> Tensor:
+    """``values`` with NaN for the samples not ``usable``."""
+    return torch.where(usable.to(values.device), values.float(), torch.nan)
 
 
 class MapHistory:
@@ -96,22 +136,11 @@ class MapHistory:
         before training, or not known).
         """
         key = (layer, method)
-        size = (int(maps.shape[-2]), int(maps.shape[-1]))
         small = shrink_maps(maps.float(), self.max_side)
-        finite = _finite(small)
-        scalars: dict[str, float] = {}
         previous = self._maps.get(key, [])
-        if previous:
-            for name, reference in (("prev", previous[-1]), ("first", previous[0])):
-                reference = reference.to(small.device)
-                usable = finite & _finite(reference)
-                scalars[f"change_{name}"] = _mean(cosine_distance(small, reference), usable)
-                shift = centre_of_mass(small, size) - centre_of_mass(reference, size)
-                scalars[f"shift_{name}"] = _mean(shift.norm(dim=1), usable)
-        if masks is not None:
-            objects = as_masks(masks, size)
-            scalars["energy_in_mask"] = _mean(energy_in_mask(maps, objects), finite)
-            scalars["pointing_game"] = _mean(pointing_game(maps, objects), finite)
+        references = (previous[-1], previous[0]) if previous else None
+        per_sample = sample_numbers(maps, small, references, masks)
+        scalars = {name: usable_mean(values) for name, values in per_sample.items()}
         ordinals = self._ordinals.setdefault(key, [])
         ordinal = ordinals[-1] + 1 if ordinals else 0
         # A copy, never the caller's tensor (small maps are not shrunk).

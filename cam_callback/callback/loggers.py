@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -69,6 +69,11 @@ class Destinations:
         """``(tag, step)`` of the records the sinks still keep after failed writes (none when all went)."""
         holders: list[Any] = [*self.sinks, *(self._summary_files or []), self.numbers]
         return [record for holder in holders for record in getattr(holder, "unwritten", list)()]
+
+
+def _draw_and_publish(sinks: list[Sink], draw: Callable[[], Sequence[ImageRecord]]) -> Iterable[Exception]:
+    """The writer's job for images drawn in the background: draw them, then write them to ``sinks``."""
+    return publish_images(sinks, list(draw()))
 
 
 def _is(logger: Any, cls: type[Any] | None) -> bool:
@@ -180,9 +185,19 @@ class RunOutput:
                     self.reporter.once(note, note)
         return self._found
 
-    def images(self, trainer: TrainerLike, records: Sequence[ImageRecord]) -> None:
-        """Write a validation's images to every sink, in the background."""
-        self._submit(partial(publish_images, self.destinations(trainer).sinks, list(records)))
+    def images(
+        self, trainer: TrainerLike, records: Sequence[ImageRecord] | Callable[[], Sequence[ImageRecord]]
+    ) -> None:
+        """Write a validation's images to every sink, in the background.
+
+        ``records`` may be a function that draws them: the background writer calls it, then writes (a
+        failure there is reported like a failed write).
+        """
+        sinks = self.destinations(trainer).sinks
+        if callable(records):
+            self._submit(partial(_draw_and_publish, sinks, records))
+        else:
+            self._submit(partial(publish_images, sinks, list(records)))
 
     def numbers(self, trainer: TrainerLike, numbers: Mapping[str, float], step: int) -> None:
         """Keep a validation's numbers in the run's CSV when no logger takes them (else nothing)."""

@@ -2,12 +2,14 @@
 
 The callback's core decides when (:mod:`.core`); this is what happens then, room by room: the fixed batch
 (:mod:`.samples`), its task and default target (:mod:`.tasks`), the engine, the history (:mod:`.history`),
-the images (:mod:`.publishing`, :mod:`.captions`) and the output (:mod:`.loggers`).
+the host copy the writer draws the images from (:mod:`.handover`, :mod:`.publishing`, :mod:`.captions`),
+the measured set (:mod:`.measure`) and the output (:mod:`.loggers`).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -20,36 +22,39 @@ from ..core.drift import shrink_maps
 from ..core.errors import AttentionWarning, CAMConfigurationError
 from ..core.focus import focus_numbers
 from ..sinks import ImageRecord
-from .attention import alarm_message, alarms
-from .captions import captions_for
+from .attention import MIN_CELLS, alarm_message, alarms, learned
 from .classnames import find_class_names
+from .handover import draw_records, hand_over
 from .layout import number_layout
+from .measure import Measured, agree, explain_share
 from .options import CallbackOptions, check_file_names
-from .publishing import MapKey, summary_records, validation_records
+from .publishing import Display, MapKey, summary_records
 from .run import RunState
 from .samples import FixedBatch, can_iterate_again, first_dataloader, module_device, take_fixed_batch
-from .tasks import check_labels, default_target, explained_boxes, task_of
+from .tasks import check_labels, default_target, task_of
 from .trainer import TrainerLike, logging_step
 
 __all__ = ["focus_metrics", "frame_step", "observe"]
 
 
 def observe(
-    run: RunState,
-    options: CallbackOptions,
-    trainer: TrainerLike,
-    pl_module: nn.Module,
-    source: str,
-    *,
-    keep: bool = True,
-    judge: bool = True,
+    run: RunState, options: CallbackOptions, trainer: TrainerLike, pl_module: nn.Module, source: str, *,
+    keep: bool = True, draw_now: bool = False, show: bool = True, sharded: bool = False, judge: bool = True,
     epoch: int | None = None,
 ) -> dict[str, float]:
     """Explain the run's fixed batch, record the maps and hand the images over; return the numbers.
 
     Every rank that calls it computes the maps (one that shards its parameters must); only global rank 0
-    records, draws and writes, and returns the numbers by metric name (the others return none). With
-    ``keep=False`` (a resumed run's first check) the maps are drawn but neither recorded nor sent.
+    records, draws and writes, and returns the numbers by metric name (the others return none). The
+    training thread computes the maps and their numbers and starts one copy of them to the host
+    (:mod:`.handover`); the captions and grids are drawn by the background writer, which then writes them.
+    With ``draw_now`` (the run's first maps, which check the settings) they are drawn here instead, so that a
+    display option that cannot work fails at once. With ``keep=False`` (a resumed run's first check) the
+    maps are drawn here but neither recorded nor sent.
+
+    With ``measure_samples`` every rank calls it: each explains its share of the measured set
+    (:mod:`.measure`), the ranks agree that all went well (else each raises) and gather the per-sample
+    numbers, and every rank returns the same numbers, the measured set's means.
 
     Args:
         run: the run's state (batch, engine, history, output).
@@ -58,10 +63,72 @@ def observe(
         pl_module: the LightningModule to explain.
         source: ``"val"`` or ``"train"``: which data the fixed batch comes from, when it is first taken.
         keep: record and send the maps.
+        draw_now: draw the images on the calling thread.
+        show: explain the shown batch here (False on a rank that only measures).
+        sharded: the strategy shards the parameters: every rank explains the whole measured set.
         judge: let the attention alarm (:mod:`.attention`) read the focus numbers; never for the
             untrained model's step-0 frame.
         epoch: the epoch the maps belong to (-1: made before training); None: ``trainer.current_epoch``.
     """
+    if options.measure_samples is None:
+        return _shown(
+            run, options, trainer, pl_module, source, keep=keep, draw_now=draw_now, judge=judge, epoch=epoch
+        )
+    failure: Exception | None = None
+    shown: _Shown | None = None
+    measured: Measured | None = None
+    try:
+        if show:
+            shown = _explain_shown(run, options, trainer, pl_module, source, keep)
+        batch = _fixed_batch(run, options, trainer, pl_module, source)
+        engine = _engine(run, options, pl_module)
+        assert run.measured is not None  # made with the run when measure_samples is set
+        measured = explain_share(
+            engine, options, trainer, pl_module, run.task, source, run.measured, sharded, batch
+        )
+    except Exception as error:  # noqa: BLE001 - every rank must reach the agreement below
+        failure = error
+    agree(trainer, failure)  # raises on every rank when one failed
+    assert measured is not None
+    measured.gather(trainer, sharded)
+    numbers = {options.display.number(key, name): value for (key, name), value in measured.means().items()}
+    focus = {key: focus_numbers(small, measured.labels()) for key, small in measured.maps.items()}
+    numbers.update(focus_metrics(options, focus))  # every rank: the same numbers everywhere
+    if not keep:
+        if shown is not None and trainer.is_global_zero:
+            _publish(run, options, trainer, shown, keep=False, draw_now=True, judge=judge, epoch=epoch)
+        return {}
+    assert run.measured is not None
+    run.measured.update(measured.maps)
+    if shown is not None and trainer.is_global_zero:
+        _publish(
+            run, options, trainer, shown, keep=True, draw_now=draw_now, judge=judge, epoch=epoch,
+            numbers=numbers, focus=focus,
+        )
+    return numbers
+
+
+@dataclass
+class _Shown:
+    """The shown batch's maps, computed, before anything is recorded or drawn.
+
+    ``training``: the first ``train_samples`` training samples, their target and maps (when asked for);
+    ``faith``: every pair's faithfulness numbers (when asked for).
+    """
+
+    batch: FixedBatch
+    target: Any
+    result: CAMResult
+    source: str
+    training: tuple[FixedBatch, Any, CAMResult] | None = None
+    faith: dict[MapKey, dict[str, float]] = field(default_factory=dict)
+
+
+def _explain_shown(
+    run: RunState, options: CallbackOptions, trainer: TrainerLike, pl_module: nn.Module, source: str,
+    keep: bool = True,
+) -> _Shown:
+    """The shown batch explained (and, when asked for and kept, the training samples and faithfulness)."""
     batch = _fixed_batch(run, options, trainer, pl_module, source)
     engine = _engine(run, options, pl_module)
     target = default_target(run.task, options.target, batch)
@@ -74,41 +141,75 @@ def observe(
         except ValueError as error:
             raise CAMConfigurationError(f"the picked layer: {error}") from error
         run.layers, run.reshape = (engine.choice.layer,), engine.choice.reshape
-    wanted = options.train_samples and keep and source == "val"  # explaining training data already: none
-    explained = _explain_training(run, options, trainer, engine) if wanted else None
-    faith = _faithfulness(options, trainer, pl_module, batch, result) if options.faithfulness and keep else {}
+    shown = _Shown(batch, target, result, source)
+    if options.train_samples and keep and source == "val":  # explaining training data already: none
+        shown.training = _explain_training(run, options, trainer, engine)
+    if options.faithfulness and keep:
+        shown.faith = _faithfulness(options, trainer, pl_module, batch, result)
+    return shown
+
+
+def _shown(
+    run: RunState, options: CallbackOptions, trainer: TrainerLike, pl_module: nn.Module, source: str, *,
+    keep: bool, draw_now: bool, judge: bool, epoch: int | None,
+) -> dict[str, float]:
+    """:func:`observe` without a measured set: the numbers are the shown batch's."""
+    shown = _explain_shown(run, options, trainer, pl_module, source, keep)
     if not trainer.is_global_zero:
         return {}
-    step = frame_step(logging_step(trainer, source), run.history.last_step)
+    return _publish(run, options, trainer, shown, keep=keep, draw_now=draw_now, judge=judge, epoch=epoch)
+
+
+def _publish(
+    run: RunState, options: CallbackOptions, trainer: TrainerLike, shown: _Shown, *, keep: bool,
+    draw_now: bool, judge: bool, epoch: int | None, numbers: dict[str, float] | None = None,
+    focus: dict[MapKey, dict[str, float]] | None = None,
+) -> dict[str, float]:
+    """Record the shown maps, hand them over to be drawn and written, and send the numbers (rank 0).
+
+    ``numbers`` and ``focus``: the measured set's drift and focus numbers, sent instead of the shown batch's.
+    The faithfulness, training-sample and gap numbers (when asked for) are the shown batch's; the timeline
+    and the training samples' grids are drawn with the validation's images.
+    """
+    batch, result = shown.batch, shown.result
+    step = frame_step(logging_step(trainer, shown.source), run.history.last_step)
     maps = {key: result.normalized(*key) for key in result.raw}
+    drawing = hand_over(result, maps, _host_batch(run, batch))  # copies start now, the numbers overlap them
     names = options.class_names or find_class_names(
         getattr(trainer, "datamodule", None), first_dataloader(trainer.val_dataloaders)
     )
-    texts = partial(captions_for, run.task, result, batch.labels, target, names)
-    boxes = [batch.masks, explained_boxes(result.outputs, target)] if run.task == "detection" else None
-    records = validation_records(result, maps, batch.inputs, step, options.display, texts=texts, boxes=boxes)
+    draw = partial(draw_records, drawing, run.task, shown.target, names, step, options.display)
     if not keep:  # drawn all the same: a display option that cannot work fails here too
+        draw()
         return {}
     epoch = trainer.current_epoch if epoch is None else epoch
-    numbers = _record(run, options, maps, step, batch.masks, epoch)
-    records += _timeline(run, options, list(maps), step)
-    run.focus = _focus(run, maps, batch.labels)
+    own = _record(run, options, maps, step, batch.masks, epoch)
+    numbers = own if numbers is None else numbers
+    timeline = _timeline(run, options, list(maps), step)
+    run.focus = _focus(run, maps, _classes(result, batch)) if focus is None else focus
     numbers.update(focus_metrics(options, run.focus))
-    numbers.update(
-        {options.display.number(key, name, "faith"): v for key, n in faith.items() for name, v in n.items()}
-    )
-    if explained is not None:
-        train_records, train_numbers = _training_samples(run, options, explained, step, names)
-        records += train_records
+    for key, faith in shown.faith.items():
+        numbers.update({options.display.number(key, name, "faith"): value for name, value in faith.items()})
+    training = None
+    if shown.training is not None:
+        training, train_numbers = _training_samples(run, options, shown.training, step, names)
         numbers.update(train_numbers)
+    else:
+        run.train_focus = {}
+    coarse = {key for key, raw in result.raw.items() if min(raw.shape[-2:]) < MIN_CELLS}
     if not judge:  # the untrained model's: what the alarm compares with
-        run.focus_start = run.focus
+        run.focus_start, run.train_focus_start = run.focus, run.train_focus
     elif options.alarm:
-        for alarm in alarms(run.focus, run.focus_start):
-            cause = f"attention:{alarm.key[0]}:{alarm.key[1]}:{alarm.rule.number}"
-            message = alarm_message(alarm, step, options.display.tag("", alarm.key))
-            run.reporter.once(cause, message, AttentionWarning)
-    run.output.images(trainer, records)
+        if learned(result.outputs, batch.labels):
+            _sound_alarm(run, step, coarse, run.focus, run.focus_start, options.display)
+        if shown.training is not None and learned(shown.training[2].outputs, shown.training[0].labels):
+            display = replace(options.display, tag_prefix=f"{options.tag_prefix}_train")
+            _sound_alarm(run, step, coarse, run.train_focus, run.train_focus_start, display, "train")
+
+    def draw_all() -> list[ImageRecord]:
+        return [*draw(), *timeline(), *(training() if training is not None else [])]
+
+    run.output.images(trainer, draw_all() if draw_now else draw_all)
     run.output.numbers(trainer, numbers, step)
     run.output.layout(trainer, number_layout(numbers, options.display))
     return numbers
@@ -134,6 +235,28 @@ def _record(
         for key, pair in maps.items()
         for name, value in run.history.record(*key, pair, step, masks, epoch).items()
     }
+
+
+def _sound_alarm(
+    run: RunState,
+    step: int,
+    coarse: set[MapKey],
+    focus: dict[MapKey, dict[str, float]],
+    start: dict[MapKey, dict[str, float]],
+    display: Display,
+    samples: str = "val",
+) -> None:
+    """Warn once per (layer, method, cause, samples) whose rule fires on ``focus`` (rank 0).
+
+    ``start``: the step-0 frame's numbers of the same samples; ``coarse``: the pairs whose maps are too
+    coarse to judge (:data:`~.attention.MIN_CELLS`); ``display`` names the samples' image tags;
+    ``samples``: ``"val"`` or ``"train"`` (the ``train_samples``).
+    """
+    said = " for the training samples" if samples == "train" else ""
+    for alarm in alarms(focus, start, coarse=coarse):
+        cause = f"attention:{samples}:{alarm.key[0]}:{alarm.key[1]}:{alarm.rule.number}"
+        message = alarm_message(alarm, step, display.tag("", alarm.key), said)
+        run.reporter.once(cause, message, AttentionWarning)
 
 
 def _faithfulness(
@@ -186,17 +309,18 @@ def _training_samples(
     explained: tuple[FixedBatch, Any, CAMResult],
     step: int,
     names: Any,
-) -> tuple[list[ImageRecord], dict[str, float]]:
-    """The training samples' grids, focus numbers and gaps (training minus validation focus numbers).
+) -> tuple[Callable[[], list[ImageRecord]], dict[str, float]]:
+    """The training samples' grids (a function that draws them) and focus and gap numbers.
 
-    Tags ``<prefix>_train/...``; metrics ``<prefix>_train_focus/...`` and ``<prefix>_gap/...``.
+    Tags ``<prefix>_train/...``; metrics ``<prefix>_train_focus/...`` and ``<prefix>_gap/...`` (the gap:
+    training minus validation focus number). The focus numbers are kept in ``run.train_focus``.
     """
     batch, target, result = explained
     maps = {key: result.normalized(*key) for key in result.raw}
     display = replace(options.display, tag_prefix=f"{options.tag_prefix}_train")
-    texts = partial(captions_for, run.task, result, batch.labels, target, names)
-    records = validation_records(result, maps, batch.inputs, step, display, texts=texts)
-    focus = _focus(run, maps, batch.labels)
+    host = batch if batch.inputs.device.type == "cpu" else batch.to("cpu")
+    drawing = hand_over(result, maps, host)
+    focus = run.train_focus = _focus(run, maps, _classes(result, batch))
     numbers = {
         display.number(key, name, "focus"): value for key, n in focus.items() for name, value in n.items()
     }
@@ -204,16 +328,22 @@ def _training_samples(
         for name, value in train_numbers.items():
             if name in run.focus.get(key, {}):
                 numbers[options.display.number(key, name, "gap")] = value - run.focus[key][name]
-    return records, numbers
+    return partial(draw_records, drawing, run.task, target, names, step, display), numbers
 
 
-def _timeline(run: RunState, options: CallbackOptions, keys: list[MapKey], step: int) -> list[ImageRecord]:
-    """The live timeline of each pair: the kept frames so far as columns (bounded like the summary)."""
+def _timeline(
+    run: RunState, options: CallbackOptions, keys: list[MapKey], step: int
+) -> Callable[[], list[ImageRecord]]:
+    """A function that draws each pair's live timeline: the kept frames so far (bounded like the summary).
+
+    The frames are taken now (a copy); the drawing may run later, in the background writer.
+    """
     frames = {key: stack for key, stack in run.history.frames().items() if key in keys}
     steps = {key: run.history.steps(*key) for key in frames}
-    images = run.batch.inputs.cpu() if run.batch is not None else None  # the history's device
+    images = run.shown.inputs if run.shown is not None else None  # the fixed batch on the CPU
     epochs = {key: run.history.epochs(*key) for key in frames}
-    return summary_records(frames, steps, images, step, options.display, epochs=epochs, kind="_timeline")
+    display = options.display
+    return partial(summary_records, frames, steps, images, step, display, epochs=epochs, kind="_timeline")
 
 
 def _focus(
@@ -224,6 +354,11 @@ def _focus(
         key: focus_numbers(shrink_maps(pair.float(), run.history.max_side), labels)
         for key, pair in maps.items()
     }
+
+
+def _classes(result: CAMResult, batch: FixedBatch) -> Tensor | None:
+    """What the focus numbers group the maps by: the class each map explains, else the labels."""
+    return result.classes if result.classes is not None else batch.labels
 
 
 def focus_metrics(options: CallbackOptions, focus: dict[MapKey, dict[str, float]]) -> dict[str, float]:
@@ -264,6 +399,13 @@ def _fixed_batch(
     if run.batch.inputs.device != device:
         run.batch = run.batch.to(device)
     return run.batch
+
+
+def _host_batch(run: RunState, batch: FixedBatch) -> FixedBatch:
+    """The run's fixed ``batch`` on the CPU (copied once; the engine reads the one on the model's device)."""
+    if run.shown is None:
+        run.shown = batch if batch.inputs.device.type == "cpu" else batch.to("cpu")
+    return run.shown
 
 
 def _engine(run: RunState, options: CallbackOptions, pl_module: nn.Module) -> CAMEngine:

@@ -61,6 +61,15 @@ def _tag_prefix(value: Any) -> str:
     return text
 
 
+def _measure_samples(value: Any) -> int | str | None:
+    """None, ``"all"`` or a positive int."""
+    if value is None or value == "all":
+        return None if value is None else "all"
+    if isinstance(value, str):
+        raise ValueError(f"`measure_samples` must be a positive int, 'all' or None, got {value!r}")
+    return check_int("measure_samples", value, minimum=1)
+
+
 NAME_MAX = 255
 """The most bytes of one file or folder name on common file systems (ext4, XFS, btrfs, tmpfs, APFS, NTFS)."""
 
@@ -111,7 +120,9 @@ class CallbackOptions:
     Attributes:
         layers: the layer paths as given; empty when ``layer`` is None (the engine picks one).
         methods: the methods' registry names.
-        num_samples: how many validation samples are explained.
+        num_samples: how many validation samples are explained and shown.
+        measure_samples: how many the numbers are averaged over (an int or ``"all"``), or None for the
+            ``num_samples`` shown ones (:mod:`~cam_callback.callback.measure`).
         target: ``None``, a word of :data:`~cam_callback.core.targets.TARGET_WORDS`, a class index, a
             target object or a callable.
         every_n_epochs: the validation schedule (0 disables).
@@ -131,6 +142,7 @@ class CallbackOptions:
     layers: tuple[str, ...]
     methods: tuple[str, ...]
     num_samples: int
+    measure_samples: int | str | None
     target: Any
     every_n_epochs: int
     keys: tuple[KeySpec, KeySpec, KeySpec]
@@ -166,6 +178,7 @@ class CallbackOptions:
             layers=_layer_names(arguments["layer"]),
             methods=methods,
             num_samples=check_int("num_samples", arguments["num_samples"], minimum=1),
+            measure_samples=_measure_samples(arguments["measure_samples"]),
             target=check_target(arguments["target"]),
             every_n_epochs=check_int("every_n_epochs", arguments["every_n_epochs"], minimum=0),
             keys=(

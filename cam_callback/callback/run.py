@@ -8,6 +8,7 @@ from typing import Any
 from ..capture.engine import CAMEngine
 from .history import MapHistory
 from .loggers import RunOutput
+from .measure import MeasuredHistory
 from .reporting import Reporter
 from .samples import DetectionBatch, FixedBatch, StreamCopy
 from .tasks import task_of
@@ -23,7 +24,8 @@ class RunState:
         history: the maps of past validations, bounded (in the checkpoint).
         reporter: this run's warnings, each said once.
         output: where this run's output goes, and its writer.
-        batch: the fixed batch, once taken (in the checkpoint).
+        batch: the fixed batch, once taken (in the checkpoint), on the model's device.
+        shown: the same batch on the CPU, which the images are drawn from (once needed).
         task: the task read from it (:data:`~cam_callback.callback.tasks.TASKS`).
         engine: the engine for the model being explained, once made.
         layers: the layers explained: as configured, or as the engine picked them (in the checkpoint).
@@ -33,6 +35,9 @@ class RunState:
         train_batch: the first ``train_samples`` training samples, once taken.
         focus: the latest focus numbers by (layer, method) and name (global rank 0 only).
         focus_start: the step-0 frame's focus numbers, when this run made one (what the alarm compares with).
+        train_focus, train_focus_start: the same for the ``train_samples`` (global rank 0 only).
+        measured: each measured sample's first and latest small maps, with ``measure_samples`` (in the
+            checkpoint).
         one_shot: by source (``"val"``, ``"train"``), whether its DataLoader is a one-shot stream.
         stream: the copy of a one-shot stream's first batches, the fixed batch's source, or None.
     """
@@ -41,6 +46,7 @@ class RunState:
     reporter: Reporter
     output: RunOutput
     batch: FixedBatch | None = None
+    shown: FixedBatch | None = None
     task: str = "unlabelled"
     engine: CAMEngine | None = None
     layers: tuple[str, ...] = ()
@@ -50,6 +56,9 @@ class RunState:
     train_batch: FixedBatch | None = None
     focus: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
     focus_start: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    train_focus: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    train_focus_start: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    measured: MeasuredHistory | None = None
     one_shot: dict[str, bool] = field(default_factory=dict)
     stream: StreamCopy | None = None
 
@@ -61,6 +70,7 @@ class RunState:
             "auto_reshape": self.reshape,
             "task": self.task if self.batch is not None else None,
             "history": self.history.state_dict(),
+            "measured": self.measured.state_dict() if self.measured is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -68,7 +78,10 @@ class RunState:
         batch = state.get("batch")
         kind = DetectionBatch if state.get("task") == "detection" else FixedBatch
         self.batch = kind.from_state_dict(batch) if batch is not None else None
+        self.shown = None
         self.task = task_of(self.batch) if self.batch is not None else self.task
         if not self.layers and state.get("layers"):
             self.layers, self.reshape = tuple(state["layers"]), state.get("auto_reshape")
         self.history.load_state_dict(state.get("history", {}))
+        if self.measured is not None and state.get("measured") is not None:
+            self.measured.load_state_dict(state["measured"])

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, IterableDataset, default_collate
 
 __all__ = [
     "DetectionBatch", "FixedBatch", "KeySpec", "StreamCopy", "can_iterate_again", "first_dataloader",
-    "module_device", "preserved_rng", "take_fixed_batch",
+    "module_device", "preserved_rng", "sample_count", "take_fixed_batch", "take_samples",
 ]
 
 KeySpec = int | str | None
@@ -254,6 +254,42 @@ def take_fixed_batch(
         else:
             batch = _take_from_iterable(loader, num_samples, input_key)
     return split_batch(batch, input_key, label_key, mask_key)
+
+
+def sample_count(loader: DataLoader) -> int:
+    """How many samples ``loader``'s map-style dataset holds.
+
+    Raises:
+        ValueError: an iterable dataset, or one without a length (its samples cannot be read by index).
+    """
+    dataset = loader.dataset
+    if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
+        raise ValueError(
+            f"`measure_samples` needs a dataset read by index (with __len__), got {type(dataset).__name__}; "
+            "leave `measure_samples` None to measure on the `num_samples` samples"
+        )
+    return len(dataset)
+
+
+def take_samples(
+    loader: DataLoader, indices: range, keys: tuple[KeySpec, KeySpec, KeySpec] = (None, None, None)
+) -> FixedBatch:
+    """The samples ``indices`` of ``loader``'s map-style dataset, collated as the loader collates them.
+
+    Each sample is read with the global RNGs seeded by its index (random transforms draw the same every
+    time, whoever reads it), and every global RNG is restored afterwards: none moves.
+    """
+    dataset = loader.dataset
+    collate = loader.collate_fn if loader.batch_size is not None else default_collate
+    with preserved_rng(), torch.inference_mode(False):
+        samples = []
+        for index in indices:
+            random.seed(index)
+            np.random.seed(index)
+            torch.random.default_generator.manual_seed(index)  # the CPU one: transforms run there
+            samples.append(dataset[index])
+        batch = collate(samples)
+    return split_batch(batch, *keys)
 
 
 def can_iterate_again(loader: DataLoader) -> bool:

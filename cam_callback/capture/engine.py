@@ -111,9 +111,7 @@ def _not_reached(names: list[str]) -> str:
 
 def _nan_where_scores_are(scores: Tensor, raw: RawMaps) -> RawMaps:
     """Each map of a sample whose target score is NaN or Inf made all NaN: it explains no number."""
-    bad = ~scores.reshape(len(scores), -1).isfinite().all(dim=1)
-    if not bool(bad.any()):
-        return raw
+    bad = ~scores.reshape(len(scores), -1).isfinite().all(dim=1)  # never read on the host: no wait
     return {
         key: maps.masked_fill(bad.to(maps.device).view(-1, *[1] * (maps.dim() - 1)), float("nan"))
         for key, maps in raw.items()
@@ -223,7 +221,8 @@ class CAMEngine:
         self.choice: LayerChoice | None = None
         self._reshape: ActivationReshape | None = None
         self._layout_checked: set[str] = set()
-        self._zero_gradients: set[str] = set()  # layers whose gradient was zero everywhere, last pass
+        self._gradient_reached: dict[str, Tensor] = {}  # per layer, last pass: a gradient anywhere (0-d bool)
+        self._unchecked: tuple[Tensor | None, RawMaps] = (None, {})  # last pass: scores, maps before NaN-ing
         if layers:
             self._use_layers(layers, options.reshape_fn)
 
@@ -267,7 +266,27 @@ class CAMEngine:
         """Explain ``inputs`` (``[B, C, H, W]``, on the model's device) for ``target``.
 
         ``target``: ``"predicted"`` (the argmax of the output), a class index for all samples, one class per
-        sample (sequence or 1-D tensor), or a callable ``outputs -> scores[B]``.
+        sample (sequence or 1-D tensor), or a callable ``outputs -> scores[B]``. The maps come from
+        :meth:`compute`; then NaN or Inf in the scores or maps is named (those samples' maps are NaN), and
+        every (layer, method) whose maps are zero for all samples gets a warning that says why (these checks
+        read the device's results, so they wait for them).
+        """
+        result = self.compute(inputs, target)
+        (scores, unmasked), self._unchecked = self._unchecked, (None, {})  # held only until read
+        if scores is not None:
+            warn_if_not_finite(scores, unmasked)
+        reached, self._gradient_reached = self._gradient_reached, {}  # held only until read
+        zero_gradients = {name for name, anything in reached.items() if not bool(anything)}
+        guided = {m.name for m in self.methods if isinstance(m, GuidedMethod)}
+        warn_if_all_zero(self.model, result.raw, guided, zero_gradients)
+        return result
+
+    def compute(self, inputs: Tensor, target: Target = "predicted") -> CAMResult:
+        """The maps of ``inputs`` for ``target``, as :meth:`__call__` computes them, without its checks.
+
+        On a CUDA device the gradient family's maps are queued without waiting for the device (no host
+        synchronisation) when ``target`` is ``"predicted"``, a class index or a callable whose scores need
+        none; per-sample classes are checked against the output's size, which waits once.
         """
         if not isinstance(inputs, Tensor) or inputs.dim() < 3:
             raise ValueError("`inputs` must be a batched image tensor [B, C, H, W]")
@@ -292,10 +311,8 @@ class CAMEngine:
                 )
             saliency = self._guided(inputs, fixed, raw)
             raw = {(name, m.name): raw[(name, m.name)] for name in self.layers for m in self.methods}
-            guided = {m.name for m in self.methods if isinstance(m, GuidedMethod)}
-            warn_if_not_finite(scores, raw)
+            self._unchecked = (scores.detach(), raw)  # read by __call__'s checks, after the pass
             raw = _nan_where_scores_are(scores.detach(), raw)
-            warn_if_all_zero(self.model, raw, guided, self._zero_gradients)
             detached = outputs.detach() if isinstance(outputs, Tensor) else outputs
             return CAMResult(raw, detached, classes, scores.detach().float(), input_size, saliency)
 
@@ -322,7 +339,7 @@ class CAMEngine:
                 gradients, hessian, contrast = self._backward(outputs, scores, classes, activations)
             fixed = _per_copy_target(classes, target)
             raw: RawMaps = {}
-            self._zero_gradients = set()
+            self._gradient_reached = {}
             layers = zip(self.layers, activations, gradients, strict=True)
             for index, (name, activation, gradient) in enumerate(layers):
                 if self.reshape is None and name not in self._layout_checked:
@@ -333,8 +350,8 @@ class CAMEngine:
                 spatial_gradient = None
                 if gradient is not None:
                     spatial_gradient = _as_feature_map(name, gradient, self.reshape)
-                if spatial_gradient is not None and not bool(spatial_gradient.any()):
-                    self._zero_gradients.add(name)  # none reaches the positions (e.g. only a class token)
+                if spatial_gradient is not None:  # read after the pass: none may reach (only a class token)
+                    self._gradient_reached[name] = spatial_gradient.any()
                 probe = LayerProbe(
                     self.model, inputs, self.layers[name],
                     _as_feature_map(name, activation.detach(), self.reshape),

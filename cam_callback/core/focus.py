@@ -7,8 +7,8 @@ the caller:
 * :func:`concentration`: ``1 - H(p) / log(h w)``, how peaked a map is: 0 for a flat map, 1 for one pixel.
 * :func:`border_share`: the map's mass in the outer band divided by the band's share of the area: 1 for a
   map spread evenly, below 1 for maps away from the edges, above 1 for maps piled on the edges.
-* :func:`consistency`: the cosine similarity of each map to its class's mean map: near 1 when a class's
-  maps look at the same place whatever the object's position, lower when they follow the object.
+* :func:`consistency`: the correlation of each map with the mean of its class's other maps: near 1 when a
+  class's maps look at the same place whatever the object's position, near 0 when they follow the object.
 """
 
 from __future__ import annotations
@@ -70,31 +70,42 @@ def border_share(maps: Tensor, width: float = BORDER_WIDTH) -> Tensor:
 
 
 def consistency(maps: Tensor, labels: Tensor | None = None) -> Tensor:
-    """Per-sample cosine similarity of each map to its class's mean map, in [0, 1].
+    """Per-sample correlation of each map with the mean of its class's *other* maps, in [-1, 1].
 
-    A sample counts only when its class has at least two maps (one map is trivially like itself); without
-    ``labels`` all maps form one class. A zero map scores 0 (unlike anything). Returns the values of the
-    samples that count, in their order: an empty tensor when none does.
+    The Pearson correlation over the pixels: near 1 when a class's maps look at the same place whatever
+    the object's position, near 0 when they follow objects at different places. The map itself is left
+    out of the mean it is compared with (with few samples a map is otherwise like a mean it makes up),
+    and each map's own mean is taken out (two broad maps are otherwise alike whatever their peaks).
+
+    A flat map (no pixel differs from its mean, such as a 1x1 layer's map upsampled) looks nowhere in
+    particular and is left out. A sample counts only when its class has at least two maps that are not
+    flat; without ``labels`` all maps form one class. Returns the values of the samples that count, in
+    their order: an empty tensor when none does.
     """
-    flat = maps.flatten(1).float().clamp(min=0)
+    flat = maps.flatten(1).double().clamp(min=0)
+    centred = flat - flat.mean(dim=1, keepdim=True)
+    scale = flat.abs().amax(dim=1).clamp(min=torch.finfo(torch.float64).tiny)
+    varied = centred.abs().amax(dim=1) > 1e-6 * scale  # rounding leaves ~1e-16 in an upsampled constant
     groups = torch.zeros(flat.shape[0], dtype=torch.long) if labels is None else labels.detach().cpu()
-    means = torch.zeros_like(flat)
-    counted = torch.zeros(flat.shape[0], dtype=torch.bool)
+    groups = groups.to(flat.device)
+    values = torch.full((flat.shape[0],), math.nan, dtype=torch.float64, device=flat.device)
     for group in torch.unique(groups):
-        members = groups == group
-        if int(members.sum()) >= 2:
-            means[members.to(flat.device)] = flat[members.to(flat.device)].mean(dim=0)
-            counted |= members
-    norms = flat.norm(dim=1) * means.norm(dim=1)
-    cos = (flat * means).sum(dim=1) / torch.where(norms > 0, norms, torch.ones_like(norms))
-    return torch.where(norms > 0, cos, 0.0).clamp(0, 1)[counted.to(flat.device)]
+        members = (groups == group) & varied
+        count = int(members.sum())
+        if count < 2:
+            continue
+        own = centred[members]
+        others = (own.sum(dim=0, keepdim=True) - own) / (count - 1)  # each map's classmates' mean, centred
+        norms = own.norm(dim=1) * others.norm(dim=1)
+        values[members] = torch.where(norms > 0, (own * others).sum(dim=1) / norms.clamp(min=1e-300), 0.0)
+    return values[~torch.isnan(values)].float()
 
 
 def focus_numbers(maps: Tensor, labels: Tensor | None = None) -> dict[str, float]:
     """The focus numbers of a batch of maps, each averaged over the samples.
 
     Maps holding NaN or Inf are left out (as from the drift means); with none left, ``concentration`` and
-    ``border_share`` are NaN. ``consistency`` is absent when no class has two maps.
+    ``border_share`` are NaN; ``consistency`` is NaN when no class has two maps that are not flat.
     Labels other than one class index per sample (detection boxes, segmentation masks) are ignored: all
     maps then form one class.
     """
@@ -105,12 +116,11 @@ def focus_numbers(maps: Tensor, labels: Tensor | None = None) -> dict[str, float
         maps = maps[finite]
         labels = labels[finite.to(labels.device)] if labels is not None else None
     if not len(maps):
-        return {"concentration": math.nan, "border_share": math.nan}
+        return {"concentration": math.nan, "border_share": math.nan, "consistency": math.nan}
     numbers = {
         "concentration": float(concentration(maps).mean()),
         "border_share": float(border_share(maps).mean()),
     }
     alike = consistency(maps, labels)
-    if alike.numel():
-        numbers["consistency"] = float(alike.mean())
+    numbers["consistency"] = float(alike.mean()) if alike.numel() else math.nan
     return numbers

@@ -132,8 +132,11 @@ def _classes(target: Target, outputs: Tensor) -> Tensor:
     if isinstance(target, bool):
         raise TypeError("`target` must not be a bool")
     if isinstance(target, int):
-        classes = torch.full((batch,), target, dtype=torch.long, device=outputs.device)
-    elif isinstance(target, (Tensor, Sequence)):
+        if not 0 <= target < num_classes:
+            raise _out_of_range(target, num_classes)
+        # Checked above, so the device is not waited for here.
+        return torch.full((batch,), target, dtype=torch.long, device=outputs.device)
+    if isinstance(target, (Tensor, Sequence)):
         classes = torch.as_tensor(target, device=outputs.device)
         if classes.is_floating_point() or classes.is_complex() or classes.dtype == torch.bool:
             raise TypeError(f"`target` classes must be integers, got dtype {classes.dtype}")
@@ -149,11 +152,14 @@ def _classes(target: Target, outputs: Tensor) -> Tensor:
         )
     bad = (classes < 0) | (classes >= num_classes)
     if bool(bad.any()):
-        raise ValueError(
-            f"`target`: class {int(classes[bad][0])} is out of range for {num_classes} classes "
-            f"(valid: 0..{num_classes - 1})"
-        )
+        raise _out_of_range(int(classes[bad][0]), num_classes)
     return classes
+
+
+def _out_of_range(index: int, num_classes: int) -> ValueError:
+    return ValueError(
+        f"`target`: class {index} is out of range for {num_classes} classes (valid: 0..{num_classes - 1})"
+    )
 
 
 def select_scores(outputs: Any, target: Target) -> tuple[Tensor, Tensor | None]:

@@ -6,8 +6,8 @@ validation's records to its sinks: encoding, event framing and file writes happe
 failures it met; a job that raises is kept as one failure. The queue holds at most ``max_pending`` jobs: a
 submit finds it full and waits, it never drops. The failures wait for :meth:`BackgroundWriter.take_errors`.
 
-The thread never touches a model, a random generator or a device: a job holds only ``uint8`` CPU images,
-numbers and the sinks.
+The thread never touches a model, a random generator or a device: a job holds only CPU tensors (``uint8``
+images, or small float maps it draws images from), numbers and the sinks.
 """
 
 from __future__ import annotations

@@ -10,13 +10,14 @@ from typing import Any, cast
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from lit_models import loaders, make_module_class
 from pytorch_lightning.plugins.precision import Precision
 
 import cam_callback
 from cam_callback import AttentionWarning, GradCAMCallback
-from cam_callback.callback import attention
-from cam_callback.callback.attention import AlarmRule, alarm_message, alarms
+from cam_callback.callback import attention, observation
+from cam_callback.callback.attention import AlarmRule, alarm_message, alarms, learned
 from cam_callback.callback.history import MapHistory
 from cam_callback.callback.loggers import RunOutput
 from cam_callback.callback.observation import observe
@@ -62,7 +63,23 @@ def test_with_a_step_0_frame_a_rule_also_needs_its_margin_above_it():
 
 def test_default_rules_are_the_measured_thresholds():
     measured = {(r.number, r.threshold, r.margin) for r in attention.RULES}
-    assert measured == {("consistency", 0.92, 0.05), ("border_share", 1.35, 0.2)}
+    assert measured == {("consistency", 0.75, 0.1)}
+    assert attention.BORDER_SHARE == 1.3 and attention.MIN_CELLS == 4
+
+
+def test_pairs_with_coarse_maps_are_not_judged():
+    rules = (AlarmRule("x", "consistency", 0.5, 0.1),)
+    focus = {("layer4", "gradcam"): {"consistency": 0.9}, ("layer3", "gradcam"): {"consistency": 0.9}}
+    fired = alarms(focus, None, rules, coarse={("layer4", "gradcam")})
+    assert [a.key for a in fired] == [("layer3", "gradcam")]
+
+
+@pytest.mark.parametrize(("border", "said"), [(1.31, True), (1.3, False), (None, False)])
+def test_message_says_border_only_when_border_share_is_above_its_level(border, said):
+    numbers = {"consistency": 0.9} if border is None else {"consistency": 0.9, "border_share": border}
+    (alarm,) = alarms({("l", "m"): numbers}, None, (AlarmRule("a fixed place", "consistency", 0.5, 0.1),))
+    text = alarm_message(alarm, 3, "cam/l/m")
+    assert ("on the image's border (border_share 1.31)" in text) is said
 
 
 def test_message_names_layer_method_number_value_threshold_and_tag():
@@ -108,8 +125,19 @@ def _observe_twice(tmp_path: Path, rank_zero: bool = True, judge: bool = True, *
     return [str(w.message) for w in caught if w.category is AttentionWarning]
 
 
+def test_learned_means_right_more_than_halfway_from_chance_to_all():
+    logits = torch.eye(4)[[0, 1, 2, 3, 0, 1, 2, 3]]  # predicts 0,1,2,3,0,1,2,3
+    labels = torch.tensor([0, 1, 2, 3, 0, 1, 3, 2])  # 6 of 8 right: 0.75 > (1 + 1/4) / 2 = 0.625
+    assert learned(logits, labels)
+    assert not learned(logits, torch.tensor([0, 1, 2, 3, 0, 2, 3, 1]))  # 5 of 8: 0.625, not above
+    assert not learned(logits, None) and not learned(logits, labels.float())
+    assert not learned(torch.zeros(8, 4, 3, 3), labels)  # per-pixel outputs: not a classifier's
+    assert not learned(logits[:, :1], labels)
+
+
 def test_an_observation_warns_once_per_layer_method_and_cause(tmp_path, monkeypatch):
     monkeypatch.setattr(attention, "RULES", ALWAYS)
+    monkeypatch.setattr(observation, "learned", lambda outputs, labels: True)
     said = _observe_twice(tmp_path)
     assert len(said) == 4  # 2 methods x 2 causes, at the first of the two validations only
     assert all("at step 3" in s for s in said)
@@ -117,20 +145,35 @@ def test_an_observation_warns_once_per_layer_method_and_cause(tmp_path, monkeypa
     assert sum("'cam/features.3/gradcampp'" in s for s in said) == 2
 
 
-@pytest.mark.parametrize("case", ["alarm off", "step-0 frame", "not rank zero"])
-def test_no_alarm_when_off_on_the_step_0_frame_or_off_rank_zero(tmp_path, monkeypatch, case):
+def test_the_training_samples_are_judged_apart_and_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(attention, "RULES", ALWAYS[:1])
+    monkeypatch.setattr(observation, "learned", lambda outputs, labels: True)
+    said = _observe_twice(tmp_path, train_samples=4)
+    training = [s for s in said if "for the training samples" in s]
+    assert len(said) == 4 and len(training) == 2  # per method: the validation samples and the training ones
+    assert {re.findall(r"tag '([^']+)'", s)[0] for s in training} == {
+        "cam_train/features.3/gradcam", "cam_train/features.3/gradcampp"
+    }
+
+
+@pytest.mark.parametrize("case", ["alarm off", "step-0 frame", "not rank zero", "not learned"])
+def test_no_alarm_when_off_on_the_step_0_frame_off_rank_zero_or_unlearned(tmp_path, monkeypatch, case):
     monkeypatch.setattr(attention, "RULES", ALWAYS)
+    monkeypatch.setattr(observation, "learned", lambda outputs, labels: case != "not learned")
     if case == "alarm off":
         said = _observe_twice(tmp_path, alarm=False)
     elif case == "step-0 frame":
         said = _observe_twice(tmp_path, judge=False)
-    else:
+    elif case == "not rank zero":
         said = _observe_twice(tmp_path, rank_zero=False)
+    else:  # an untrained classifier: its labels are right no more often than chance
+        said = _observe_twice(tmp_path)
     assert said == []
 
 
 def test_a_fit_warns_from_the_first_validation_never_at_the_step_0_frame(tmp_path, monkeypatch):
     monkeypatch.setattr(attention, "RULES", ALWAYS[:1])
+    monkeypatch.setattr(observation, "learned", lambda outputs, labels: True)
     pl.seed_everything(7, verbose=False)
     callback = GradCAMCallback(layer="features.3", num_samples=4)
     trainer = pl.Trainer(

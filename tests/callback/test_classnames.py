@@ -40,17 +40,17 @@ def test_a_fit_captions_with_the_data_modules_classes_or_the_given_names(tmp_pat
     import pytorch_lightning as pl
     from lit_models import loaders, make_module_class
 
-    import cam_callback.callback.observation as observation
+    import cam_callback.callback.handover as handover  # the writer draws the captions there
 
     seen: list[Any] = []
-    real = observation.captions_for
+    real = handover.captions_for
     signature = inspect.signature(real)
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         seen.append(list(signature.bind(*args, **kwargs).arguments.get("names") or []))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(observation, "captions_for", spy)
+    monkeypatch.setattr(handover, "captions_for", spy)
 
     class Data(pl.LightningDataModule):
         classes = ["circle", "square", "triangle"]

@@ -15,7 +15,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from events import read_events
-from lit_models import DictData, loaders, make_module_class, tiny_data
+from lit_models import DictData, SpatialMean, loaders, make_module_class, measured_samples, tiny_data
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
@@ -127,6 +127,28 @@ def test_training_is_bit_for_bit_the_same(tmp_path, settings):
     assert callback.history.recorded == probe.checked + 1
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["32-true", "16-mixed"])
+def test_training_on_cuda_is_bit_for_bit_the_same(tmp_path, monkeypatch, precision):
+    def deterministic_net() -> Any:
+        model = make_module_class(pl)()
+        model.head[0] = SpatialMean()
+        return model
+
+    monkeypatch.setitem(globals(), "TinyNet", deterministic_net)  # what _fit builds
+    settings = dict(accelerator="gpu", devices=1, precision=precision)
+    without = _fit(tmp_path / "without", [], dict_batches=True, **settings)
+    plain = {**_snapshot(*without), "cuda_rng": torch.cuda.get_rng_state()}
+    probe = Probe()
+    callback = GradCAMCallback(layer="features.3", method=["gradcam", "layercam"], num_samples=4)
+    model, trainer = _fit(tmp_path / "with", [callback, probe], dict_batches=True, **settings)
+    watched = {**_snapshot(model, trainer), "cuda_rng": torch.cuda.get_rng_state()}
+    assert next(model.parameters()).device.type == "cuda"
+    _assert_same_training(plain, watched)
+    assert torch.equal(plain["cuda_rng"], watched["cuda_rng"])
+    assert probe.checked >= 2 and callback.history.recorded == probe.checked + 1
+
+
 def test_training_is_bit_for_bit_the_same_with_the_second_pass_methods(tmp_path):
     # Shapley-CAM's double backward, Finer-CAM's second backward and FullGrad's own pass with hooks on every
     # convolution and BatchNorm, given in pytorch-grad-cam's spelling where it differs.
@@ -187,6 +209,25 @@ def test_logs_overlays_heatmaps_and_drift_at_each_validation_step(tmp_path):
     summary = events.Images("cam_summary/features.3/gradcam")
     assert len(summary) == 1
     assert os.path.exists(os.path.join(trainer.logger.log_dir, "cam_summary_features.3_gradcam.png"))
+
+
+def test_the_measured_sets_numbers_are_logged_at_step_0_and_each_validation(tmp_path):
+    callback = GradCAMCallback(layer="features.3", num_samples=2, measure_samples=6)
+    _, trainer = _fit(tmp_path, [callback], dict_batches=True, max_epochs=1)
+    events = read_events(trainer.logger.log_dir)
+    val_steps = [e.step for e in events.Scalars("val_loss")]
+    energy = events.Scalars("cam_drift/features.3/gradcam/energy_in_mask")
+    assert [e.step for e in energy] == [0, *val_steps]
+    # The step-0 value: the untrained model's maps of the 6 measured samples (their mean energy in the mask).
+    pl.seed_everything(7, verbose=False)
+    initial = TinyNet().eval()
+    images, labels = measured_samples(6)
+    maps = compute_cam(initial, images, "features.3", target=labels)
+    mask = torch.zeros(16, 16)
+    mask[4:12, 4:12] = 1
+    expected = float(((maps * mask).sum(dim=(1, 2)) / maps.sum(dim=(1, 2))).mean())
+    assert energy[0].value == pytest.approx(expected, abs=1e-5)
+    assert [e.step for e in events.Images("cam/features.3/gradcam")] == [0, *val_steps]  # frames too
 
 
 def test_image_grid_has_one_tile_per_sample(tmp_path):

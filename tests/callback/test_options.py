@@ -79,6 +79,9 @@ def test_every_argument_must_be_given():
         (dict(tag_prefix="/"), ValueError, r"`tag_prefix` must name something"),
         (dict(tag_prefix="../cam"), ValueError, r"`tag_prefix`: '../cam' cannot be a folder of the PNG"),
         (dict(tag_prefix="a\\b"), ValueError, r"`tag_prefix`: .* cannot be a folder"),
+        (dict(measure_samples="most"), ValueError, r"`measure_samples` must be a positive int, 'all'"),
+        (dict(measure_samples=0), ValueError, r"`measure_samples` must be at least 1, got 0"),
+        (dict(measure_samples=2.5), TypeError, r"`measure_samples` must be an int, got float 2.5"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, error, match):

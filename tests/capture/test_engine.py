@@ -623,3 +623,86 @@ def test_torchvision_models_match_a_hand_written_gradcam(
     scale = float(expected.abs().max())
     torch.testing.assert_close(raw, expected, rtol=1e-3, atol=1e-4 * scale)
     torch.testing.assert_close(out, hand_normalized(expected, (64, 64)), rtol=1e-3, atol=1e-3)
+
+
+# On a CUDA device (marked `cuda`: skipped, saying why, without one; scripts/gpu_check.sh runs them) ---------
+
+GRADIENT_FAMILY = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam"]
+
+
+class _NoTF32:
+    """Full float32 matrix products and convolutions on CUDA (TF32 rounds to 10 bits of mantissa)."""
+
+    def __enter__(self) -> None:
+        self.saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+
+    def __exit__(self, *exc: object) -> None:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("method", ALL)
+def test_cuda_maps_equal_the_cpu_float64_reference(method):
+    model = fill_deterministic(TinyNet()).eval()
+    inputs = torch.randn(6, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    classes = [0, 1, 2, 3, 4, 0]
+    # The reference: the model in float64 on the CPU, the formula channel by channel (conftest).
+    double = copy.deepcopy(model).double()
+    layer = double.features[3]
+    activations, gradients = hand_activation_and_gradient(double, inputs.double(), layer, classes)
+    reference = reference_map(method, activations, gradients)
+    with _NoTF32():
+        maps = compute_cam(model.cuda(), inputs.cuda(), "features.3", method, target=classes, raw=True)
+    assert maps.device.type == "cuda" and maps.dtype == torch.float32
+    error = (maps.cpu().double() - reference).abs().amax()
+    assert float(error) <= 1e-4 * float(reference.abs().amax()), method
+
+
+@pytest.mark.cuda
+def test_cuda_maps_are_queued_without_waiting_for_the_device():
+    model = fill_deterministic(TinyNet()).eval().cuda()
+    inputs = torch.randn(8, 3, 16, 16, device="cuda")
+    engine = CAMEngine(model, "features.3", GRADIENT_FAMILY)
+    first = engine(inputs, "predicted")  # the first call also checks the layer's layout, once
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises from here on
+    try:
+        for target in ("predicted", 2):
+            result = engine.compute(inputs, target)
+            maps = [result.normalized(*key) for key in result.raw]
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+    # The final copies, outside the check: the same maps as the full call.
+    assert all(bool(torch.isfinite(m).all()) for m in maps)
+    again = engine.compute(inputs, "predicted")
+    for key in first.raw:
+        assert torch.equal(again.normalized(*key).cpu(), first.normalized(*key).cpu()), key
+
+
+@pytest.mark.cuda
+def test_cuda_hook_peak_memory_is_at_most_1_35_plain_forwards():
+    model = torchvision.models.resnet18(weights=None).eval().cuda()
+    inputs = torch.randn(16, 3, 224, 224, device="cuda")
+    engine = CAMEngine(model, "layer4", "gradcam")
+
+    def peak(call: Any) -> int:
+        call()  # warm-up: cuDNN picks its algorithms, the caching allocator fills
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        call()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+
+    def plain() -> None:
+        with torch.inference_mode():
+            model(inputs)
+
+    def hook() -> None:  # what the callback's hook does on the device: the maps, normalised
+        result = engine.compute(inputs, "predicted")
+        result.normalized("layer4", "gradcam")
+
+    forward, maps = peak(plain), peak(hook)
+    assert forward > 0 and maps <= 1.35 * forward, (maps / 2**20, forward / 2**20)

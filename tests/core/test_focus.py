@@ -78,38 +78,48 @@ def test_border_share_of_zero_map_is_zero() -> None:
 # ---------------------------------------------------------------- consistency
 
 
-def test_consistency_of_identical_maps_is_one_and_of_disjoint_pair_is_cos_to_mean() -> None:
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.corrcoef(torch.stack([a.flatten().double(), b.flatten().double()]))[0, 1])
+
+
+def test_consistency_of_maps_at_one_place_is_one_and_of_a_moving_peak_is_below_zero() -> None:
     same = torch.rand(1, 6, 6).expand(4, 6, 6).clone() + 0.1
     torch.testing.assert_close(consistency(same), torch.ones(4))
-    a = torch.zeros(2, 2, 2)
-    a[0, 0, 0] = 1.0
-    a[1, 1, 1] = 1.0
-    # Mean (0.5, 0, 0, 0.5): each map's cosine to it is 0.5 / (1 * sqrt(0.5)) = 1/sqrt(2).
-    torch.testing.assert_close(consistency(a), torch.full((2,), 1 / math.sqrt(2)))
+    # A peak at three different pixels of a 2x2 map: each map against the mean of the other two.
+    # Map (1,0,0,0) centred: (.75,-.25,-.25,-.25); the others' mean (0,.5,.5,0) centred:
+    # (-.25,.25,.25,-.25); dot = -.1875-.0625-.0625+.0625 = -.25; norms sqrt(.75) and sqrt(.25):
+    # r = -.25 / (.866 * .5) = -1/sqrt(3).
+    a = torch.zeros(3, 2, 2)
+    a[0, 0, 0] = a[1, 0, 1] = a[2, 1, 0] = 1.0
+    torch.testing.assert_close(consistency(a), torch.full((3,), -1 / math.sqrt(3)))
 
 
 def test_consistency_per_class_matches_reference_and_skips_single_samples() -> None:
-    maps = _maps(2, (6, 5, 5))
-    labels = torch.tensor([0, 1, 0, 2, 1, 0])  # class 2 has one sample: not counted
+    maps = _maps(2, (7, 5, 5))
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 1])  # class 2 has one sample: not counted
     expected = []
-    for i in range(6):
-        same = [j for j in range(6) if labels[j] == labels[i]]
-        if len(same) < 2:
-            continue
-        mean = maps[same].mean(dim=0).flatten()
-        expected.append(float(torch.nn.functional.cosine_similarity(maps[i].flatten(), mean, dim=0)))
+    for i in range(7):
+        others = [j for j in range(7) if labels[j] == labels[i] and j != i]
+        if others:
+            expected.append(_pearson(maps[i], maps[others].mean(dim=0)))
     torch.testing.assert_close(consistency(maps, labels), torch.tensor(expected), atol=1e-6, rtol=0)
 
 
 def test_consistency_empty_when_every_class_has_one_sample() -> None:
     assert consistency(_maps(3, (3, 4, 4)), torch.tensor([0, 1, 2])).numel() == 0
-    assert "consistency" not in focus_numbers(_maps(3, (3, 4, 4)), torch.tensor([0, 1, 2]))
+    assert math.isnan(focus_numbers(_maps(3, (3, 4, 4)), torch.tensor([0, 1, 2]))["consistency"])
 
 
-def test_consistency_of_zero_map_is_zero() -> None:
-    maps = torch.ones(2, 3, 3)
-    maps[1] = 0.0
-    torch.testing.assert_close(consistency(maps), torch.tensor([1.0, 0.0]))
+def test_flat_maps_are_left_out_of_consistency() -> None:
+    # A 1x1 layer's map upsampled is flat: it looks nowhere, so it neither counts nor makes others alike.
+    maps = _maps(4, (4, 6, 6))
+    maps[1] = 0.7
+    maps[3] = 0.0
+    expected = [_pearson(maps[0], maps[2]), _pearson(maps[2], maps[0])]
+    torch.testing.assert_close(consistency(maps), torch.tensor(expected), atol=1e-6, rtol=0)
+    assert consistency(torch.full((3, 5, 5), 0.4)).numel() == 0
+    upsampled = torch.nn.functional.interpolate(torch.rand(3, 1, 1, 1), size=(7, 7), mode="bilinear")
+    assert consistency(upsampled[:, 0]).numel() == 0
 
 
 def test_maps_with_nan_are_left_out_of_the_focus_numbers_and_none_left_is_nan() -> None:
@@ -121,7 +131,7 @@ def test_maps_with_nan_are_left_out_of_the_focus_numbers_and_none_left_is_nan() 
     assert focus_numbers(broken, labels) == kept
     none_left = focus_numbers(torch.full((2, 6, 6), float("nan")))
     assert math.isnan(none_left["concentration"]) and math.isnan(none_left["border_share"])
-    assert "consistency" not in none_left
+    assert math.isnan(none_left["consistency"])
 
 
 # ---------------------------------------------------------------- focus_numbers

@@ -115,6 +115,7 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
         "layer": "[model.features.4]",
         "method": "[layercam,eigencam]",
         "num_samples": "3",
+        "measure_samples": "all",
         "target": "predicted",
         "every_n_epochs": "2",
         "alpha": "0.25",
@@ -153,6 +154,7 @@ def test_every_callback_option_can_be_set_from_the_command_line(tmp_path):
     assert callback.layers == ["model.features.4"] and options.layers == ("model.features.4",)
     assert options.methods == ("layercam", "eigencam")
     assert (options.num_samples, options.target, options.every_n_epochs) == (3, "predicted", 2)
+    assert options.measure_samples == "all"
     display = options.display
     assert (display.alpha, display.colormap, options.keys) == (0.25, "turbo", ("image", "label", "mask"))
     assert (display.mean, display.std) == ((0.4,) * 3, (0.2,) * 3)
