@@ -1,20 +1,22 @@
 """The focus numbers of clean and shortcut runs: the measurements behind the attention alarm's thresholds.
 
-Trains the demo's tiny CNN (``tinycnn``) on the synthetic shapes (48x48 by default) with
-``GradCAMCallback`` on the demo's layers and methods, and reads the focus numbers of every validation back
-from a ``CSVLogger``:
+Trains the demo's tiny CNN (``tinycnn``; ``--arch resnet18``: layers ``layer4`` and ``layer3``) on the
+synthetic shapes (48x48 by default) with ``GradCAMCallback`` on the demo's layers and methods, and reads the
+focus numbers of every validation back from a ``CSVLogger``:
 
 * ``clean``: objects at random positions, nothing else;
 * ``corner`` / ``corner_br`` / ``stripe`` / ``interior``: a class-coded mark in the training AND the
   validation images: a square of the demo's marker size (a tenth of the side) in the top-left corner, the
   same in the bottom-right corner, a 3-pixel stripe along the top edge, or the square inside the image,
   clear of the border band (its corner at a quarter of the height and five eighths of the width);
+* ``per_class``: the square in a place of its own for each class, a quarter of the way in from two edges;
 * ``train_only``: the demo's marker in the training images only (``configs/shortcut.yaml``'s setup),
   with ``train_samples`` explaining the first training samples too.
 
 Each run reports validation accuracy, the accuracy on the same validation images without the mark (how
 much the model relies on it), and, per focus number, the value at the last validation and the highest
-(or lowest) over the validations after the step-0 frame, over all four (layer, method) pairs::
+(or lowest) over the validations after the step-0 frame, over all four (layer, method) pairs, and the
+callback's own alarms (the ``AttentionWarning`` messages, by cause)::
 
     PYTHONPATH=. .venv/bin/python benchmarks/attention_alarm.py --json runs.jsonl   # every run
     PYTHONPATH=. .venv/bin/python benchmarks/attention_alarm.py --runs clean corner --seeds 0
@@ -27,6 +29,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import tempfile
 import time
 import warnings
@@ -38,20 +41,23 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cam_callback import GradCAMCallback
-from cam_callback.callback.attention import alarms
+from cam_callback.callback.publishing import name_part
 from cam_callback.demo import ImageClassifier
 from cam_callback.demo.shapes import ShapesDataset
 
-LAYERS = ["model.features.-1", "model.features.5"]
+LAYERS = {"tinycnn": ["model.features.-1", "model.features.5"], "resnet18": ["model.layer4", "model.layer3"]}
 METHODS = ["gradcam", "gradcam++"]
-PATTERNS = ("clean", "corner", "corner_br", "stripe", "interior", "train_only")
+PATTERNS = ("clean", "corner", "corner_br", "stripe", "interior", "per_class", "train_only")
 SIZE = 64
 
 
-def _mark_region(pattern: str, size: int) -> tuple[slice, slice]:
-    """Rows and columns the mark covers in a ``size`` x ``size`` image."""
+def _mark_region(pattern: str, size: int, label: int = 0) -> tuple[slice, slice]:
+    """Rows and columns the mark covers in a ``size`` x ``size`` image of class ``label``."""
     side = max(3, round(size / 10))  # the demo's marker
     inner = (size // 4, size * 5 // 8)  # inside the image, clear of the border band
+    if pattern == "per_class":  # each class's mark in its own place, a quarter of the way in
+        row, col = (size // 4, size * 3 // 4 - side)[label // 2], (size // 4, size * 3 // 4 - side)[label % 2]
+        return slice(row, row + side), slice(col, col + side)
     return {
         "corner": (slice(0, side), slice(0, side)),
         "train_only": (slice(0, side), slice(0, side)),
@@ -70,10 +76,10 @@ class Rendered(Dataset):
         self.images = torch.stack([item["image"] for item in items])
         self.labels = torch.stack([item["label"] for item in items])
         if pattern is not None and pattern != "clean":
-            rows, cols = _mark_region(pattern, size)
             mean = torch.tensor(ShapesDataset.MEAN).view(3, 1, 1)
             std = torch.tensor(ShapesDataset.STD).view(3, 1, 1)
             for i, label in enumerate(self.labels.tolist()):
+                rows, cols = _mark_region(pattern, size, label)
                 colour = (torch.tensor(shapes.marker_color(label)).view(3, 1, 1) - mean) / std
                 self.images[i, :, rows, cols] = colour
 
@@ -108,14 +114,16 @@ def _accuracy(model: pl.LightningModule, data: Rendered) -> float:
         return float((model(data.images).argmax(dim=1) == data.labels).float().mean())
 
 
-def train(pattern: str, seed: int, epochs: int, num_train: int, num_val: int, size: int) -> dict[str, Any]:
+def train(
+    pattern: str, seed: int, epochs: int, num_train: int, num_val: int, size: int, arch: str = "tinycnn"
+) -> dict[str, Any]:
     """One run; returns its accuracies, the alarms it raised and every logged focus number by step."""
     pl.seed_everything(seed, verbose=False)
     data = Data(pattern, seed, num_train, num_val, size)
-    model = ImageClassifier(arch="tinycnn", num_classes=4, lr=1e-3, weight_decay=1e-2)
+    model = ImageClassifier(arch=arch, num_classes=4, lr=1e-3, weight_decay=1e-2)
     train_samples = 16  # the first 16 training samples too: their focus numbers and the gap
     callback = GradCAMCallback(
-        layer=LAYERS,
+        layer=LAYERS[arch],
         method=METHODS,
         num_samples=16,
         target="label",
@@ -151,6 +159,7 @@ def train(pattern: str, seed: int, epochs: int, num_train: int, num_val: int, si
                 numbers.setdefault(name, {})[int(row["step"])] = float(value)
     return {
         "pattern": pattern,
+        "arch": arch,
         "seed": seed,
         "epochs": epochs,
         "size": size,
@@ -162,30 +171,22 @@ def train(pattern: str, seed: int, epochs: int, num_train: int, num_val: int, si
     }
 
 
-def fired(run: dict[str, Any], prefix: str = "cam_focus/") -> list[str]:
-    """The alarm's rules applied to the logged numbers, validation by validation, as the callback does.
-
-    The step-0 frame is the baseline. Per number: how many (layer, method) pairs fire, from which validation.
-    """
-    series: dict[tuple[str, str], dict[int, dict[str, float]]] = {}
-    for key, steps in run["numbers"].items():
-        if not key.startswith(prefix):
-            continue
-        layer_method, name = key[len(prefix) :].rsplit("/", 1)
-        layer, method = layer_method.rsplit("/", 1)
-        for step, value in steps.items():
-            series.setdefault((layer, method), {}).setdefault(int(step), {})[name] = value
-    said: dict[tuple[tuple[str, str], str], int] = {}
-    for key, by_step in series.items():
-        ordered = sorted(by_step)
-        for index, step in enumerate(ordered[1:], start=1):
-            for alarm in alarms({key: by_step[step]}, {key: by_step[ordered[0]]}):
-                said.setdefault((key, alarm.rule.number), index)
-    summary = []
-    for number in sorted({number for _, number in said}):
-        firsts = [v for (_, n), v in said.items() if n == number]
-        summary.append(f"{number}: {len(firsts)} pair(s), from validation {min(firsts)}")
-    return summary
+def fired(run: dict[str, Any]) -> list[str]:
+    """The callback's own alarms of a run, by samples: pairs warned (of them on the border), first step."""
+    found: dict[str, list[tuple[int, bool]]] = {}
+    for message in run["alarms"]:
+        samples = "training" if "for the training samples" in message else "validation"
+        step = re.search(r" at step (\d+)", message)
+        border = "on the image's border" in message
+        found.setdefault(samples, []).append((int(step.group(1)) if step else -1, border))
+    said = []
+    for samples in ("validation", "training"):
+        if samples in found:
+            warned = found[samples]
+            border = sum(b for _, b in warned)
+            where = f" ({border} on the border)" if border else ""
+            said.append(f"{samples}: {len(warned)}{where} from step {min(s for s, _ in warned)}")
+    return said
 
 
 def _pairs(run: dict[str, Any], prefix: str, name: str, method: str | None = None) -> list[list[float]]:
@@ -195,7 +196,7 @@ def _pairs(run: dict[str, Any], prefix: str, name: str, method: str | None = Non
         for key, steps in run["numbers"].items()
         if key.startswith(prefix)
         and key.endswith("/" + name)
-        and (method is None or key.split("/")[-2] == method)
+        and (method is None or key.split("/")[-2] == name_part(method))
     ]
 
 
@@ -220,22 +221,37 @@ def table(runs: list[dict[str, Any]], prefix: str = "cam_focus/") -> str:
         "consistency Grad-CAM++",
         "border_share",
         "concentration",
-        "alarm (of the 4 layer-method pairs)",
+        "alarms (pairs of 4)",
+        "first step judged",
     ]
     lines = [
         "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 3)) + "|---|",
+        "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 4)) + "|---|---:|",
     ]
-    for run in sorted(runs, key=lambda r: (PATTERNS.index(r["pattern"]), r["seed"], r.get("epochs", 0))):
-        cells = [run["pattern"], str(run["seed"]), str(run["epochs"]), f"{run['val_acc']:.2f}"]
+    for run in sorted(runs, key=_order):
+        arch = run.get("arch", "tinycnn")
+        name = run["pattern"] if arch == "tinycnn" else f"{run['pattern']} ({arch})"
+        cells = [name, str(run["seed"]), str(run["epochs"]), f"{run['val_acc']:.2f}"]
         cells.append(f"{run['unmarked_acc']:.2f}")
         cells.append(_start_and_most(_pairs(run, prefix, "consistency", "gradcam")))
         cells.append(_start_and_most(_pairs(run, prefix, "consistency", "gradcam++")))
         cells.append(_start_and_most(_pairs(run, prefix, "border_share")))
         cells.append(_start_and_most(_pairs(run, prefix, "concentration")))
-        cells.append(", ".join(fired(run, prefix)) or "none")
+        cells.append("; ".join(fired(run)) or "none")
+        cells.append(_first_learned(run))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _order(run: dict[str, Any]) -> tuple[str, int, str, int, int]:
+    return (run.get("arch", "tinycnn"), PATTERNS.index(run["pattern"]), "", run["seed"], run.get("epochs", 0))
+
+
+def _first_learned(run: dict[str, Any]) -> str:
+    """The first step after step 0 whose validation accuracy is above :func:`learned`'s level."""
+    accuracy = run["numbers"].get("val/acc", {})
+    steps = [int(s) for s, v in accuracy.items() if int(s) > 0 and v > (1 + 1 / 4) / 2]
+    return str(min(steps)) if steps else "never"
 
 
 def _last(run: dict[str, Any], prefix: str, name: str, method: str | None = None) -> str:
@@ -257,7 +273,7 @@ def gap_table(runs: list[dict[str, Any]]) -> str:
         "gap border_share",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
-    for run in sorted(runs, key=lambda r: (PATTERNS.index(r["pattern"]), r["seed"])):
+    for run in sorted(runs, key=_order):
         train_acc = run["numbers"].get("train/acc", {})
         cells = [run["pattern"], str(run["seed"])]
         cells.append(f"{list(train_acc.values())[-1]:.2f}" if train_acc else "-")
@@ -279,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-train", type=int, default=1000)
     parser.add_argument("--num-val", type=int, default=128)
     parser.add_argument("--size", type=int, default=48, help="image side in pixels (default: 48)")
+    parser.add_argument("--arch", choices=sorted(LAYERS), default="tinycnn", help="the demo's model")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     parser.add_argument("--json", help="append each run's results to this JSON-lines file")
     parser.add_argument("--from-json", help="print the table of a JSON-lines file; train nothing")
@@ -292,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         for pattern in args.runs:
             for seed in args.clean_seeds if pattern == "clean" else args.seeds:
                 start = time.perf_counter()
-                run = train(pattern, seed, args.epochs, args.num_train, args.num_val, args.size)
+                run = train(pattern, seed, args.epochs, args.num_train, args.num_val, args.size, args.arch)
                 run["seconds"] = round(time.perf_counter() - start)
                 runs.append(run)
                 print(f"{pattern} seed {seed}: {run['seconds']} s, val acc {run['val_acc']:.2f}", flush=True)
