@@ -4,7 +4,8 @@ Trains ``configs/demo.yaml`` and ``configs/shortcut.yaml`` as configured (about 
 cores), then prints one Markdown table read back from the two event files: training and validation
 accuracy, and how much of the Grad-CAM maps of the 16 fixed validation images falls on the objects
 (``energy_in_mask``: mean share of each map inside the object mask; ``pointing_game``: share of maps whose
-peak lies on the object)::
+peak lies on the object), then the same story without masks: the ``consistency`` of the validation maps
+and, in the shortcut run (``train_samples: 16``), of the first 16 training images' maps::
 
     python scripts/shortcut_story.py                               # runs land in logs/demo, logs/shortcut
     python scripts/shortcut_story.py --runs logs/demo/version_0 logs/shortcut/version_0   # no training
@@ -45,6 +46,24 @@ def table(runs: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def focus_table(runs: dict[str, str]) -> str:
+    """One Markdown row per (run, epoch): the mask-free numbers of the last layer's Grad-CAM maps."""
+    layer = LAYERS[0]
+    head = ["run", "epoch", "val/acc", "consistency (validation)", "consistency (training samples)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+    for name, run in runs.items():
+        accumulator = events(run)
+        columns = [
+            per_validation(accumulator, "val/acc"),
+            per_validation(accumulator, f"cam_focus/{layer}/{METHOD}/consistency"),
+            per_validation(accumulator, f"cam_train_focus/{layer}/{METHOD}/consistency"),
+        ]
+        for epoch in range(max(len(c) for c in columns)):
+            cells = [f"{c[epoch]:.3f}" if epoch < len(c) else "-" for c in columns]
+            lines.append("| " + " | ".join([name, str(epoch + 1), *cells]) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--log-dir", default="logs", help="where the two runs are logged (default: logs)")
@@ -63,6 +82,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Grad-CAM ({METHOD}) of the 16 fixed validation images; demo: {demo}, shortcut: {shortcut}")
     print()
     print(table({"demo": str(demo), "shortcut": str(shortcut)}))
+    print()
+    print(f"Without masks: {LAYERS[0]}, {METHOD}")
+    print()
+    print(focus_table({"demo": str(demo), "shortcut": str(shortcut)}))
     print()
     print(f"wall time: {time.perf_counter() - start:.0f} s")
 
