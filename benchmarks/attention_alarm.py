@@ -243,8 +243,10 @@ def table(runs: list[dict[str, Any]], prefix: str = "cam_focus/") -> str:
     return "\n".join(lines)
 
 
-def _order(run: dict[str, Any]) -> tuple[str, int, str, int, int]:
-    return (run.get("arch", "tinycnn"), PATTERNS.index(run["pattern"]), "", run["seed"], run.get("epochs", 0))
+def _order(run: dict[str, Any]) -> tuple[bool, str, int, int, int]:
+    """The tiny CNN's runs first, then by pattern, seed and length."""
+    arch = run.get("arch", "tinycnn")
+    return (arch != "tinycnn", arch, PATTERNS.index(run["pattern"]), run["seed"], run.get("epochs", 0))
 
 
 def _first_learned(run: dict[str, Any]) -> str:
@@ -265,6 +267,7 @@ def gap_table(runs: list[dict[str, Any]]) -> str:
     head = [
         "run",
         "seed",
+        "epochs",
         "train acc",
         "val acc",
         "train consistency Grad-CAM",
@@ -275,7 +278,9 @@ def gap_table(runs: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
     for run in sorted(runs, key=_order):
         train_acc = run["numbers"].get("train/acc", {})
-        cells = [run["pattern"], str(run["seed"])]
+        arch = run.get("arch", "tinycnn")
+        name = run["pattern"] if arch == "tinycnn" else f"{run['pattern']} ({arch})"
+        cells = [name, str(run["seed"]), f"{run['epochs']} ({run.get('size', 48)} px)"]
         cells.append(f"{list(train_acc.values())[-1]:.2f}" if train_acc else "-")
         cells.append(f"{run['val_acc']:.2f}")
         cells.append(_last(run, "cam_train_focus/", "consistency", "gradcam"))

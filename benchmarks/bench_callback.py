@@ -65,7 +65,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import image as image_summary
 
 from cam_callback import CAMEngine, GradCAMCallback
-from cam_callback.callback.history import MAX_FRAMES
+from cam_callback.callback.history import MAX_FRAMES, MapHistory
 from cam_callback.callback.publishing import Display, summary_records
 from cam_callback.core.drift import shrink_maps
 from cam_callback.core.focus import focus_numbers
@@ -338,13 +338,14 @@ LABELS = {
     "floor_l3_l4": "2-layer floor: grads at layer3 + layer4, raw Grad-CAM (bench_engine)",
     "multi": "callback, layer3 + layer4 x gradcam, gradcam++, layercam (6 pairs)",
     "focus": "focus numbers of one pair (`focus_numbers` on the maps at `history_size`)",
-    "timeline": f"live timeline of one pair, {MAX_FRAMES} frames (the most kept; drawn, not encoded)",
-    "focus_timeline": "focus numbers + timeline of one pair (what they add to the hook)",
+    "timeline_copy": f"live timeline of one pair: the hook's copy of its {MAX_FRAMES} kept frames",
+    "timeline": f"live timeline of one pair, {MAX_FRAMES} frames, drawn (by the background writer)",
+    "focus_timeline": "focus numbers + timeline copy of one pair (what they add to the hook)",
 }
 ROW_ORDER = [
     "plain", "floor", "engine", "render", "sink", "crc_python", "crc_native", "callback", "callback_drain",
     "split", "noheat", "png", "natural", "methods3", "insitu", "validate_diff", "validate_without",
-    "floor_l3_l4", "multi", "focus", "timeline", "focus_timeline",
+    "floor_l3_l4", "multi", "focus", "timeline_copy", "timeline", "focus_timeline",
 ]  # fmt: skip
 FOCUS_TARGET = 0.05  # focus numbers + live timeline, x floor
 TARGETS = {"callback": CALLBACK_TARGET, "natural": CALLBACK_TARGET, "focus_timeline": FOCUS_TARGET}
@@ -481,16 +482,22 @@ def main() -> None:
         timeline_frames = {(LAYER, METHOD): kept.unsqueeze(0).repeat(MAX_FRAMES, 1, 1, 1)}
         frame_steps = {(LAYER, METHOD): list(range(MAX_FRAMES))}
         shown = x.cpu()
+        history = MapHistory(history_size)
+        for step in range(MAX_FRAMES):  # the most frames a history keeps
+            history.record(LAYER, METHOD, maps.float().cpu(), step, None, 0)
 
         def focus() -> None:
             focus_numbers(shrink_maps(maps.float(), history_size), labels)
 
-        def timeline() -> None:
+        def timeline_copy() -> None:  # what the hook does for the timeline: copy the kept frames
+            history.frames()
+
+        def timeline() -> None:  # what the background writer does with them
             summary_records(timeline_frames, frame_steps, shown, 0, Display(), kind="_timeline")
 
         def focus_and_timeline() -> None:
             focus()
-            timeline()
+            timeline_copy()
 
         def direct(setup: Setup, on: pl.LightningModule = module) -> Variant:
             return Variant(
@@ -513,6 +520,7 @@ def main() -> None:
             "natural": direct(setups["natural"]),
             "methods3": direct(setups["methods3"]),
             "focus": Variant(focus),
+            "timeline_copy": Variant(timeline_copy),
             "timeline": Variant(timeline),
             "focus_timeline": Variant(focus_and_timeline),
         }
