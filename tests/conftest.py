@@ -86,6 +86,9 @@ def reference_map(method: str, activations: Tensor, gradients: Tensor | None) ->
     g_all = gradients.detach().double() if gradients is not None else None
     batch, channels, height, width = a_all.shape
     maps = torch.zeros(batch, height, width, dtype=torch.float64)
+    # Random-CAM: uniform weights in [-1, 1) from a generator of their own seeded 0, per (sample, channel).
+    seeded = torch.Generator().manual_seed(0)
+    random_weights = torch.rand((batch, channels), generator=seeded, dtype=torch.float64) * 2 - 1
     for b in range(batch):
         if method == "kpcacam":
             maps[b] = kernel_pca_reference(a_all[b]).reshape(height, width)
@@ -107,7 +110,9 @@ def reference_map(method: str, activations: Tensor, gradients: Tensor | None) ->
         total = torch.zeros(height, width, dtype=torch.float64)
         for k in range(channels):
             a, g = a_all[b, k], g_all[b, k]
-            if method == "gradcam":
+            if method == "randomcam":
+                total += random_weights[b, k] * a
+            elif method == "gradcam":
                 total += g.sum() / (height * width) * a
             elif method == "gradcam++":
                 weight: float | Tensor = 0.0

@@ -33,9 +33,17 @@ METHODS: dict[str, CAMMethod] = {
     **LAYER_METHODS, **PERTURBATION_METHODS, **GUIDED_METHODS, **SECOND_BACKWARD_METHODS, **FULLGRAD_METHODS
 }
 
-ALIASES: dict[str, str] = {"gradcamelementwise": "gradcam-elementwise", "kpca_cam": "kpcacam"}
-"""pytorch-grad-cam's class names, lower-cased, where they differ from ours (``GradCAMElementWise``,
-``KPCA_CAM``); its ``EigenGradCAM``, ``ShapleyCAM``, ``FinerCAM`` and ``FullGrad`` are our names already."""
+ALIASES: dict[str, str] = {
+    "gradcamplusplus": "gradcam++",
+    "gradcamelementwise": "gradcam-elementwise",
+    "kpca_cam": "kpcacam",
+    "guidedbackprop": "guided-backprop",
+    "guidedgradcam": "guided-gradcam",
+}
+"""Other spellings, lower-cased, where they differ from ours: pytorch-grad-cam's class names
+(``GradCAMPlusPlus``, ``GradCAMElementWise``, ``KPCA_CAM``; its ``GradCAM``, ``XGradCAM``, ``HiResCAM``,
+``LayerCAM``, ``EigenCAM``, ``EigenGradCAM``, ``ScoreCAM``, ``AblationCAM``, ``ShapleyCAM``, ``FinerCAM``,
+``FullGrad`` and ``RandomCAM`` are our names already) and the guided methods without their hyphen."""
 
 
 def method_names() -> list[str]:

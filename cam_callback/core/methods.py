@@ -35,6 +35,8 @@ __all__ = [
     "hirescam",
     "kpcacam",
     "layercam",
+    "randomcam",
+    "randomcam_weights",
     "shapleycam",
     "shapleycam_weights",
     "xgradcam",
@@ -133,6 +135,28 @@ def eigencam(activations: Tensor, gradients: Tensor | None = None) -> Tensor:
         _, vectors = torch.linalg.eigh(matrix.transpose(1, 2) @ matrix)
         projection = torch.einsum("bnk,bk->bn", matrix, vectors[..., -1])  # A v_1, up to sign
     return _positive_peak_relu(projection).reshape(b, h, w).to(activations.dtype)
+
+
+RANDOMCAM_SEED = 0
+"""The seed of :func:`randomcam_weights`' own generator: the same weights for the same shape, every call."""
+
+
+def randomcam_weights(activations: Tensor, gradients: Tensor | None = None) -> Tensor:
+    """Random-CAM channel weights ``[B, K]``: uniform in [-1, 1), from a generator of their own.
+
+    The generator (on the CPU) is seeded with :data:`RANDOMCAM_SEED` at each call, so no global random
+    state moves and the weights are the same for every call with the same ``[B, K]``: a fixed baseline to
+    read the other methods' maps and numbers against.
+    """
+    b, k = activations.shape[:2]
+    generator = torch.Generator(device="cpu").manual_seed(RANDOMCAM_SEED)
+    weights = torch.rand((b, k), generator=generator, dtype=torch.float64) * 2 - 1
+    return weights.to(device=activations.device, dtype=activations.dtype)
+
+
+def randomcam(activations: Tensor, gradients: Tensor | None = None) -> Tensor:
+    """Random-CAM, a baseline: ReLU(sum_k w_k A^k) with random weights (:func:`randomcam_weights`)."""
+    return _weighted_sum(randomcam_weights(activations), activations)
 
 
 def _positive_peak_relu(projection: Tensor) -> Tensor:
@@ -320,6 +344,7 @@ LAYER_METHODS: dict[str, LayerMethod] = {
         LayerMethod("gradcam-elementwise", gradcam_elementwise, terms=gradcam_elementwise_terms),
         LayerMethod("eigengradcam", eigengradcam),
         LayerMethod("kpcacam", kpcacam, needs_gradients=False),
+        LayerMethod("randomcam", randomcam, needs_gradients=False),
     )
 }
 """The methods that need nothing but the shared pass, by name."""

@@ -20,6 +20,7 @@ def test_every_name_maps_to_one_typed_method():
         "scorecam": "PerturbationMethod", "ablationcam": "PerturbationMethod",
         "guided-backprop": "GuidedMethod", "guided-gradcam": "GuidedMethod",
         "gradcam-elementwise": "LayerMethod", "eigengradcam": "LayerMethod", "kpcacam": "LayerMethod",
+        "randomcam": "LayerMethod",
         "shapleycam": "ShapleyMethod", "finercam": "FinerMethod", "fullgrad": "FullGradMethod",
     }
     assert method_names() == list(kinds)
@@ -33,7 +34,11 @@ def test_every_name_maps_to_one_typed_method():
 @pytest.mark.parametrize(
     ("spelling", "name"),
     [("GradCAMElementWise", "gradcam-elementwise"), ("KPCA_CAM", "kpcacam"), ("EigenGradCAM", "eigengradcam"),
-     ("ShapleyCAM", "shapleycam"), ("FinerCAM", "finercam"), ("FullGrad", "fullgrad")],
+     ("ShapleyCAM", "shapleycam"), ("FinerCAM", "finercam"), ("FullGrad", "fullgrad"),
+     ("GradCAMPlusPlus", "gradcam++"), ("GradCAM", "gradcam"), ("XGradCAM", "xgradcam"),
+     ("HiResCAM", "hirescam"), ("LayerCAM", "layercam"), ("EigenCAM", "eigencam"), ("ScoreCAM", "scorecam"),
+     ("AblationCAM", "ablationcam"),
+     ("RandomCAM", "randomcam"), ("GuidedGradCAM", "guided-gradcam"), ("guidedbackprop", "guided-backprop")],
 )
 def test_pytorch_grad_cams_class_names_find_our_methods(spelling: str, name: str):
     assert get_method(spelling) is METHODS[name]

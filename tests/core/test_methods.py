@@ -21,13 +21,14 @@ from cam_callback.core.methods import (
     hirescam,
     kpcacam,
     layercam,
+    randomcam_weights,
     shapleycam,
     xgradcam,
 )
 
 ALL = [
     "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "gradcam-elementwise",
-    "eigengradcam", "kpcacam",
+    "eigengradcam", "kpcacam", "randomcam",
 ]
 
 
@@ -224,6 +225,16 @@ def test_every_method_is_nonnegative(name: str) -> None:
     out = LAYER_METHODS[name].compute(activations, torch.randn(4, 3, 3, 3, generator=generator))
     assert (out >= 0).all()
     assert torch.isfinite(out).all()
+
+
+def test_randomcam_weights_are_fixed_and_move_no_global_random_state() -> None:
+    activations = torch.rand(3, 5, 4, 4)
+    state = torch.get_rng_state()
+    first, again = randomcam_weights(activations), randomcam_weights(activations.clone())
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(first, again) and first.shape == (3, 5)
+    assert bool((first >= -1).all() and (first < 1).all()) and len(set(first.flatten().tolist())) == 15
+    assert not get_method("randomcam").needs_gradients
 
 
 def test_registry_names() -> None:
