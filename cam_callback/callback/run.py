@@ -34,7 +34,8 @@ class RunState:
         checked: whether this run's first maps were computed (:mod:`~cam_callback.callback.preflight`).
         train_batch: the first ``train_samples`` training samples, once taken.
         focus: the latest focus numbers by (layer, method) and name (global rank 0 only).
-        focus_start: the step-0 frame's focus numbers, when this run made one (what the alarm compares with).
+        focus_start: the step-0 frame's focus numbers, when this run made one (what the alarm compares
+            with; in the checkpoint, so a resumed run compares with its first run's step 0).
         train_focus, train_focus_start: the same for the ``train_samples`` (global rank 0 only).
         measured: each measured sample's first and latest small maps, with ``measure_samples`` (in the
             checkpoint).
@@ -71,6 +72,8 @@ class RunState:
             "task": self.task if self.batch is not None else None,
             "history": self.history.state_dict(),
             "measured": self.measured.state_dict() if self.measured is not None else None,
+            "focus_start": _keyed(self.focus_start),
+            "train_focus_start": _keyed(self.train_focus_start),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -83,5 +86,23 @@ class RunState:
         if not self.layers and state.get("layers"):
             self.layers, self.reshape = tuple(state["layers"]), state.get("auto_reshape")
         self.history.load_state_dict(state.get("history", {}))
+        self.focus_start = _split(state.get("focus_start") or {})
+        self.train_focus_start = _split(state.get("train_focus_start") or {})
         if self.measured is not None and state.get("measured") is not None:
             self.measured.load_state_dict(state["measured"])
+
+
+_SEPARATOR = "::"  # layer and method in a checkpoint's keys, as the history writes them
+
+
+def _keyed(numbers: dict[tuple[str, str], dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Focus numbers by ``"layer::method"``: str and float only, for the checkpoint."""
+    return {f"{layer}{_SEPARATOR}{method}": dict(values) for (layer, method), values in numbers.items()}
+
+
+def _split(numbers: dict[str, dict[str, float]]) -> dict[tuple[str, str], dict[str, float]]:
+    """What :func:`_keyed` wrote, by (layer, method) again."""
+    return {
+        (key.split(_SEPARATOR, 1)[0], key.split(_SEPARATOR, 1)[1]): {n: float(v) for n, v in values.items()}
+        for key, values in numbers.items()
+    }

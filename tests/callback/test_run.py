@@ -53,7 +53,22 @@ def test_the_batch_the_picked_layer_and_the_history_come_back():
     assert resumed.task == "classification"
     assert (resumed.layers, resumed.reshape) == (("blocks.1.norm1",), "tokens")
     assert resumed.history.steps("blocks.1.norm1", "gradcam") == [3]
+    assert resumed.focus_start == {} and resumed.train_focus_start == {}
     # A configured layer is never replaced by a saved one.
     configured = _run(("features.3",))
     configured.load_state_dict(state)
     assert configured.layers == ("features.3",) and configured.reshape is None
+
+
+def test_the_step_0_focus_numbers_come_back_so_a_resumed_alarm_keeps_its_margin():
+    run = _run(("layer4",))
+    run.focus_start = {("layer4", "gradcam"): {"consistency": 0.6, "border_share": 1.1}}
+    run.train_focus_start = {("layer4", "gradcam++"): {"consistency": 0.7}}
+    state = run.state_dict()
+    assert state["focus_start"] == {"layer4::gradcam": {"consistency": 0.6, "border_share": 1.1}}
+    resumed = _run(("layer4",))
+    resumed.load_state_dict(state)
+    assert resumed.focus_start == run.focus_start and resumed.train_focus_start == run.train_focus_start
+    older = _run(("layer4",))  # a checkpoint from before the focus numbers: nothing to compare with
+    older.load_state_dict({k: v for k, v in state.items() if "focus" not in k})
+    assert older.focus_start == {} and older.train_focus_start == {}
