@@ -196,15 +196,10 @@ def _publish(
         numbers.update(train_numbers)
     else:
         run.train_focus = {}
-    coarse = {key for key, raw in result.raw.items() if min(raw.shape[-2:]) < MIN_CELLS}
     if not judge:  # the untrained model's: what the alarm compares with
         run.focus_start, run.train_focus_start = run.focus, run.train_focus
     elif options.alarm:
-        if learned(result.outputs, batch.labels):
-            _sound_alarm(run, step, coarse, run.focus, run.focus_start, options.display)
-        if shown.training is not None and learned(shown.training[2].outputs, shown.training[0].labels):
-            display = replace(options.display, tag_prefix=f"{options.tag_prefix}_train")
-            _sound_alarm(run, step, coarse, run.train_focus, run.train_focus_start, display, "train")
+        _judge(run, options, shown, step)
 
     def draw_all() -> list[ImageRecord]:
         return [*draw(), *timeline(), *(training() if training is not None else [])]
@@ -235,6 +230,22 @@ def _record(
         for key, pair in maps.items()
         for name, value in run.history.record(*key, pair, step, masks, epoch).items()
     }
+
+
+def _judge(run: RunState, options: CallbackOptions, shown: _Shown, step: int) -> None:
+    """Let the alarm read the latest focus numbers of the samples whose classifier has :func:`learned`.
+
+    Pairs whose maps have fewer than :data:`~.attention.MIN_CELLS` cells a side are not judged.
+    """
+    result = shown.result
+    coarse = {key for key, raw in result.raw.items() if min(raw.shape[-2:]) < MIN_CELLS}
+    if learned(result.outputs, shown.batch.labels):
+        _sound_alarm(run, step, coarse, run.focus, run.focus_start, options.display)
+    if shown.training is not None:
+        batch, _, training = shown.training
+        if learned(training.outputs, batch.labels):
+            display = replace(options.display, tag_prefix=f"{options.tag_prefix}_train")
+            _sound_alarm(run, step, coarse, run.train_focus, run.train_focus_start, display, "train")
 
 
 def _sound_alarm(
