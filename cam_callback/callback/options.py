@@ -136,7 +136,8 @@ class CallbackOptions:
         faithfulness: the faithfulness numbers to compute, none by default
             (:data:`~cam_callback.core.faithfulness.FAITHFULNESS_NAMES`).
         alarm: warn (:class:`~cam_callback.core.errors.AttentionWarning`) when the focus numbers say the
-            attention settled on a fixed place or on the border.
+            maps of a classifier that has learned settled on a fixed place whatever the object
+            (:mod:`~cam_callback.callback.attention`).
     """
 
     layers: tuple[str, ...]

@@ -21,9 +21,9 @@ class CAMConfigurationError(ValueError):
 
 
 class AttentionWarning(UserWarning):
-    """The maps say the model looks at a fixed place whatever the object, or at the image's border.
+    """The maps say the model looks at a fixed place whatever the object (on the image's border, maybe).
 
-    The callback warns once per (layer, method, cause) of a run, on global rank 0, naming the number, its
+    The callback warns once per (layer, method, samples) of a run, on global rank 0, naming the number, its
     value, the threshold and the images' tag to look at. A shortcut (a watermark, a frame, a corner mark)
     is the usual reason. Silence it with ``alarm=False`` or a ``warnings`` filter on this class.
     """
