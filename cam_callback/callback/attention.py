@@ -15,10 +15,12 @@ has learned something (:func:`learned`): the maps of a model that guesses are al
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
 __all__ = ["BORDER_SHARE", "MIN_CELLS", "RULES", "Alarm", "AlarmRule", "alarm_message", "alarms", "learned"]
@@ -60,15 +62,19 @@ class Alarm:
 def learned(outputs: Any, labels: Tensor | None) -> bool:
     """Whether a classifier is right on more of the samples than halfway from chance to all of them.
 
-    ``outputs``: the logits ``[B, C]``; ``labels``: class indices ``[B]``. False for anything else (no
-    labels, other tasks): the alarm judges only classifiers it can see have learned.
+    ``outputs``: the logits ``[B, C]``; ``labels``: class indices ``[B]``. Chance is the better of guessing
+    (1 / C) and always naming the samples' most frequent class (a model that names one class is right on
+    every sample of a batch of that class), so a batch of a single class is never judged. False for
+    anything else (no labels, other tasks): the alarm judges only classifiers it can see have learned.
     """
     if not isinstance(outputs, Tensor) or outputs.dim() != 2 or outputs.shape[1] < 2:
         return False
     if labels is None or labels.dim() != 1 or labels.is_floating_point() or len(labels) != len(outputs):
         return False
-    chance = 1.0 / outputs.shape[1]
-    right = float((outputs.detach().argmax(dim=1) == labels.to(outputs.device)).float().mean())
+    labels = labels.detach().to(outputs.device)
+    majority = float(torch.unique(labels, return_counts=True)[1].max()) / len(labels)
+    chance = max(1.0 / outputs.shape[1], majority)
+    right = float((outputs.detach().argmax(dim=1) == labels).float().mean())
     return right > (1.0 + chance) / 2
 
 
@@ -90,7 +96,9 @@ def alarms(
         for rule in RULES if rules is None else rules:
             value = numbers.get(rule.number)
             before = (start or {}).get(key, {}).get(rule.number)
-            if value is None or value <= rule.threshold:
+            if before is not None and not math.isfinite(before):
+                before = None  # a step-0 value that could not be computed: the threshold alone counts
+            if value is None or not value > rule.threshold:  # NaN (no value could be computed) never fires
                 continue
             if before is None or value > before + rule.margin:
                 fired.append(Alarm(key, rule, value, before, numbers.get("border_share")))
