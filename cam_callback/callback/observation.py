@@ -30,7 +30,14 @@ from .measure import Measured, agree, explain_share
 from .options import CallbackOptions, check_file_names
 from .publishing import Display, MapKey, summary_records
 from .run import RunState
-from .samples import FixedBatch, can_iterate_again, first_dataloader, module_device, take_fixed_batch
+from .samples import (
+    FixedBatch,
+    can_iterate_again,
+    first_dataloader,
+    loader_of_its_own,
+    module_device,
+    take_fixed_batch,
+)
 from .tasks import check_labels, default_target, task_of
 from .trainer import TrainerLike, logging_step
 
@@ -168,8 +175,9 @@ def _publish(
     """Record the shown maps, hand them over to be drawn and written, and send the numbers (rank 0).
 
     ``numbers`` and ``focus``: the measured set's drift and focus numbers, sent instead of the shown batch's.
-    The faithfulness, training-sample and gap numbers (when asked for) are the shown batch's; the timeline
-    and the training samples' grids are drawn with the validation's images.
+    The faithfulness numbers (when asked for) are the shown batch's; the gap numbers are the training
+    samples' focus numbers minus the validation ones logged (the measured set's, when there is one). The
+    timeline and the training samples' grids are drawn with the validation's images.
     """
     batch, result = shown.batch, shown.result
     step = frame_step(logging_step(trainer, shown.source), run.history.last_step)
@@ -186,7 +194,7 @@ def _publish(
     own = _record(run, options, maps, step, batch.masks, epoch)
     numbers = own if numbers is None else numbers
     timeline = _timeline(run, options, list(maps), step)
-    run.focus = _focus(run, maps, _classes(result, batch)) if focus is None else focus
+    run.focus = _focus(run, maps, result.classes) if focus is None else focus
     numbers.update(focus_metrics(options, run.focus))
     for key, faith in shown.faith.items():
         numbers.update({options.display.number(key, name, "faith"): value for name, value in faith.items()})
@@ -304,7 +312,8 @@ def _explain_training(
                 "stream: no training samples are explained",
             )
             return None
-        run.train_batch = take_fixed_batch(loader, options.train_samples, *options.keys)
+        # The training loop may be reading this loader now: never iterate it (a loader of its own).
+        run.train_batch = take_fixed_batch(loader_of_its_own(loader), options.train_samples, *options.keys)
     device = run.batch.inputs.device if run.batch is not None else run.train_batch.inputs.device
     batch = run.train_batch = run.train_batch.to(device)
     target = default_target(run.task, options.target, batch)
@@ -324,14 +333,15 @@ def _training_samples(
     """The training samples' grids (a function that draws them) and focus and gap numbers.
 
     Tags ``<prefix>_train/...``; metrics ``<prefix>_train_focus/...`` and ``<prefix>_gap/...`` (the gap:
-    training minus validation focus number). The focus numbers are kept in ``run.train_focus``.
+    training minus validation focus number, ``run.focus``: the measured set's with ``measure_samples``).
+    The focus numbers are kept in ``run.train_focus``.
     """
     batch, target, result = explained
     maps = {key: result.normalized(*key) for key in result.raw}
     display = replace(options.display, tag_prefix=f"{options.tag_prefix}_train")
     host = batch if batch.inputs.device.type == "cpu" else batch.to("cpu")
     drawing = hand_over(result, maps, host)
-    focus = run.train_focus = _focus(run, maps, _classes(result, batch))
+    focus = run.train_focus = _focus(run, maps, result.classes)
     numbers = {
         display.number(key, name, "focus"): value for key, n in focus.items() for name, value in n.items()
     }
@@ -358,18 +368,17 @@ def _timeline(
 
 
 def _focus(
-    run: RunState, maps: dict[MapKey, Tensor], labels: Tensor | None
+    run: RunState, maps: dict[MapKey, Tensor], classes: Tensor | None
 ) -> dict[MapKey, dict[str, float]]:
-    """Every pair's focus numbers (:mod:`~cam_callback.core.focus`), on maps of the history's size."""
+    """Every pair's focus numbers (:mod:`~cam_callback.core.focus`), on maps of the history's size.
+
+    ``classes``: the class each map explains (its consistency group); None (a callable target): one group,
+    as for the measured set.
+    """
     return {
-        key: focus_numbers(shrink_maps(pair.float(), run.history.max_side), labels)
+        key: focus_numbers(shrink_maps(pair.float(), run.history.max_side), classes)
         for key, pair in maps.items()
     }
-
-
-def _classes(result: CAMResult, batch: FixedBatch) -> Tensor | None:
-    """What the focus numbers group the maps by: the class each map explains, else the labels."""
-    return result.classes if result.classes is not None else batch.labels
 
 
 def focus_metrics(options: CallbackOptions, focus: dict[MapKey, dict[str, float]]) -> dict[str, float]:

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, IterableDataset, default_collate
 
 __all__ = [
     "DetectionBatch", "FixedBatch", "KeySpec", "StreamCopy", "can_iterate_again", "first_dataloader",
-    "module_device", "preserved_rng", "sample_count", "take_fixed_batch", "take_samples",
+    "loader_of_its_own", "module_device", "preserved_rng", "sample_count", "take_fixed_batch", "take_samples",
 ]
 
 KeySpec = int | str | None
@@ -290,6 +290,20 @@ def take_samples(
             samples.append(dataset[index])
         batch = collate(samples)
     return split_batch(batch, *keys)
+
+
+def loader_of_its_own(loader: DataLoader) -> DataLoader:
+    """A loader to read ``loader``'s first samples from without touching ``loader`` itself.
+
+    A map-style dataset is read by index (``loader`` is returned: it is never iterated). An
+    ``IterableDataset`` gets a new single-process DataLoader with ``loader``'s batch size and collate
+    function: iterating ``loader`` itself would reset the iterator a loop may be reading (with persistent
+    workers, ``iter`` hands back the same one) and draw from its generator.
+    """
+    dataset = loader.dataset
+    if not isinstance(dataset, IterableDataset) and hasattr(dataset, "__len__"):
+        return loader
+    return DataLoader(dataset, batch_size=loader.batch_size, collate_fn=loader.collate_fn, num_workers=0)
 
 
 def can_iterate_again(loader: DataLoader) -> bool:

@@ -19,6 +19,7 @@ from cam_callback.callback.samples import (
     StreamCopy,
     can_iterate_again,
     first_dataloader,
+    loader_of_its_own,
     take_fixed_batch,
 )
 
@@ -330,6 +331,30 @@ def test_iterable_dataset_with_custom_keys() -> None:
     batch = take_fixed_batch(loader, 3, input_key="pic", label_key="cls")
     assert torch.equal(batch.inputs, expected_inputs([0, 1, 2]))
     assert batch.labels is not None and batch.labels.tolist() == [0, 1, 2]
+
+
+class CountingLoader(DataLoader):
+    """A DataLoader that counts how often it is iterated (a loop may be reading it)."""
+
+    iterated = 0
+
+    def __iter__(self) -> Any:
+        type(self).iterated += 1
+        return super().__iter__()
+
+
+def test_a_loader_of_its_own_reads_an_iterable_dataset_without_iterating_the_loop_s_loader() -> None:
+    def collate(items: list[Any]) -> Any:
+        return torch.utils.data.default_collate(items)
+
+    trainers = CountingLoader(Stream(10), batch_size=3, collate_fn=collate)
+    own = loader_of_its_own(trainers)
+    assert own is not trainers and own.batch_size == 3 and own.collate_fn is collate and own.num_workers == 0
+    batch = take_fixed_batch(own, 5)
+    assert CountingLoader.iterated == 0
+    assert torch.equal(batch.inputs, expected_inputs([0, 1, 2, 3, 4]))
+    indexed = DataLoader(Samples(10, "pair"), batch_size=4)
+    assert loader_of_its_own(indexed) is indexed  # read by index: never iterated anyway
 
 
 def test_empty_iterable_dataset() -> None:
