@@ -33,7 +33,11 @@ def own_message(message: str) -> str | None:
     return found.group(1).strip() if found else None
 
 
-_UNKNOWN = re.compile(r"class_path '(?P<cls>[\w.]+)':\s*Option '(?P<option>[^']+)' is not accepted")
+_UNKNOWN = re.compile(
+    r"class_path '(?P<cls>[\w.]+)':\s*"
+    r"(?:Option '(?P<option>[^']+)' is not accepted"  # jsonargparse 4.3x
+    r"|Validation failed: No action for key \"(?P<key_option>[^\"]+)\" to check its value)"  # 4.27
+)
 _KEY = re.compile(r'Parser key "(?P<key>[^"]+)"')
 
 
@@ -57,7 +61,7 @@ def unknown_option(message: str) -> str | None:
     found = _UNKNOWN.search(message)
     if found is None:
         return None
-    class_path, option = found.group("cls"), found.group("option")
+    class_path, option = found.group("cls"), found.group("option") or found.group("key_option")
     key = _KEY.search(message)
     where = f"--{key.group('key')}.init_args.{option}" if key else f"`{option}`"
     near = closest(option, _parameters(class_path), count=1)

@@ -100,6 +100,15 @@ def test_unknown_option_reads_the_parsers_report():
         "--model.init_args.num_clases: ImageClassifier takes no option 'num_clases' "
         "(did you mean 'num_classes'?)"
     )
+    # jsonargparse 4.27 (the declared floor) words it inside the Union report of a callbacks list.
+    older = (
+        'error: Parser key "trainer.callbacks":\n  Does not validate against any of the Union subtypes\n'
+        "  Errors:\n    - Problem with given class_path 'cam_callback.GradCAMCallback':\n"
+        '        Validation failed: No action for key "alpah" to check its value.\n'
+    )
+    assert unknown_option(older) == (
+        "--trainer.callbacks.init_args.alpah: GradCAMCallback takes no option 'alpah' (did you mean 'alpha'?)"
+    )
     nowhere = "Problem with given class_path 'no.such.Thing':\n  Option 'x' is not accepted"
     assert unknown_option(nowhere) == "`x`: Thing takes no option 'x'"  # no class to read: no suggestion
     assert unknown_option("error: something else") is None
