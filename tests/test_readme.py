@@ -22,9 +22,17 @@ README = ROOT / "README.md"
 MARKER = "# not run:"
 FENCE = re.compile(r"^```(python|yaml)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
+PACKAGE = ROOT / "cam_callback"
+
+
 def _ours(caught: warnings.WarningMessage) -> bool:
-    """A warning of the callback's (its messages name it) or raised in the package's code."""
-    return "GradCAMCallback" in str(caught.message) or "cam_callback" in caught.filename
+    """A warning of the callback's (its messages name it) or raised in the package's code.
+
+    The file is compared by its folder, not by name: a virtual environment's path may hold "cam_callback"
+    (a dependency's warning from ``.../cam_callback-compat/envs/...`` is not ours).
+    """
+    path = Path(caught.filename).resolve()
+    return "GradCAMCallback" in str(caught.message) or path.is_relative_to(PACKAGE)
 
 
 def blocks(text: str) -> list[tuple[str, int, str]]:

@@ -27,8 +27,10 @@ from cam_callback.callback.trainer import LightningNamespace, TrainerLike
 
 TinyNet: Any = make_module_class(pl)
 NAMESPACE = LightningNamespace.of(pl.loggers, pl.strategies)
+# Rules on numbers every map has (consistency is NaN for a batch whose classes have one map each, and a NaN
+# never fires): they fire on any maps, so these tests see when and how often the alarm speaks.
 ALWAYS = (
-    AlarmRule("a fixed place whatever the object", "consistency", -1.0, -10.0),
+    AlarmRule("a peaked place", "concentration", -1.0, -10.0),
     AlarmRule("the image's border", "border_share", -1.0, -10.0),
 )
 
@@ -133,6 +135,23 @@ def test_learned_means_right_more_than_halfway_from_chance_to_all():
     assert not learned(logits, None) and not learned(logits, labels.float())
     assert not learned(torch.zeros(8, 4, 3, 3), labels)  # per-pixel outputs: not a classifier's
     assert not learned(logits[:, :1], labels)
+    # A model naming one class is right on every sample of a batch of that class: chance is then the
+    # majority's share (here 1), so such a batch is never judged; 3 of 4 class-0 samples: chance 0.75.
+    ones = torch.eye(4)[[0] * 8]
+    assert not learned(ones, torch.zeros(8, dtype=torch.long))
+    mostly = torch.tensor([0, 0, 0, 1])
+    assert not learned(torch.eye(4)[[0, 0, 0, 0]], mostly)  # 3 of 4 = 0.75, not above (1 + 0.75) / 2
+    assert learned(torch.eye(4)[[0, 0, 0, 1]], mostly)
+
+
+def test_a_nan_number_never_fires_and_a_nan_step_0_value_counts_as_none():
+    rule = (AlarmRule("x", "consistency", 0.75, 0.1),)
+    key = ("layer", "gradcam")
+    nan = float("nan")
+    assert alarms({key: {"consistency": nan}}, None, rule) == []
+    assert alarms({key: {"consistency": nan}}, {key: {"consistency": 0.2}}, rule) == []
+    (alarm,) = alarms({key: {"consistency": 0.95}}, {key: {"consistency": nan}}, rule)
+    assert alarm.start is None and alarm.value == 0.95
 
 
 def test_an_observation_warns_once_per_layer_method_and_cause(tmp_path, monkeypatch):
