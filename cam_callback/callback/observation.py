@@ -100,7 +100,7 @@ def observe(
     measured.gather(trainer, sharded)
     numbers = {options.display.number(key, name): value for (key, name), value in measured.means().items()}
     focus = {key: focus_numbers(small, measured.labels()) for key, small in measured.maps.items()}
-    numbers.update(focus_metrics(options, focus))  # every rank: the same numbers everywhere
+    numbers.update(focus_metrics(options.display, focus))  # every rank: the same numbers everywhere
     if not keep:
         if shown is not None and trainer.is_global_zero:
             _publish(run, options, trainer, shown, keep=False, draw_now=True, judge=judge, epoch=epoch)
@@ -195,7 +195,7 @@ def _publish(
     numbers = own if numbers is None else numbers
     timeline = _timeline(run, options, list(maps), step)
     run.focus = _focus(run, maps, result.classes) if focus is None else focus
-    numbers.update(focus_metrics(options, run.focus))
+    numbers.update(focus_metrics(options.display, run.focus))
     for key, faith in shown.faith.items():
         numbers.update({options.display.number(key, name, "faith"): value for name, value in faith.items()})
     training = None
@@ -252,7 +252,7 @@ def _judge(run: RunState, options: CallbackOptions, shown: _Shown, step: int) ->
     if shown.training is not None:
         batch, _, training = shown.training
         if learned(training.outputs, batch.labels):
-            display = replace(options.display, tag_prefix=f"{options.tag_prefix}_train")
+            display = _training_display(options)
             _sound_alarm(run, step, coarse, run.train_focus, run.train_focus_start, display, "train")
 
 
@@ -338,18 +338,21 @@ def _training_samples(
     """
     batch, target, result = explained
     maps = {key: result.normalized(*key) for key in result.raw}
-    display = replace(options.display, tag_prefix=f"{options.tag_prefix}_train")
+    display = _training_display(options)
     host = batch if batch.inputs.device.type == "cpu" else batch.to("cpu")
     drawing = hand_over(result, maps, host)
     focus = run.train_focus = _focus(run, maps, result.classes)
-    numbers = {
-        display.number(key, name, "focus"): value for key, n in focus.items() for name, value in n.items()
-    }
+    numbers = focus_metrics(display, focus)
     for key, train_numbers in focus.items():
         for name, value in train_numbers.items():
             if name in run.focus.get(key, {}):
                 numbers[options.display.number(key, name, "gap")] = value - run.focus[key][name]
     return partial(draw_records, drawing, run.task, target, names, step, display), numbers
+
+
+def _training_display(options: CallbackOptions) -> Display:
+    """How the training samples are drawn and named: the callback's display under ``<prefix>_train``."""
+    return replace(options.display, tag_prefix=f"{options.tag_prefix}_train")
 
 
 def _timeline(
@@ -381,10 +384,10 @@ def _focus(
     }
 
 
-def focus_metrics(options: CallbackOptions, focus: dict[MapKey, dict[str, float]]) -> dict[str, float]:
-    """The focus numbers by metric name, ``<prefix>_focus/<layer>/<method>/<name>``."""
+def focus_metrics(display: Display, focus: dict[MapKey, dict[str, float]]) -> dict[str, float]:
+    """The focus numbers by metric name, ``<prefix>_focus/<layer>/<method>/<name>`` (``display``'s prefix)."""
     return {
-        options.display.number(key, name, "focus"): value
+        display.number(key, name, "focus"): value
         for key, numbers in focus.items()
         for name, value in numbers.items()
     }

@@ -102,7 +102,8 @@ def _keyed(numbers: dict[tuple[str, str], dict[str, float]]) -> dict[str, dict[s
 
 def _split(numbers: dict[str, dict[str, float]]) -> dict[tuple[str, str], dict[str, float]]:
     """What :func:`_keyed` wrote, by (layer, method) again."""
-    return {
-        (key.split(_SEPARATOR, 1)[0], key.split(_SEPARATOR, 1)[1]): {n: float(v) for n, v in values.items()}
-        for key, values in numbers.items()
-    }
+    restored = {}
+    for key, values in numbers.items():
+        layer, _, method = key.partition(_SEPARATOR)
+        restored[(layer, method)] = {name: float(value) for name, value in values.items()}
+    return restored
